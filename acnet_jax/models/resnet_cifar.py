@@ -1,0 +1,44 @@
+"""ResNet for CIFAR (He et al. 2016) as in the ACNet code: `rc20`, `rc56`, `rc110`."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from acnet_jax.layers import ConvSwitch, torch_default_init
+
+
+class BasicBlock(nn.Module):
+  """conv3x3-BN-ReLU, conv3x3-BN, + shortcut (1x1 conv+BN when shapes change), ReLU."""
+
+  features: int
+  strides: int
+  conv: ConvSwitch
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv1')(x, train))
+    y = self.conv(self.features, 3, name='conv2')(y, train)
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = self.conv(self.features, 1, strides=self.strides, name='shortcut')(x, train)
+    return nn.relu(x + y)
+
+
+class ResNetCifar(nn.Module):
+  """Stem conv(16), three stages of basic blocks (16/32/64), pool, dense."""
+
+  blocks_per_stage: int
+  num_classes: int
+  conv: ConvSwitch
+  widths: tuple[int, int, int] = (16, 32, 64)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.relu(self.conv(self.widths[0], 3, name='stem')(x, train))
+    for stage, width in enumerate(self.widths):
+      for block in range(self.blocks_per_stage):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='linear')(x)

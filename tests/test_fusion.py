@@ -1,0 +1,143 @@
+"""Whole-model fusion: acnet == deploy == mapped normal, and clear errors."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+from helpers import max_relative_error, randomize_batch_norm
+
+from acnet_jax import FusionError, acnet_to_normal, create_model, fuse_params
+
+BATCH = 4
+
+
+def images(seed: int, n: int = BATCH) -> jax.Array:
+  return jax.random.normal(jax.random.key(seed), (n, 32, 32, 3))
+
+
+def trained_variables(name: str, conv: str, steps: int = 3) -> dict:
+  """Train-mode passes update the running statistics from real activations;
+  then every BN scale, bias and statistic is moved at random, as training
+  would, so that no term of the fusion can hide."""
+  model = create_model(name, conv)
+  variables = model.init(jax.random.key(0), images(0), train=False)
+  update_stats = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[1])
+  for i in range(steps):
+    variables = {**variables, **update_stats(variables, images(i + 1))}
+  return randomize_batch_norm(variables, jax.random.key(5), spread=0.3)
+
+
+@functools.lru_cache(maxsize=None)
+def cached_variables(name: str, conv: str) -> dict:
+  return trained_variables(name, conv)
+
+
+def normal_template(name: str) -> dict:
+  model = create_model(name, 'normal')
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), images(0), train=False))['params']
+
+
+def logits(name: str, conv: str, variables: dict, x: jax.Array) -> jax.Array:
+  return create_model(name, conv).apply(variables, x, train=False)
+
+
+@pytest.mark.parametrize('name', ['rc56', 'wrnc16'])
+def test_acnet_deploy_and_mapped_normal_logits_agree(name):
+  variables = cached_variables(name, 'acnet')
+  x = images(100)
+  reference = logits(name, 'acnet', variables, x)
+
+  deploy_params, deploy_stats = fuse_params(variables['params'], variables['batch_stats'])
+  deploy = logits(name, 'deploy', {'params': deploy_params, 'batch_stats': deploy_stats}, x)
+  normal_params, normal_stats = acnet_to_normal(variables['params'], variables['batch_stats'],
+                                                normal_template(name))
+  normal = logits(name, 'normal', {'params': normal_params, 'batch_stats': normal_stats}, x)
+
+  assert max_relative_error(deploy, reference) <= 1e-4
+  assert max_relative_error(normal, reference) <= 1e-4
+  # The map is not vacuous: the logits differ from class to class.
+  assert float(jnp.std(reference)) > 1e-2
+
+
+@pytest.mark.parametrize('name', ['rc56', 'wrnc16'])
+def test_fused_acnet_and_fused_normal_are_the_deploy_model(name):
+  acnet = cached_variables(name, 'acnet')
+  normal = cached_variables(name, 'normal')
+  deploy_init = create_model(name, 'deploy').init(jax.random.key(0), images(0), train=False)
+
+  shapes = lambda tree: jax.tree.map(jnp.shape, tree)
+  from_acnet = fuse_params(acnet['params'], acnet['batch_stats'])
+  from_normal = fuse_params(normal['params'], normal['batch_stats'])
+  expected = (shapes(deploy_init['params']), shapes(deploy_init.get('batch_stats', {})))
+  assert (shapes(from_acnet[0]), shapes(from_acnet[1])) == expected
+  assert (shapes(from_normal[0]), shapes(from_normal[1])) == expected
+
+  # Same inference cost: the compiled deploy forward pass of either has the
+  # FLOPs of the other, and fewer than the normal model in eval mode.
+  def flops(conv, variables):
+    model = create_model(name, conv)
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    return apply.lower(variables, images(0)).compile().cost_analysis()['flops']
+  deploy_flops = flops('deploy', {'params': from_acnet[0], 'batch_stats': from_acnet[1]})
+  assert deploy_flops == flops('deploy', {'params': from_normal[0], 'batch_stats': from_normal[1]})
+  assert deploy_flops <= flops('normal', normal)
+
+
+def test_normal_model_fuses_exactly_too():
+  variables = cached_variables('rc56', 'normal')
+  x = images(101)
+  params, stats = fuse_params(variables['params'], variables['batch_stats'])
+  deploy = logits('rc56', 'deploy', {'params': params, 'batch_stats': stats}, x)
+  assert max_relative_error(deploy, logits('rc56', 'normal', variables, x)) <= 1e-4
+
+
+def test_pre_activation_bns_stay_in_batch_stats():
+  variables = cached_variables('wrnc16', 'acnet')
+  _, stats = fuse_params(variables['params'], variables['batch_stats'])
+  block = stats['stage1_block1']
+  assert set(block) == {'bn1', 'bn2', 'proj_bn'}
+  assert 'final_bn' in stats
+
+
+def test_missing_batch_stats_names_the_path():
+  variables = cached_variables('rc56', 'acnet')
+  with pytest.raises(FusionError, match="BN at 'stage1_block1/conv1/square_bn'"):
+    fuse_params(variables['params'], None)
+
+
+def test_statistics_of_another_model_name_the_path():
+  params = cached_variables('rc56', 'acnet')['params']
+  stats = dict(cached_variables('rc56', 'acnet')['batch_stats'])
+  stats['stem'] = cached_variables('wrnc16', 'acnet')['batch_stats']['stage3_block2']['conv1']
+  with pytest.raises(FusionError, match="'stem/square_bn/mean' has shape"):
+    fuse_params(params, stats)
+
+
+def test_deploy_variables_come_back_unchanged():
+  variables = cached_variables('wrnc16', 'acnet')
+  deploy = fuse_params(variables['params'], variables['batch_stats'])
+  again = fuse_params(*deploy)
+  assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), again, deploy))
+
+
+def test_acnet_to_normal_refuses_a_normal_model():
+  variables = cached_variables('rc56', 'normal')
+  with pytest.raises(FusionError, match="not the variables of an 'acnet' model"):
+    acnet_to_normal(variables['params'], variables['batch_stats'], normal_template('rc56'))
+
+
+def test_acnet_to_normal_refuses_another_architecture():
+  variables = cached_variables('rc56', 'acnet')
+  with pytest.raises(FusionError, match="no block at 'stage1_block3/conv1': not the same architecture"):
+    acnet_to_normal(variables['params'], variables['batch_stats'], normal_template('wrnc16'))
+
+
+def test_acb_without_square_kernel_is_refused():
+  variables = cached_variables('rc56', 'acnet')
+  params = jax.tree.map(lambda x: x, variables['params'])
+  del params['stem']['square']
+  with pytest.raises(FusionError, match="ACB at 'stem' has no 'square' kernel"):
+    fuse_params(params, variables['batch_stats'])

@@ -1,0 +1,160 @@
+"""ACB: eval output equals its fused single conv; train mode does not."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import max_relative_error, randomize_batch_norm
+
+from acnet_jax.fusion import block_to_conv
+from acnet_jax.layers import ACB, ConvBias, ConvBN, ConvSwitch
+
+
+def init_acb(acb: ACB, x: jax.Array, seed: int = 0) -> dict:
+  variables = acb.init(jax.random.key(seed), x, train=False)
+  return randomize_batch_norm(variables, jax.random.key(seed + 1))
+
+
+def fused_conv_output(acb: ACB, variables: dict, x: jax.Array) -> jax.Array:
+  kernel, bias = block_to_conv(variables['params'], variables['batch_stats'], 'acb')
+  conv = ConvBias(acb.features, acb.kernel_size, acb.strides, acb.feature_group_count)
+  return conv.apply({'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x, train=False)
+
+
+CASES = list(itertools.product([3, 5], [1, 2], [16, 17], ['dense', 'depthwise']))
+
+
+@pytest.mark.parametrize('kernel_size,strides,size,grouping', CASES)
+def test_acb_equals_fused_conv_in_eval(kernel_size, strides, size, grouping):
+  channels_in, channels_out = 8, (8 if grouping == 'depthwise' else 12)
+  groups = channels_in if grouping == 'depthwise' else 1
+  x = jax.random.normal(jax.random.key(7), (2, size, size + 2, channels_in))
+  acb = ACB(channels_out, kernel_size, strides=strides, feature_group_count=groups)
+  variables = init_acb(acb, x)
+
+  expected = acb.apply(variables, x, train=False)
+  actual = fused_conv_output(acb, variables, x)
+
+  assert actual.shape == expected.shape
+  assert max_relative_error(actual, expected) <= 1e-5
+
+
+@pytest.mark.parametrize('options', [
+    dict(feature_group_count=2),
+    dict(gamma_init=1 / 3),
+    dict(use_affine=False),
+    dict(branches=('square', 'ver')),
+    dict(branches=('square', 'hor')),
+])
+def test_acb_options_fuse_exactly(options):
+  x = jax.random.normal(jax.random.key(3), (2, 9, 9, 4))
+  acb = ACB(6, 3, strides=2, **options)
+  variables = acb.init(jax.random.key(0), x, train=False)
+  if options.get('gamma_init'):
+    scales = [variables['params'][f'{b}_bn']['scale'] for b in acb.branches]
+    np.testing.assert_allclose(np.stack(scales), 1 / 3)
+  if options.get('use_affine') is False:
+    assert set(variables['params']) == set(acb.branches)
+  variables = randomize_batch_norm(variables, jax.random.key(1))
+  expected = acb.apply(variables, x, train=False)
+  assert max_relative_error(fused_conv_output(acb, variables, x), expected) <= 1e-5
+  assert set(variables['params']) >= set(acb.branches)
+  assert not set(variables['params']) & ({'square', 'ver', 'hor'} - set(acb.branches))
+
+
+def test_acb_rejects_bad_options():
+  x = jnp.zeros((1, 8, 8, 2))
+  with pytest.raises(ValueError, match='odd kernel size'):
+    ACB(4, 4).init(jax.random.key(0), x, train=False)
+  with pytest.raises(ValueError, match="include 'square'"):
+    ConvSwitch('acnet', branches=('ver', 'hor'))
+  with pytest.raises(ValueError, match='valid kinds: normal, acnet, deploy'):
+    ConvSwitch('acb')
+
+
+def test_switch_picks_the_block_of_each_kind():
+  assert isinstance(ConvSwitch('acnet')(8, 3), ACB)
+  assert isinstance(ConvSwitch('acnet')(8, 1), ConvBN)  # 1x1 convs stay normal.
+  assert isinstance(ConvSwitch('acnet')(8, 7), ConvBN)  # So do 7x7 stems.
+  assert isinstance(ConvSwitch('acnet')(8, 3, with_bn=False), ACB)
+  assert isinstance(ConvSwitch('normal')(8, 3), ConvBN)
+  assert isinstance(ConvSwitch('normal')(8, 3, with_bn=False), ConvBias)
+  assert isinstance(ConvSwitch('deploy')(8, 3), ConvBias)
+
+
+def train_mode_comparison(seed: int = 0) -> dict[str, float]:
+  """How far an ACB in train mode is from a single conv.
+
+  Returns relative differences of outputs and of input gradients between the
+  ACB in train mode (per-branch batch statistics) and
+  - `deploy`: the fused conv (running statistics), as used at inference;
+  - `summed_kernel`: one ConvBN in train mode whose kernel is the sum of the
+    raw branch kernels (the ACB with one BN after the sum);
+  - `batch_folded`: one conv with each branch folded with *this batch's*
+    statistics, which equals the ACB's forward for this batch exactly, but has
+    a different gradient because batch statistics depend on the input.
+  """
+  x = jax.random.normal(jax.random.key(seed), (16, 12, 12, 8))
+  target = jax.random.normal(jax.random.key(seed + 1), (16, 12, 12, 8))
+  acb = ACB(8, 3)
+  variables = init_acb(acb, x, seed)
+  params = variables['params']
+
+  def loss(y):
+    return jnp.mean((y - target) ** 2)
+
+  def acb_train(x):
+    y, _ = acb.apply(variables, x, train=True, mutable=['batch_stats'])
+    return y
+
+  def summed_kernel_conv_bn(x):
+    k = sum(jnp.pad(params[b]['kernel'], pad) for b, pad in
+            [('square', ((0, 0),) * 4), ('ver', ((0, 0), (1, 1), (0, 0), (0, 0))),
+             ('hor', ((1, 1), (0, 0), (0, 0), (0, 0)))])
+    y, _ = ConvBN(8, 3).apply({'params': {'conv': {'kernel': k}, 'bn': params['square_bn']},
+                               'batch_stats': {'bn': variables['batch_stats']['square_bn']}},
+                              x, train=True, mutable=['batch_stats'])
+    return y
+
+  def batch_stats_of(x):
+    stats = {}
+    for b, shape in [('square', (3, 3)), ('ver', (3, 1)), ('hor', (1, 3))]:
+      pad = tuple((k // 2, k // 2) for k in shape)
+      y = jax.lax.conv_general_dilated(x, params[b]['kernel'], (1, 1), pad,
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      stats[f'{b}_bn'] = {'mean': y.mean(axis=(0, 1, 2)), 'var': y.var(axis=(0, 1, 2))}
+    return stats
+
+  frozen_stats = batch_stats_of(x)
+
+  def batch_folded_conv(x):
+    kernel, bias = block_to_conv(params, frozen_stats, 'acb')
+    return ConvBias(8, 3).apply({'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x,
+                                train=False)
+
+  def deploy_conv(x):
+    return fused_conv_output(acb, variables, x)
+
+  reference, reference_grad = acb_train(x), jax.grad(lambda x: loss(acb_train(x)))(x)
+  result = {}
+  for name, f in [('deploy', deploy_conv), ('summed_kernel', summed_kernel_conv_bn),
+                  ('batch_folded', batch_folded_conv)]:
+    result[f'{name}_output'] = max_relative_error(f(x), reference)
+    result[f'{name}_grad'] = max_relative_error(jax.grad(lambda x: loss(f(x)))(x), reference_grad)
+  return result
+
+
+def test_acb_in_train_mode_is_not_one_conv():
+  diffs = train_mode_comparison()
+  print(diffs)
+  # For one batch, the forward pass is one conv (batch statistics are numbers)...
+  assert diffs['batch_folded_output'] <= 1e-5
+  # ...but its gradient is not that conv's: the statistics depend on the input.
+  assert diffs['batch_folded_grad'] > 0.05
+  # Neither the deploy conv nor one BN after summed kernels trains like an ACB.
+  for name in ['deploy_output', 'deploy_grad', 'summed_kernel_output', 'summed_kernel_grad']:
+    assert diffs[name] > 0.05, name
