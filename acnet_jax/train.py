@@ -1,0 +1,368 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)` is the whole job.
+
+Data flow: config -> `load_dataset` (uint8 arrays, replicated on the mesh)
+-> `train_step` (jit; batch indices sharded on 'data'; the batch is gathered,
+augmented and normalised on device) -> Orbax checkpoints -> `evaluate`
+(trained model and its `fuse_params` deploy model, side by side).
+
+Everything that varies from step to step (data order, augmentation) is a pure
+function of (seed, step), so a checkpoint of the train state is all a resume
+needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from absl import logging
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from acnet_jax import input_pipeline, models
+from acnet_jax.fusion import fuse_params
+
+DATA_AXIS = 'data'
+# Fused and trained logits differ only by float rounding; anything larger is a bug.
+FUSION_TOLERANCE = 1e-3
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+# ----------------------------------------------------------------- building
+
+def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> nn.Module:
+  return models.create_model(
+      config.model, conv or config.conv, config.num_classes,
+      gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
+      branches=tuple(config.acb.branches))
+
+
+def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """Step-wise schedule; warmup multiplies it (torch's WarmupMultiStepLR), so
+  milestones stay at their absolute epochs."""
+  total_steps = config.num_epochs * steps_per_epoch
+  if config.lr_schedule == 'piecewise':
+    boundaries = {int(e * steps_per_epoch): config.lr_decay_factor
+                  for e in config.lr_boundaries_epochs}
+    main = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+  elif config.lr_schedule == 'cosine':
+    main = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=0.0)
+  else:
+    raise ValueError(f'unknown lr_schedule {config.lr_schedule!r}; valid: piecewise, cosine')
+  warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+  if not warmup_steps:
+    return main
+  ramp = optax.linear_schedule(config.warmup_factor, 1.0, warmup_steps)
+  return lambda step: main(step) * ramp(step)
+
+
+def weight_decay_mask(params: Any, on_bn_and_bias: bool) -> Any:
+  """True where L2 applies: conv and dense kernels, or everything."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: on_bn_and_bias or path[-1].key == 'kernel', params)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     schedule: optax.Schedule) -> optax.GradientTransformation:
+  """torch.optim.SGD: the decay is added to the gradient before momentum."""
+  return optax.chain(
+      optax.add_decayed_weights(
+          config.weight_decay,
+          functools.partial(weight_decay_mask, on_bn_and_bias=config.weight_decay_on_bn_and_bias)),
+      optax.sgd(schedule, momentum=config.momentum))
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
+                       optimizer: optax.GradientTransformation, image_shape: tuple[int, ...]) -> TrainState:
+  variables = model.init(jax.random.key(config.seed), jnp.zeros((1, *image_shape)), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables['batch_stats'], tx=optimizer)
+
+
+def count_params(params: Any) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+# -------------------------------------------------------------------- steps
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array,
+               *, schedule: optax.Schedule, seed: int, augment: bool,
+               batch_sharding: NamedSharding) -> tuple[TrainState, dict[str, jax.Array]]:
+  x = images[indices]
+  if augment:
+    x = input_pipeline.augment(x, jax.random.fold_in(jax.random.key(seed), state.step))
+  x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x), batch_sharding)
+  y = labels[indices]
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, x,
+                                     train=True, mutable=['batch_stats'])
+    return cross_entropy(logits, y).mean(), (logits, updates['batch_stats'])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == y),
+             'lr': schedule(state.step)}
+  return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+
+def eval_step(trained: nn.Module, deploy: nn.Module, variables: dict, deploy_variables: dict,
+              images: jax.Array, labels: jax.Array, indices: jax.Array,
+              mask: jax.Array) -> dict[str, jax.Array]:
+  """Sums over the unmasked examples, for the trained and the deploy model."""
+  x, y = input_pipeline.normalize(images[indices]), labels[indices]
+  sums = {'num_examples': mask.sum()}
+  outputs = {}
+  for prefix, model, v in [('', trained, variables), ('fused_', deploy, deploy_variables)]:
+    logits = model.apply(v, x, train=False)
+    top5 = jax.lax.top_k(logits, 5)[1]
+    sums[f'{prefix}loss'] = jnp.sum(cross_entropy(logits, y) * mask)
+    sums[f'{prefix}top1'] = jnp.sum((top5[:, 0] == y) * mask)
+    sums[f'{prefix}top5'] = jnp.sum(jnp.any(top5 == y[:, None], -1) * mask)
+    outputs[prefix] = logits
+  scale = jnp.maximum(jnp.max(jnp.abs(outputs[''])), 1e-12)
+  sums['fused_max_rel_diff'] = jnp.max(jnp.abs(outputs[''] - outputs['fused_']) * mask[:, None]) / scale
+  return sums
+
+
+# ------------------------------------------------------------------ the job
+
+class Trainer:
+  """The compiled steps and the data of one run on one mesh."""
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset,
+               mesh: Mesh):
+    self.config = config
+    self.mesh = mesh
+    self.replicated = NamedSharding(mesh, P())
+    self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    num_devices = mesh.devices.size
+    for name in ('batch_size', 'eval_batch_size'):
+      if config[name] % num_devices:
+        raise ValueError(f'{name}={config[name]} is not divisible by the {num_devices} devices')
+    self.steps_per_epoch = len(dataset.train) // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise ValueError(f'batch_size={config.batch_size} is larger than the '
+                       f'{len(dataset.train)} training examples')
+    self.total_steps = config.num_epochs * self.steps_per_epoch
+    self.num_train = len(dataset.train)
+    self.num_test = len(dataset.test)
+    self.train_data = jax.device_put((dataset.train.images, dataset.train.labels), self.replicated)
+    self.test_data = jax.device_put((dataset.test.images, dataset.test.labels), self.replicated)
+
+    self.model = create_model(config)
+    self.deploy_model = create_model(config, 'deploy')
+    self.schedule = create_lr_schedule(config, self.steps_per_epoch)
+    state = create_train_state(config, self.model, create_optimizer(config, self.schedule),
+                               dataset.train.images.shape[1:])
+    self.state_sharding = jax.tree.map(lambda _: self.replicated, state)
+    self.initial_state = jax.device_put(state, self.state_sharding)
+
+    self.train_step = jax.jit(
+        functools.partial(train_step, schedule=self.schedule, seed=config.seed,
+                          augment=config.augment, batch_sharding=self.batch_sharding),
+        out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
+    self.eval_step = jax.jit(functools.partial(eval_step, self.model, self.deploy_model),
+                             out_shardings=self.replicated)
+
+  def batch_indices(self, step: int) -> jax.Array:
+    indices = input_pipeline.train_batch_indices(
+        self.config.seed, step, self.steps_per_epoch, self.config.batch_size, self.num_train)
+    return jax.device_put(indices, self.batch_sharding)
+
+  def evaluate(self, state: TrainState) -> dict[str, float]:
+    """Test-split metrics of the trained model and of its fused deploy model."""
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    deploy_params, deploy_stats = fuse_params(state.params, state.batch_stats)
+    deploy_variables = {'params': deploy_params, 'batch_stats': deploy_stats}
+    totals: dict[str, float] = {}
+    for indices, mask in input_pipeline.eval_batches(self.num_test, self.config.eval_batch_size):
+      sums = self.eval_step(variables, deploy_variables, *self.test_data,
+                            jax.device_put(indices, self.batch_sharding),
+                            jax.device_put(mask, self.batch_sharding))
+      for key, value in jax.device_get(sums).items():
+        totals[key] = max(totals.get(key, 0.0), float(value)) if key == 'fused_max_rel_diff' \
+            else totals.get(key, 0.0) + float(value)
+    n = totals['num_examples']
+    result = {'step': int(state.step), 'num_examples': int(n)}
+    for prefix in ('', 'fused_'):
+      for name in ('top1', 'top5', 'loss'):
+        result[f'{prefix}{name}'] = totals[f'{prefix}{name}'] / n
+    result['fused_max_rel_diff'] = totals['fused_max_rel_diff']
+    result['fused_matches'] = result['fused_max_rel_diff'] <= FUSION_TOLERANCE
+    if not result['fused_matches']:
+      logging.error('FUSED MODEL DOES NOT MATCH THE TRAINED MODEL: logits differ by %.3g '
+                    '(relative) > %g. The deploy model is wrong; please report this.',
+                    result['fused_max_rel_diff'], FUSION_TOLERANCE)
+    return result
+
+
+def create_mesh() -> Mesh:
+  return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
+  return input_pipeline.load_dataset(
+      config.dataset, config.data_dir or None, config.num_classes, config.seed,
+      config.max_train_examples, config.synthetic_examples)
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
+                    config: ml_collections.ConfigDict) -> None:
+  manager.save(int(state.step), args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
+
+
+def restore_checkpoint(manager: ocp.CheckpointManager, trainer: Trainer) -> TrainState | None:
+  step = manager.latest_step()
+  if step is None:
+    return None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
+  saved = restored['config']
+  for key in ('model', 'conv', 'num_classes'):
+    if saved.get(key) != trainer.config[key]:
+      raise ValueError(
+          f'the checkpoint at step {step} in {manager.directory} is of {key}={saved.get(key)!r} '
+          f'but this config has {key}={trainer.config[key]!r}: use another workdir or config')
+  logging.info('Restored the checkpoint of step %d.', step)
+  return restored['state']
+
+
+class MetricWriter:
+  """Metrics as JSON lines (metrics.jsonl) and TensorBoard events, in workdir."""
+
+  def __init__(self, workdir: str):
+    import tensorflow as tf  # Only for the event files.
+    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self._summary = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    self._tf = tf
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    self._jsonl.write(json.dumps({'step': step, **metrics}) + '\n')
+    self._jsonl.flush()
+    with self._summary.as_default(step=step):
+      for name, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+          self._tf.summary.scalar(name, value)
+    self._summary.flush()
+
+  def close(self) -> None:
+    self._jsonl.close()
+    self._summary.close()
+
+
+def mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(history)
+  return {key: float(np.mean([m[key] for m in stacked])) for key in stacked[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (resuming from the newest checkpoint in workdir), then evaluates the
+  trained and the fused model and saves the fused deploy variables."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json(indent=2))
+  mesh = create_mesh()
+  trainer = Trainer(config, load_dataset(config), mesh)
+  logging.info('Config:\n%s', config)
+  logging.info('%d devices (%s); %s %s: %d parameters; %d steps of %d examples, %d per epoch.',
+               mesh.devices.size, jax.devices()[0].platform, config.model, config.conv,
+               count_params(trainer.initial_state.params), trainer.total_steps, config.batch_size,
+               trainer.steps_per_epoch)
+
+  manager = checkpoint_manager(workdir, config)
+  state = restore_checkpoint(manager, trainer) or trainer.initial_state
+  writer = MetricWriter(workdir)
+  start_step = int(state.step)
+  history: list[dict[str, jax.Array]] = []
+  progress = tqdm.tqdm(total=trainer.total_steps, initial=start_step, unit='step',
+                       dynamic_ncols=True, disable=jax.process_index() != 0)
+  for step in range(start_step, trainer.total_steps):
+    state, metrics = trainer.train_step(state, *trainer.train_data, trainer.batch_indices(step))
+    history.append(metrics)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == trainer.total_steps:
+      summary = mean_metrics(history)
+      history = []
+      writer.write(done, {f'train_{k}': v for k, v in summary.items()})
+      progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
+                           top1=f"{summary['top1']:.3f}")
+    if done % trainer.steps_per_epoch == 0 and (done // trainer.steps_per_epoch) % config.eval_every_epochs == 0 \
+        and done != trainer.total_steps:
+      result = trainer.evaluate(state)
+      writer.write(done, {f'test_{k}': v for k, v in result.items() if k != 'step'})
+      progress.write(f"epoch {done // trainer.steps_per_epoch}: test top1 {result['top1']:.4f} "
+                     f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
+    if done % config.checkpoint_every_steps == 0:
+      save_checkpoint(manager, state, config)
+    progress.update(1)
+  progress.close()
+  if manager.latest_step() != int(state.step):
+    save_checkpoint(manager, state, config)
+  manager.wait_until_finished()
+
+  result = trainer.evaluate(state)
+  writer.write(int(state.step), {f'test_{k}': v for k, v in result.items() if k != 'step'})
+  writer.close()
+  save_deploy_variables(workdir, state)
+  write_eval_report(workdir, result)
+  return result
+
+
+def save_deploy_variables(workdir: str, state: TrainState) -> None:
+  params, batch_stats = fuse_params(state.params, state.batch_stats)
+  path = os.path.join(os.path.abspath(workdir), 'deploy', str(int(state.step)))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path, {'params': params, 'batch_stats': batch_stats}, force=True)
+  checkpointer.wait_until_finished()
+  logging.info('Saved the fused deploy variables to %s', path)
+
+
+def write_eval_report(workdir: str, result: dict[str, Any]) -> None:
+  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  logging.info('Trained: top1 %.4f top5 %.4f loss %.4f | fused deploy: top1 %.4f top5 %.4f '
+               'loss %.4f | %d test examples, step %d', result['top1'], result['top5'],
+               result['loss'], result['fused_top1'], result['fused_top5'], result['fused_loss'],
+               result['num_examples'], result['step'])
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Restores the newest checkpoint in workdir and writes workdir/eval.json."""
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: '
+                            'train first (--mode=train) or point --workdir at a trained run')
+  trainer = Trainer(config, load_dataset(config), create_mesh())
+  result = trainer.evaluate(restore_checkpoint(manager, trainer))
+  write_eval_report(workdir, result)
+  return result
+
+
+Runner = Callable[[ml_collections.ConfigDict, str], dict[str, float]]
+MODES: dict[str, Runner] = {'train': train_and_evaluate, 'eval': evaluate}

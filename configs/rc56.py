@@ -1,0 +1,7 @@
+"""rc56 with any try_arg of the original code: --config=configs/rc56.py:acnet_lrs1"""
+
+from configs import default
+
+
+def get_config(try_arg: str = 'acnet_lrs1'):
+  return default.preset('rc56', try_arg)
