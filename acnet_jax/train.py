@@ -237,20 +237,20 @@ def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
 
 
 def restore_checkpoint(manager: ocp.CheckpointManager, trainer: Trainer) -> TrainState | None:
+  """The newest train state in the manager's directory, or None if it has none."""
   step = manager.latest_step()
   if step is None:
     return None
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
-  saved = restored['config']
+  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
   for key in ('model', 'conv', 'num_classes'):
     if saved.get(key) != trainer.config[key]:
       raise ValueError(
-          f'the checkpoint at step {step} in {manager.directory} is of {key}={saved.get(key)!r} '
+          f'the checkpoint of step {step} in {manager.directory} is of {key}={saved.get(key)!r} '
           f'but this config has {key}={trainer.config[key]!r}: use another workdir or config')
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   logging.info('Restored the checkpoint of step %d.', step)
-  return restored['state']
+  return state['state']
 
 
 class MetricWriter:

@@ -1,0 +1,69 @@
+"""Presets: every try_arg of the original code, exactly."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from configs import default
+
+CONFIG_DIR = Path(__file__).parents[1] / 'configs'
+
+
+def load_config(filename: str, *args):
+  spec = importlib.util.spec_from_file_location(filename, CONFIG_DIR / filename)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*args)
+
+
+def test_rc56_presets_are_lrs1():
+  for conv in ('normal', 'acnet'):
+    config = load_config(f'rc56_{conv}.py')
+    assert (config.model, config.conv, config.try_arg) == ('rc56', conv, f'{conv}_lrs1')
+    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == \
+        (64, 1e-4, 0.1, 500)
+    assert tuple(config.lr_boundaries_epochs) == (100, 200, 300, 400)
+    assert config.lr_decay_factor == 0.1
+    assert (config.warmup_epochs, config.warmup_factor) == (5, 1.0)
+    assert not config.weight_decay_on_bn_and_bias
+
+
+def test_wrnc16_presets_are_lrs2():
+  for conv in ('normal', 'acnet'):
+    config = load_config(f'wrnc16_{conv}.py')
+    assert (config.model, config.conv, config.try_arg) == ('wrnc16', conv, f'{conv}_lrs2')
+    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == \
+        (128, 5e-4, 0.1, 360)
+    assert tuple(config.lr_boundaries_epochs) == (90, 180, 240, 300)
+    assert config.lr_decay_factor == 0.2
+
+
+@pytest.mark.parametrize('model,lr,wd', [('rc56', 0.2, 1e-4), ('wrnc16', 0.1, 5e-4)])
+def test_later_recipe_presets(model, lr, wd):
+  config = load_config(f'{model}_acnet_cosine.py')
+  assert (config.lr_schedule, config.batch_size, config.num_epochs, config.warmup_epochs) == \
+      ('cosine', 128, 400, 0)
+  assert (config.learning_rate, config.weight_decay) == (lr, wd)
+  assert config.acb.gamma_init == pytest.approx(1 / 3)
+  assert config.weight_decay_on_bn_and_bias
+
+
+def test_try_arg_as_config_argument_equals_the_named_shortcut():
+  assert load_config('rc56.py', 'acnet_lrs1') == load_config('rc56_acnet.py')
+  assert load_config('wrnc16.py', 'normal_lrs2') == load_config('wrnc16_normal.py')
+  assert load_config('rc56.py', 'normal_cosine') == load_config('rc56_normal_cosine.py')
+
+
+def test_unknown_try_arg_lists_the_valid_ones():
+  with pytest.raises(ValueError, match='valid: normal_lrs1, acnet_lrs1, normal_lrs2'):
+    load_config('rc56.py', 'acnet_lrs9')
+
+
+def test_every_config_file_loads():
+  files = sorted(p.name for p in CONFIG_DIR.glob('*.py') if p.name != '__init__.py')
+  assert len(files) == 11
+  for filename in files:
+    assert load_config(filename).model in default.MODELS_OF_PRESETS

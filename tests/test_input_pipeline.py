@@ -1,0 +1,91 @@
+"""Data order, batching, augmentation and the ImageFolder path."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from acnet_jax import input_pipeline
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+  a = input_pipeline.epoch_permutation(0, 3, 100)
+  np.testing.assert_array_equal(a, input_pipeline.epoch_permutation(0, 3, 100))
+  assert not np.array_equal(a, input_pipeline.epoch_permutation(0, 4, 100))
+  assert not np.array_equal(a, input_pipeline.epoch_permutation(1, 3, 100))
+  assert sorted(a) == list(range(100))
+
+
+def test_training_drops_the_last_partial_batch():
+  # 10 examples, batch 3: 3 steps an epoch; example order restarts at step 3.
+  steps = [input_pipeline.train_batch_indices(0, s, 3, 3, 10) for s in range(3)]
+  seen = np.concatenate(steps)
+  assert len(seen) == 9 and len(set(seen)) == 9
+  np.testing.assert_array_equal(input_pipeline.train_batch_indices(0, 3, 3, 3, 10),
+                                input_pipeline.epoch_permutation(0, 1, 10)[:3])
+
+
+def test_evaluation_counts_every_example_once():
+  batches = input_pipeline.eval_batches(10, 4)
+  assert all(len(i) == 4 for i, _ in batches)
+  counted = np.concatenate([i[m] for i, m in batches])
+  np.testing.assert_array_equal(counted, np.arange(10))
+
+
+def test_augment_crops_a_shifted_window_and_flips():
+  images = jnp.arange(2 * 32 * 32 * 3, dtype=jnp.int32).reshape(2, 32, 32, 3).astype(jnp.uint8)
+  out = input_pipeline.augment(images, jax.random.key(0))
+  assert out.shape == images.shape and out.dtype == images.dtype
+  padded = np.pad(np.asarray(images), ((0, 0), (4, 4), (4, 4), (0, 0)))
+  for n in range(2):
+    windows = [padded[n, i:i + 32, j:j + 32] for i in range(9) for j in range(9)]
+    windows += [w[:, ::-1] for w in windows]
+    assert any(np.array_equal(np.asarray(out[n]), w) for w in windows)
+  # Over many images both flips and several offsets occur.
+  many = input_pipeline.augment(jnp.tile(images[:1], (64, 1, 1, 1)), jax.random.key(1))
+  assert len({np.asarray(m).tobytes() for m in many}) > 10
+
+
+def test_normalize_maps_to_minus_one_one():
+  x = input_pipeline.normalize(jnp.array([0, 255], jnp.uint8))
+  np.testing.assert_allclose(x, [-1.0, 1.0])
+
+
+def make_image_folder(root, classes=('cat', 'dog', 'ship'), per_class=4, size=32):
+  rng = np.random.default_rng(0)
+  for split in ('train', 'test'):
+    for label in classes:
+      folder = root / split / label
+      folder.mkdir(parents=True)
+      for i in range(per_class):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f'{i}.jpg')
+  return root
+
+
+def test_image_folder_loads_both_splits(tmp_path):
+  root = make_image_folder(tmp_path)
+  dataset = input_pipeline.load_dataset('image_folder', str(root), 3, seed=0)
+  assert dataset.train.images.shape == (12, 32, 32, 3)
+  assert dataset.train.images.dtype == np.uint8
+  assert sorted(np.bincount(dataset.test.labels)) == [4, 4, 4]
+
+
+def test_subset_is_random_not_the_first_examples(tmp_path):
+  root = make_image_folder(tmp_path, per_class=10)
+  dataset = input_pipeline.load_dataset('image_folder', str(root), 3, seed=0,
+                                        max_train_examples=9)
+  assert len(dataset.train) == 9 and len(set(dataset.train.labels)) > 1
+
+
+def test_bad_dataset_settings_are_explained(tmp_path):
+  with pytest.raises(ValueError, match='valid datasets: cifar10, cifar100, image_folder'):
+    input_pipeline.load_dataset('imagenet', None, 10, 0)
+  with pytest.raises(FileNotFoundError, match='needs data_dir'):
+    input_pipeline.load_dataset('image_folder', str(tmp_path / 'missing'), 10, 0)
+  root = make_image_folder(tmp_path / 'three')
+  with pytest.raises(ValueError, match='has 3 classes but the config says num_classes=10'):
+    input_pipeline.load_dataset('image_folder', str(root), 10, 0)
