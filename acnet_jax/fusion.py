@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from acnet_jax.errors import InputError
 from acnet_jax.layers import ACB_BRANCHES, BN_EPSILON
 
 Tree = Mapping[str, Any]
@@ -32,7 +33,7 @@ Block = tuple[dict[str, Any], dict[str, Any] | None]
 ACB_KEYS = frozenset(ACB_BRANCHES) | {f'{b}_bn' for b in ACB_BRANCHES}
 
 
-class FusionError(ValueError):
+class FusionError(InputError):
   """The variables do not have the structure the transform expects."""
 
 

@@ -22,6 +22,8 @@ from typing import Literal, get_args
 import flax.linen as nn
 import jax
 
+from acnet_jax.errors import InputError
+
 ConvKind = Literal['normal', 'acnet', 'deploy']
 CONV_KINDS: tuple[str, ...] = get_args(ConvKind)
 ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
@@ -47,6 +49,11 @@ def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True) -> nn.
       use_fast_variance=False,
       name=name,
   )
+
+
+def bn_relu(x: jax.Array, train: bool, name: str) -> jax.Array:
+  """The pre-activation of a BN-ReLU-conv site: a BN that follows no conv."""
+  return nn.relu(batch_norm(name)(x, use_running_average=not train))
 
 
 def symmetric_padding(kernel_shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
@@ -110,7 +117,7 @@ class ACB(nn.Module):
     validate_branches(self.branches)
     k = self.kernel_size
     if k % 2 != 1:
-      raise ValueError(f'ACB needs an odd kernel size, got {k}')
+      raise InputError(f'ACB needs an odd kernel size, got {k}')
     branch_shapes = {'square': (k, k), 'ver': (k, 1), 'hor': (1, k)}
     outputs = []
     for branch in self.branches:
@@ -141,7 +148,7 @@ class ConvBias(nn.Module):
 def validate_branches(branches: Sequence[str]) -> None:
   unknown = set(branches) - set(ACB_BRANCHES)
   if unknown or 'square' not in branches or len(set(branches)) != len(branches):
-    raise ValueError(
+    raise InputError(
         f'ACB branches must be distinct names from {ACB_BRANCHES} and include '
         f"'square' (the KxK skeleton the others are fused onto); got {tuple(branches)}")
 
@@ -169,7 +176,7 @@ class ConvSwitch:
 
   def __post_init__(self) -> None:
     if self.kind not in CONV_KINDS:
-      raise ValueError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
+      raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
     validate_branches(self.branches)
 
   def __call__(self, features: int, kernel_size: int, *, strides: int = 1,

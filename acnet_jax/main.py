@@ -1,13 +1,21 @@
-"""Entry point: python -m acnet_jax.main --config=configs/rc56_acnet.py --workdir=DIR"""
+"""Entry point: python -m acnet_jax.main --config=configs/rc56_acnet.py --workdir=DIR
+
+Nothing but wiring: flags, logging, several hosts, and turning the errors a
+user can fix into one paragraph and an exit code.
+"""
 
 from __future__ import annotations
 
 import logging as std_logging
+import os
+import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from acnet_jax import train
+from acnet_jax.errors import InputError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/rc56_acnet.py '
@@ -16,6 +24,15 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and eva
 flags.DEFINE_enum('mode', 'train', sorted(train.MODES),
                   'train: train (resuming from workdir), then evaluate; eval: evaluate the '
                   'newest checkpoint in workdir.')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0, to run as one of several processes (hosts). '
+                    'Without it, jax.distributed detects SLURM/Open MPI/cloud TPU clusters.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes, with --coordinator_address.')
+flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
+flags.DEFINE_bool('distributed', None, 'Call jax.distributed.initialize(); the default is to '
+                  'do so when --coordinator_address is given or a cluster is detected.')
+flags.DEFINE_string('cpu_collectives', 'gloo', "Collectives between CPU processes ('gloo' or "
+                    "'mpi'); only used when the devices are CPUs.")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -24,13 +41,65 @@ def quiet_library_info(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+# Launchers that start one process per task and tell it how many there are;
+# jax.distributed.initialize() then finds the rest in the same variables.
+CLUSTER_SIZE_VARIABLES = ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def running_in_cluster() -> bool:
+  return any(int(os.environ.get(name, '1')) > 1 for name in CLUSTER_SIZE_VARIABLES)
+
+
+def initialize_distributed() -> None:
+  wanted = FLAGS.distributed
+  if wanted is None:
+    wanted = FLAGS.coordinator_address is not None or running_in_cluster()
+  if not wanted:
+    return
+  jax.config.update('jax_cpu_collectives_implementation', FLAGS.cpu_collectives)
+  jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  logging.info('Process %d of %d; %d local and %d global devices.', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a one-paragraph answer to an unknown --config.KEY."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    # config_flags puts the config file's whole traceback in the message; the
+    # last line is the error itself (e.g. the valid try_args).
+    sys.exit(f'FATAL: {str(error).strip().splitlines()[-1]}')
+  except (AttributeError, KeyError) as error:  # ml_collections' words for a missing key.
+    from configs import default
+    keys = sorted(flatten_keys(default.get_config().to_dict()))
+    sys.exit(f'FATAL: a --config.KEY override names no config key: {error}\n'
+             f'Valid keys: {", ".join(keys)}')
+
+
+def flatten_keys(tree: dict, prefix: str = '') -> list[str]:
+  return [key for name, value in tree.items()
+          for key in (flatten_keys(value, f'{prefix}{name}.') if isinstance(value, dict)
+                      else [f'{prefix}{name}'])]
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(quiet_library_info)
-  train.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  initialize_distributed()
+  if jax.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    train.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  except train.TrainingInterrupted as stop:
+    logging.warning('%s', stop)
+    sys.exit(128 + stop.signal_number)
+  except InputError as error:
+    logging.error('%s', error)
+    sys.exit(1)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

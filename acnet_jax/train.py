@@ -12,10 +12,12 @@ needs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -31,7 +33,9 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from acnet_jax import input_pipeline, models
+from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
+from acnet_jax.layers import validate_branches
 
 DATA_AXIS = 'data'
 # Fused and trained logits differ only by float rounding; anything larger is a bug.
@@ -43,6 +47,25 @@ class TrainState(train_state.TrainState):
 
 
 # ----------------------------------------------------------------- building
+
+LR_SCHEDULES = ('piecewise', 'cosine')
+TRAINABLE_CONVS = ('normal', 'acnet')
+POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
+                 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Stops on a bad value before anything is loaded or written."""
+  choices = {'model': sorted(models.MODELS), 'conv': TRAINABLE_CONVS,
+             'dataset': input_pipeline.DATASETS, 'lr_schedule': LR_SCHEDULES}
+  for key, valid in choices.items():
+    if config[key] not in valid:
+      raise InputError(f'unknown {key} {config[key]!r}; valid: {", ".join(valid)}')
+  for key in POSITIVE_KEYS:
+    if not config[key] > 0:
+      raise InputError(f'{key} must be positive; got {config[key]!r}')
+  validate_branches(config.acb.branches)
+
 
 def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> nn.Module:
   return models.create_model(
@@ -62,7 +85,7 @@ def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) 
   elif config.lr_schedule == 'cosine':
     main = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=0.0)
   else:
-    raise ValueError(f'unknown lr_schedule {config.lr_schedule!r}; valid: piecewise, cosine')
+    raise InputError(f'unknown lr_schedule {config.lr_schedule!r}; valid: {", ".join(LR_SCHEDULES)}')
   warmup_steps = int(config.warmup_epochs * steps_per_epoch)
   if not warmup_steps:
     return main
@@ -88,7 +111,11 @@ def create_optimizer(config: ml_collections.ConfigDict,
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
                        optimizer: optax.GradientTransformation, image_shape: tuple[int, ...]) -> TrainState:
-  variables = model.init(jax.random.key(config.seed), jnp.zeros((1, *image_shape)), train=False)
+  # Jitted, with the 'rbg' generator: eager init compiles every op one by one,
+  # and XLA compiles a threefry draw per parameter slowly (rc20 ACNet on the
+  # CPU: 20 s with threefry, 8 s with rbg). Same seed, same init.
+  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape)), train=False))
+  variables = init(jax.random.key(config.seed, impl='rbg'))
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables['batch_stats'], tx=optimizer)
 
@@ -118,9 +145,12 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices:
     return cross_entropy(logits, y).mean(), (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  # A finite loss can still leave Inf parameters behind; never checkpoint those.
+  finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]))
   metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == y),
-             'lr': schedule(state.step)}
-  return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+             'lr': schedule(state.step - 1), 'finite': finite.astype(jnp.float32)}
+  return state, metrics
 
 
 def eval_step(trained: nn.Module, deploy: nn.Module, variables: dict, deploy_variables: dict,
@@ -156,16 +186,16 @@ class Trainer:
     num_devices = mesh.devices.size
     for name in ('batch_size', 'eval_batch_size'):
       if config[name] % num_devices:
-        raise ValueError(f'{name}={config[name]} is not divisible by the {num_devices} devices')
+        raise InputError(f'{name}={config[name]} is not divisible by the {num_devices} devices')
     self.steps_per_epoch = len(dataset.train) // config.batch_size
     if self.steps_per_epoch == 0:
-      raise ValueError(f'batch_size={config.batch_size} is larger than the '
+      raise InputError(f'batch_size={config.batch_size} is larger than the '
                        f'{len(dataset.train)} training examples')
     self.total_steps = config.num_epochs * self.steps_per_epoch
     self.num_train = len(dataset.train)
     self.num_test = len(dataset.test)
-    self.train_data = jax.device_put((dataset.train.images, dataset.train.labels), self.replicated)
-    self.test_data = jax.device_put((dataset.test.images, dataset.test.labels), self.replicated)
+    self.train_data = self.replicate((dataset.train.images, dataset.train.labels))
+    self.test_data = self.replicate((dataset.test.images, dataset.test.labels))
 
     self.model = create_model(config)
     self.deploy_model = create_model(config, 'deploy')
@@ -173,7 +203,7 @@ class Trainer:
     state = create_train_state(config, self.model, create_optimizer(config, self.schedule),
                                dataset.train.images.shape[1:])
     self.state_sharding = jax.tree.map(lambda _: self.replicated, state)
-    self.initial_state = jax.device_put(state, self.state_sharding)
+    self.initial_state = self.replicate(state)
 
     self.train_step = jax.jit(
         functools.partial(train_step, schedule=self.schedule, seed=config.seed,
@@ -182,10 +212,22 @@ class Trainer:
     self.eval_step = jax.jit(functools.partial(eval_step, self.model, self.deploy_model),
                              out_shardings=self.replicated)
 
+  def replicate(self, tree: Any) -> Any:
+    """Host values, the same in every process -> arrays replicated on the mesh."""
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+        self.replicated, np.asarray(x)), tree)
+
+  def shard_batch(self, global_batch: np.ndarray) -> jax.Array:
+    """A global batch, known to every process -> an array sharded on 'data'
+    from each process's own share of it."""
+    share = len(global_batch) // jax.process_count()
+    start = jax.process_index() * share
+    return jax.make_array_from_process_local_data(
+        self.batch_sharding, global_batch[start:start + share], global_batch.shape)
+
   def batch_indices(self, step: int) -> jax.Array:
-    indices = input_pipeline.train_batch_indices(
-        self.config.seed, step, self.steps_per_epoch, self.config.batch_size, self.num_train)
-    return jax.device_put(indices, self.batch_sharding)
+    return self.shard_batch(input_pipeline.train_batch_indices(
+        self.config.seed, step, self.steps_per_epoch, self.config.batch_size, self.num_train))
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Test-split metrics of the trained model and of its fused deploy model."""
@@ -195,9 +237,8 @@ class Trainer:
     totals: dict[str, float] = {}
     for indices, mask in input_pipeline.eval_batches(self.num_test, self.config.eval_batch_size):
       sums = self.eval_step(variables, deploy_variables, *self.test_data,
-                            jax.device_put(indices, self.batch_sharding),
-                            jax.device_put(mask, self.batch_sharding))
-      for key, value in jax.device_get(sums).items():
+                            self.shard_batch(indices), self.shard_batch(mask))
+      for key, value in to_host(sums).items():
         totals[key] = max(totals.get(key, 0.0), float(value)) if key == 'fused_max_rel_diff' \
             else totals.get(key, 0.0) + float(value)
     n = totals['num_examples']
@@ -227,7 +268,9 @@ def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
 def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                           # Leftovers of a save killed midway.
+                                           cleanup_tmp_directories=True))
 
 
 def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
@@ -244,7 +287,7 @@ def restore_checkpoint(manager: ocp.CheckpointManager, trainer: Trainer) -> Trai
   saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
   for key in ('model', 'conv', 'num_classes'):
     if saved.get(key) != trainer.config[key]:
-      raise ValueError(
+      raise InputError(
           f'the checkpoint of step {step} in {manager.directory} is of {key}={saved.get(key)!r} '
           f'but this config has {key}={trainer.config[key]!r}: use another workdir or config')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
@@ -276,61 +319,118 @@ class MetricWriter:
     self._summary.close()
 
 
-def mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-  stacked = jax.device_get(history)
-  return {key: float(np.mean([m[key] for m in stacked])) for key in stacked[0]}
+class TrainingInterrupted(Exception):
+  """SIGTERM or SIGINT stopped training; a checkpoint of the current step is saved."""
+
+  def __init__(self, signal_name: str, step: int, checkpoint_dir: str):
+    super().__init__(f'Stopped by {signal_name} at step {step}; the checkpoint of that step is '
+                     f'in {checkpoint_dir}. Run the same command again to resume.')
+    self.signal_number = signal.Signals[signal_name].value
+
+
+class NonFiniteLoss(InputError):
+  """The training loss became NaN or Inf; nothing after the last finite check is saved."""
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[str]]:
+  """Turns SIGTERM and SIGINT into a request to stop at the next step boundary.
+
+  Yields the list of signal names received so far.
+  """
+  received: list[str] = []
+  handler = lambda signum, frame: received.append(signal.Signals(signum).name)
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield received
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def to_host(tree: Any) -> Any:
+  """Replicated device arrays -> numpy, also when other processes hold copies."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def summarize(history: list[dict[str, jax.Array]], first_step: int) -> dict[str, float]:
+  """Mean of the step metrics since the last summary; stops on a non-finite loss."""
+  fetched = [to_host(m) for m in history]
+  for offset, metrics in enumerate(fetched):
+    if not (np.isfinite(metrics['loss']) and metrics['finite']):
+      raise NonFiniteLoss(
+          f'the training loss is {metrics["loss"]} at step {first_step + offset + 1}'
+          f'{"" if metrics["finite"] else " and the parameters it produced are not finite"}; '
+          'stopped without saving them. The newest checkpoint is from before that step: '
+          'lower learning_rate, or check the data.')
+  return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0] if key != 'finite'}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from the newest checkpoint in workdir), then evaluates the
-  trained and the fused model and saves the fused deploy variables."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json(indent=2))
+  trained and the fused model and saves the fused deploy variables.
+
+  Raises TrainingInterrupted after saving a checkpoint on SIGTERM/SIGINT, and
+  NonFiniteLoss (saving nothing more) when the loss stops being finite.
+  """
+  validate_config(config)
+  is_chief = jax.process_index() == 0
   mesh = create_mesh()
   trainer = Trainer(config, load_dataset(config), mesh)
   logging.info('Config:\n%s', config)
-  logging.info('%d devices (%s); %s %s: %d parameters; %d steps of %d examples, %d per epoch.',
-               mesh.devices.size, jax.devices()[0].platform, config.model, config.conv,
+  logging.info('%d devices (%s) in %d processes; %s %s: %d parameters; %d steps of %d '
+               'examples, %d per epoch.', mesh.devices.size, jax.devices()[0].platform,
+               jax.process_count(), config.model, config.conv,
                count_params(trainer.initial_state.params), trainer.total_steps, config.batch_size,
                trainer.steps_per_epoch)
 
   manager = checkpoint_manager(workdir, config)
   state = restore_checkpoint(manager, trainer) or trainer.initial_state
-  writer = MetricWriter(workdir)
-  start_step = int(state.step)
+  if is_chief:  # Only now: a refused restore leaves the workdir as it was.
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+  writer = MetricWriter(workdir) if is_chief else None
+  step = checked_step = int(state.step)
   history: list[dict[str, jax.Array]] = []
-  progress = tqdm.tqdm(total=trainer.total_steps, initial=start_step, unit='step',
-                       dynamic_ncols=True, disable=jax.process_index() != 0)
-  for step in range(start_step, trainer.total_steps):
-    state, metrics = trainer.train_step(state, *trainer.train_data, trainer.batch_indices(step))
-    history.append(metrics)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == trainer.total_steps:
-      summary = mean_metrics(history)
-      history = []
-      writer.write(done, {f'train_{k}': v for k, v in summary.items()})
-      progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
-                           top1=f"{summary['top1']:.3f}")
-    if done % trainer.steps_per_epoch == 0 and (done // trainer.steps_per_epoch) % config.eval_every_epochs == 0 \
-        and done != trainer.total_steps:
-      result = trainer.evaluate(state)
-      writer.write(done, {f'test_{k}': v for k, v in result.items() if k != 'step'})
-      progress.write(f"epoch {done // trainer.steps_per_epoch}: test top1 {result['top1']:.4f} "
-                     f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
-    if done % config.checkpoint_every_steps == 0:
-      save_checkpoint(manager, state, config)
-    progress.update(1)
+  progress = tqdm.tqdm(total=trainer.total_steps, initial=step, unit='step',
+                       dynamic_ncols=True, disable=not is_chief)
+  # A save still in flight when training stops (a signal, a NaN) is a good checkpoint.
+  with stop_requests() as received, contextlib.closing(manager):
+    while step < trainer.total_steps:
+      state, metrics = trainer.train_step(state, *trainer.train_data, trainer.batch_indices(step))
+      history.append(metrics)
+      step += 1
+      progress.update(1)
+      is_last = step == trainer.total_steps
+      save = step % config.checkpoint_every_steps == 0 or is_last or received
+      if step % config.log_every_steps == 0 or save:
+        summary = summarize(history, checked_step)
+        history, checked_step = [], step
+        if writer:
+          writer.write(step, {f'train_{k}': v for k, v in summary.items()})
+        progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
+                             top1=f"{summary['top1']:.3f}")
+      epoch, in_epoch = divmod(step, trainer.steps_per_epoch)
+      if in_epoch == 0 and epoch % config.eval_every_epochs == 0 and not is_last:
+        result = trainer.evaluate(state)
+        if writer:
+          writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
+        progress.write(f"epoch {epoch}: test top1 {result['top1']:.4f} "
+                       f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
+      if save:
+        save_checkpoint(manager, state, config)
+      if received:
+        progress.close()
+        raise TrainingInterrupted(received[0], step, str(manager.directory))
   progress.close()
-  if manager.latest_step() != int(state.step):
-    save_checkpoint(manager, state, config)
-  manager.wait_until_finished()
 
   result = trainer.evaluate(state)
-  writer.write(int(state.step), {f'test_{k}': v for k, v in result.items() if k != 'step'})
-  writer.close()
   save_deploy_variables(workdir, state)
-  write_eval_report(workdir, result)
+  if writer:
+    writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
+    writer.close()
+    write_eval_report(workdir, result)
   return result
 
 
@@ -354,13 +454,16 @@ def write_eval_report(workdir: str, result: dict[str, Any]) -> None:
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Restores the newest checkpoint in workdir and writes workdir/eval.json."""
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: '
-                            'train first (--mode=train) or point --workdir at a trained run')
+  validate_config(config)
+  directory = os.path.join(workdir, 'checkpoints')
+  manager = checkpoint_manager(workdir, config) if os.path.isdir(directory) else None
+  if manager is None or manager.latest_step() is None:
+    raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
+                     '--workdir at a trained run')
   trainer = Trainer(config, load_dataset(config), create_mesh())
   result = trainer.evaluate(restore_checkpoint(manager, trainer))
-  write_eval_report(workdir, result)
+  if jax.process_index() == 0:
+    write_eval_report(workdir, result)
   return result
 
 

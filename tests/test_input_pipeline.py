@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from acnet_jax import input_pipeline
+from acnet_jax.errors import InputError
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
@@ -84,8 +85,46 @@ def test_subset_is_random_not_the_first_examples(tmp_path):
 def test_bad_dataset_settings_are_explained(tmp_path):
   with pytest.raises(ValueError, match='valid datasets: cifar10, cifar100, image_folder'):
     input_pipeline.load_dataset('imagenet', None, 10, 0)
-  with pytest.raises(FileNotFoundError, match='needs data_dir'):
+  with pytest.raises(InputError, match='needs data_dir'):
     input_pipeline.load_dataset('image_folder', str(tmp_path / 'missing'), 10, 0)
   root = make_image_folder(tmp_path / 'three')
   with pytest.raises(ValueError, match='has 3 classes but the config says num_classes=10'):
     input_pipeline.load_dataset('image_folder', str(root), 10, 0)
+
+
+def test_image_folder_without_images_is_refused(tmp_path):
+  root = make_image_folder(tmp_path / 'data')
+  for image in (root / 'train' / 'dog').iterdir():
+    image.unlink()
+  with pytest.raises(InputError, match=r'train/dog holds no images'):
+    input_pipeline.load_dataset('image_folder', str(root), 3, 0)
+
+
+def test_image_folder_with_inconsistent_classes_is_refused(tmp_path):
+  root = make_image_folder(tmp_path / 'data')
+  (root / 'test' / 'ship').rename(root / 'test' / 'boat')
+  with pytest.raises(InputError, match=r"only in train: \['ship'\], only in test: \['boat'\]"):
+    input_pipeline.load_dataset('image_folder', str(root), 3, 0)
+
+
+def test_image_folder_without_test_split_is_refused(tmp_path):
+  root = make_image_folder(tmp_path / 'data')
+  (root / 'test').rename(root / 'val')
+  with pytest.raises(InputError, match='has no test/ folder'):
+    input_pipeline.load_dataset('image_folder', str(root), 3, 0)
+
+
+def test_corrupt_image_is_named(tmp_path):
+  root = make_image_folder(tmp_path / 'data')
+  (root / 'train' / 'cat' / '1.jpg').write_bytes(b'not a jpeg at all')
+  before = sorted(p.name for p in (root / 'train' / 'cat').iterdir())
+  with pytest.raises(InputError, match=r'not readable images, e.g. .*train/cat/1.jpg'):
+    input_pipeline.load_dataset('image_folder', str(root), 3, 0)
+  assert sorted(p.name for p in (root / 'train' / 'cat').iterdir()) == before
+
+
+def test_images_of_another_size_are_named(tmp_path):
+  root = make_image_folder(tmp_path / 'data')
+  Image.new('RGB', (40, 40)).save(root / 'train' / 'dog' / 'big.jpg')
+  with pytest.raises(InputError, match=r'one size \(most are 32x32x3\); 1 differ, e.g. .*big.jpg'):
+    input_pipeline.load_dataset('image_folder', str(root), 3, 0)

@@ -53,6 +53,10 @@ def test_resnet_cifar_parameter_counts(name, blocks, published):
   assert abs(count - published) / published < 0.02
 
 
+def test_resnet8_is_the_same_family_with_one_block_per_stage():
+  assert count_params('rc8', 'normal') == resnet_cifar_count(1)
+
+
 def test_wrn_16_8_parameter_count():
   count = count_params('wrnc16', 'normal')
   assert count == wrn_cifar_count(2, 8)
@@ -72,5 +76,5 @@ def test_cifar100_head():
 
 
 def test_unknown_model_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='valid models: rc110, rc20, rc56, wrnc16'):
+  with pytest.raises(ValueError, match='valid models: cfqkbnc, densenet40, rc110, rc20, rc56, rc8, vc, wrnc16'):
     create_model('resnet56', 'normal')

@@ -1,4 +1,4 @@
-"""ResNet for CIFAR (He et al. 2016) as in the ACNet code: `rc20`, `rc56`, `rc110`."""
+"""ResNet for CIFAR (He et al. 2016) as in the ACNet code: `rc56`; also `rc8`, `rc20`, `rc110`."""
 
 from __future__ import annotations
 

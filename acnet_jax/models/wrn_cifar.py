@@ -10,11 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, batch_norm, torch_default_init
-
-
-def bn_relu(x: jax.Array, train: bool, name: str) -> jax.Array:
-  return nn.relu(batch_norm(name)(x, use_running_average=not train))
+from acnet_jax.layers import ConvSwitch, batch_norm, bn_relu, torch_default_init
 
 
 class PreActBlock(nn.Module):

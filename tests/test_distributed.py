@@ -1,0 +1,67 @@
+"""Two processes through jax.distributed (CPU, gloo, loopback only) compute
+the same run as one process with two devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+RUN_FLAGS = [
+    '--config=configs/rc56_acnet.py', '--config.model=rc8', '--config.dataset=synthetic',
+    '--config.synthetic_examples=64', '--config.batch_size=16', '--config.eval_batch_size=16',
+    '--config.num_epochs=1', '--config.log_every_steps=1', '--config.checkpoint_every_steps=2',
+    '--config.warmup_epochs=0']
+
+
+def free_loopback_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def environment(devices_per_process: int) -> dict[str, str]:
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT),
+          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}'}
+
+
+def train_losses(workdir: Path) -> list[float]:
+  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  return [l['train_loss'] for l in lines if 'train_loss' in l]
+
+
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+  single = tmp_path / 'single'
+  subprocess.run([sys.executable, '-m', 'acnet_jax.main', f'--workdir={single}', *RUN_FLAGS],
+                 cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True)
+
+  multi = tmp_path / 'multi'
+  address = f'127.0.0.1:{free_loopback_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={multi}', *RUN_FLAGS,
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, output in zip(processes, outputs):
+    assert p.returncode == 0, output[-3000:]
+  assert '2 devices (cpu) in 2 processes' in outputs[0]
+
+  one, two = train_losses(single), train_losses(multi)
+  assert len(one) == len(two) == 4
+  assert two == pytest.approx(one, rel=1e-5)
+  a = json.loads((single / 'eval.json').read_text())
+  b = json.loads((multi / 'eval.json').read_text())
+  for key in ('step', 'num_examples', 'top1', 'top5', 'fused_top1', 'fused_top5'):
+    assert a[key] == b[key], key
+  assert b['loss'] == pytest.approx(a['loss'], rel=1e-4)
