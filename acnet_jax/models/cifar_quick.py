@@ -1,0 +1,29 @@
+"""Cifar-quick with BN (`cfqkbnc`), as in the ACNet paper: three 5x5 conv-BN-ReLU
+stages with pooling, then two dense layers. 117,034 parameters (10 classes)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from acnet_jax.layers import ConvSwitch, torch_default_init
+
+
+class CifarQuick(nn.Module):
+  """conv5x5(32) maxpool3/2, conv5x5(32) avgpool3/2, conv5x5(64) avgpool3/2,
+  dense 64, dense classes. Pools unpadded, floor mode: 32 -> 15 -> 7 -> 3."""
+
+  num_classes: int
+  conv: ConvSwitch
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.relu(self.conv(32, 5, name='conv1')(x, train))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+    x = nn.relu(self.conv(32, 5, name='conv2')(x, train))
+    x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+    x = nn.relu(self.conv(64, 5, name='conv3')(x, train))
+    x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(64, kernel_init=torch_default_init, name='fc1')(x))
+    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='fc2')(x)
