@@ -10,13 +10,15 @@ if [ $# -eq 0 ]; then
   echo "usage: ./run.sh PRESET [--config.KEY=VALUE ...]"
   echo
   echo "presets:"
+  for f in configs/*_*.py; do [ "$f" = configs/__init__.py ] || echo "  $(basename "$f" .py)"; done
+  echo
+  echo "or MODEL:TRY_ARG, MODEL one of:"
   for f in configs/*.py; do
-    name=$(basename "$f" .py)
-    case "$name" in default|__init__|rc56|wrnc16) ;; *) echo "  $name" ;; esac
+    case "$f" in configs/*_*.py|configs/default.py) ;; *) printf " %s" "$(basename "$f" .py)" ;; esac
   done
   echo
-  echo "or MODEL:TRY_ARG with MODEL in rc56, wrnc16 and TRY_ARG one of:"
-  echo "  normal_lrs1 acnet_lrs1 normal_lrs2 acnet_lrs2 normal_cosine acnet_cosine"
+  echo "and TRY_ARG CONV_RECIPE[_cifar100], CONV normal or acnet, RECIPE lrs1, lrs2, cosine or"
+  echo "densenet, e.g. rc56:acnet_lrs1, vc:normal_cosine_cifar100"
   exit 0
 fi
 

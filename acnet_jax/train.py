@@ -99,14 +99,24 @@ def weight_decay_mask(params: Any, on_bn_and_bias: bool) -> Any:
       lambda path, _: on_bn_and_bias or path[-1].key == 'kernel', params)
 
 
+def bias_labels(params: Any) -> Any:
+  """'bias' for every parameter named bias (BN beta, conv and dense biases)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: 'bias' if path[-1].key == 'bias' else 'other', params)
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """torch.optim.SGD: the decay is added to the gradient before momentum."""
+  """torch.optim.SGD with two parameter groups: the decay is added to the
+  gradient before momentum, and biases run at bias_lr_factor times the rate."""
+  sgd = lambda rate: optax.sgd(rate, momentum=config.momentum)
   return optax.chain(
       optax.add_decayed_weights(
           config.weight_decay,
           functools.partial(weight_decay_mask, on_bn_and_bias=config.weight_decay_on_bn_and_bias)),
-      optax.sgd(schedule, momentum=config.momentum))
+      optax.multi_transform(
+          {'bias': sgd(lambda step: config.bias_lr_factor * schedule(step)), 'other': sgd(schedule)},
+          bias_labels))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -211,6 +221,8 @@ class Trainer:
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(functools.partial(eval_step, self.model, self.deploy_model),
                              out_shardings=self.replicated)
+    # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
+    self.fuse = jax.jit(fuse_params)
 
   def replicate(self, tree: Any) -> Any:
     """Host values, the same in every process -> arrays replicated on the mesh."""
@@ -232,7 +244,7 @@ class Trainer:
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Test-split metrics of the trained model and of its fused deploy model."""
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    deploy_params, deploy_stats = fuse_params(state.params, state.batch_stats)
+    deploy_params, deploy_stats = self.fuse(state.params, state.batch_stats)
     deploy_variables = {'params': deploy_params, 'batch_stats': deploy_stats}
     totals: dict[str, float] = {}
     for indices, mask in input_pipeline.eval_batches(self.num_test, self.config.eval_batch_size):

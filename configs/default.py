@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ml_collections
 
-MODELS_OF_PRESETS = ('rc56', 'wrnc16')
 CONVS = ('normal', 'acnet')
 
 # The original ACNet code's learning-rate schedules. Its 5-epoch linear
@@ -23,13 +22,24 @@ RECIPES = {
                  lr_schedule='piecewise', lr_boundaries_epochs=(90, 180, 240, 300),
                  lr_decay_factor=0.2, warmup_epochs=5, warmup_factor=1.0),
     # The authors' later recipe (acnet/do_acnet.py): cosine decay to 0, no
-    # warmup, weight decay on every parameter, BN scales of ACBs start at 1/3.
-    'cosine': dict(batch_size=128, num_epochs=400, lr_schedule='cosine', warmup_epochs=0,
-                   weight_decay_on_bn_and_bias=True),
+    # warmup, weight decay on every parameter, twice the learning rate for
+    # every parameter named bias, BN scales of ACBs start at 1/3. The rate,
+    # epochs and decay depend on the model (LATER_RECIPE).
+    'cosine': dict(batch_size=128, lr_schedule='cosine', warmup_epochs=0,
+                   weight_decay_on_bn_and_bias=True, bias_lr_factor=2.0),
+    # The standard DenseNet recipe (Huang et al. 2017).
+    'densenet': dict(batch_size=64, weight_decay=1e-4, learning_rate=0.1, num_epochs=300,
+                     lr_schedule='piecewise', lr_boundaries_epochs=(150, 225),
+                     lr_decay_factor=0.1, warmup_epochs=0),
 }
-COSINE_LEARNING_RATE = {'rc56': 0.2, 'wrnc16': 0.1}
-COSINE_WEIGHT_DECAY = {'rc56': 1e-4, 'wrnc16': 5e-4}
+# model: (learning_rate, num_epochs, weight_decay) of the later recipe.
+LATER_RECIPE = {
+    'cfqkbnc': (0.1, 150, 1e-4), 'vc': (0.1, 400, 1e-4), 'rc20': (0.2, 400, 1e-4),
+    'rc56': (0.2, 400, 1e-4), 'rc110': (0.2, 400, 1e-4), 'wrnc16': (0.1, 400, 5e-4),
+}
+MODELS_OF_PRESETS = (*LATER_RECIPE, 'densenet40')
 TRY_ARGS = tuple(f'{conv}_{recipe}' for recipe in RECIPES for conv in CONVS)
+CIFAR100_SUFFIX = '_cifar100'
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -64,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   # weight_decay_on_bn_and_bias.
   config.weight_decay = 1e-4
   config.weight_decay_on_bn_and_bias = False
+  config.bias_lr_factor = 1.0  # Learning rate of parameters named bias, relative.
 
   config.seed = 0
   config.log_every_steps = 100
@@ -74,17 +85,24 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def preset(model: str, try_arg: str) -> ml_collections.ConfigDict:
-  """The config of one of the original code's `try_arg` presets for `model`."""
+  """The config of `model` with one of the original code's `try_arg`s:
+  '<conv>_<recipe>', and '_cifar100' at the end for CIFAR-100."""
+  dataset, num_classes = 'cifar10', 10
+  if try_arg.endswith(CIFAR100_SUFFIX):
+    try_arg, dataset, num_classes = try_arg[:-len(CIFAR100_SUFFIX)], 'cifar100', 100
   if try_arg not in TRY_ARGS:
-    raise ValueError(f'unknown try_arg {try_arg!r} for {model}; valid: {", ".join(TRY_ARGS)}')
+    raise ValueError(f'unknown try_arg {try_arg!r} for {model}; valid: {", ".join(TRY_ARGS)}, '
+                     f'each also with {CIFAR100_SUFFIX}')
   conv, recipe = try_arg.split('_')
+  if recipe == 'cosine' and model not in LATER_RECIPE:
+    raise ValueError(f'the later (cosine) recipe has no settings for {model}; it has them '
+                     f'for {", ".join(LATER_RECIPE)}')
   config = get_config()
-  config.model = model
-  config.conv = conv
-  config.try_arg = try_arg
+  config.update(dict(model=model, conv=conv, try_arg=try_arg, dataset=dataset,
+                     num_classes=num_classes))
   config.update(RECIPES[recipe])
   if recipe == 'cosine':
-    config.learning_rate = COSINE_LEARNING_RATE[model]
-    config.weight_decay = COSINE_WEIGHT_DECAY[model]
+    config.learning_rate, config.num_epochs, config.weight_decay = LATER_RECIPE[model]
+  if recipe in ('cosine', 'densenet'):
     config.acb.gamma_init = 1 / 3
   return config

@@ -41,14 +41,31 @@ def test_wrnc16_presets_are_lrs2():
     assert config.lr_decay_factor == 0.2
 
 
-@pytest.mark.parametrize('model,lr,wd', [('rc56', 0.2, 1e-4), ('wrnc16', 0.1, 5e-4)])
-def test_later_recipe_presets(model, lr, wd):
-  config = load_config(f'{model}_acnet_cosine.py')
-  assert (config.lr_schedule, config.batch_size, config.num_epochs, config.warmup_epochs) == \
-      ('cosine', 128, 400, 0)
-  assert (config.learning_rate, config.weight_decay) == (lr, wd)
+@pytest.mark.parametrize('filename,lr,epochs,wd', [
+    ('rc56_acnet_cosine.py', 0.2, 400, 1e-4), ('wrnc16_acnet_cosine.py', 0.1, 400, 5e-4),
+    ('cfqkbnc_acnet.py', 0.1, 150, 1e-4), ('vc_acnet.py', 0.1, 400, 1e-4),
+    ('rc110_acnet.py', 0.2, 400, 1e-4)])
+def test_later_recipe_presets(filename, lr, epochs, wd):
+  config = load_config(filename)
+  assert (config.lr_schedule, config.batch_size, config.warmup_epochs) == ('cosine', 128, 0)
+  assert (config.learning_rate, config.num_epochs, config.weight_decay) == (lr, epochs, wd)
   assert config.acb.gamma_init == pytest.approx(1 / 3)
-  assert config.weight_decay_on_bn_and_bias
+  assert config.weight_decay_on_bn_and_bias and config.bias_lr_factor == 2.0
+  assert load_config(filename.replace('acnet', 'normal')).conv == 'normal'
+
+
+def test_densenet_presets_are_the_standard_recipe():
+  config = load_config('densenet40_acnet.py')
+  assert (config.batch_size, config.num_epochs, config.learning_rate, config.weight_decay) == \
+      (64, 300, 0.1, 1e-4)
+  assert (config.lr_schedule, tuple(config.lr_boundaries_epochs), config.lr_decay_factor) == \
+      ('piecewise', (150, 225), 0.1)
+
+
+def test_cifar100_presets():
+  config = load_config('vc.py', 'acnet_cosine_cifar100')
+  assert (config.dataset, config.num_classes, config.model) == ('cifar100', 100, 'vc')
+  assert load_config('rc56.py', 'normal_lrs1_cifar100').num_classes == 100
 
 
 def test_try_arg_as_config_argument_equals_the_named_shortcut():
@@ -60,10 +77,12 @@ def test_try_arg_as_config_argument_equals_the_named_shortcut():
 def test_unknown_try_arg_lists_the_valid_ones():
   with pytest.raises(ValueError, match='valid: normal_lrs1, acnet_lrs1, normal_lrs2'):
     load_config('rc56.py', 'acnet_lrs9')
+  with pytest.raises(ValueError, match='no settings for densenet40'):
+    load_config('densenet40.py', 'acnet_cosine')
 
 
 def test_every_config_file_loads():
   files = sorted(p.name for p in CONFIG_DIR.glob('*.py') if p.name != '__init__.py')
-  assert len(files) == 11
+  assert len(files) == 23
   for filename in files:
     assert load_config(filename).model in default.MODELS_OF_PRESETS

@@ -23,11 +23,12 @@ def trained_variables(name: str, conv: str, steps: int = 3) -> dict:
   then every BN scale, bias and statistic is moved at random, as training
   would, so that no term of the fusion can hide."""
   model = create_model(name, conv)
-  variables = model.init(jax.random.key(0), images(0), train=False)
+  variables = jax.jit(lambda key: model.init(key, images(0), train=False))(
+      jax.random.key(0, impl='rbg'))
   update_stats = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[1])
   for i in range(steps):
     variables = {**variables, **update_stats(variables, images(i + 1))}
-  return randomize_batch_norm(variables, jax.random.key(5), spread=0.3)
+  return randomize_batch_norm(variables, 5, spread=0.3)
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,19 +42,22 @@ def normal_template(name: str) -> dict:
 
 
 def logits(name: str, conv: str, variables: dict, x: jax.Array) -> jax.Array:
-  return create_model(name, conv).apply(variables, x, train=False)
+  model = create_model(name, conv)
+  return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
 
 
-@pytest.mark.parametrize('name', ['rc56', 'wrnc16'])
+@pytest.mark.parametrize('name', ['rc56', 'wrnc16', 'cfqkbnc', 'vc', 'densenet40'])
 def test_acnet_deploy_and_mapped_normal_logits_agree(name):
   variables = cached_variables(name, 'acnet')
   x = images(100)
   reference = logits(name, 'acnet', variables, x)
 
-  deploy_params, deploy_stats = fuse_params(variables['params'], variables['batch_stats'])
+  # Both transforms are pure functions of the trees, so they jit.
+  deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])
   deploy = logits(name, 'deploy', {'params': deploy_params, 'batch_stats': deploy_stats}, x)
-  normal_params, normal_stats = acnet_to_normal(variables['params'], variables['batch_stats'],
-                                                normal_template(name))
+  template = normal_template(name)
+  normal_params, normal_stats = jax.jit(lambda p, s: acnet_to_normal(p, s, template))(
+      variables['params'], variables['batch_stats'])
   normal = logits(name, 'normal', {'params': normal_params, 'batch_stats': normal_stats}, x)
 
   assert max_relative_error(deploy, reference) <= 1e-4

@@ -16,7 +16,7 @@ from acnet_jax.layers import ACB, ConvBias, ConvBN, ConvSwitch
 
 def init_acb(acb: ACB, x: jax.Array, seed: int = 0) -> dict:
   variables = acb.init(jax.random.key(seed), x, train=False)
-  return randomize_batch_norm(variables, jax.random.key(seed + 1))
+  return randomize_batch_norm(variables, seed + 1)
 
 
 def fused_conv_output(acb: ACB, variables: dict, x: jax.Array) -> jax.Array:
@@ -59,7 +59,7 @@ def test_acb_options_fuse_exactly(options):
     np.testing.assert_allclose(np.stack(scales), 1 / 3)
   if options.get('use_affine') is False:
     assert set(variables['params']) == set(acb.branches)
-  variables = randomize_batch_norm(variables, jax.random.key(1))
+  variables = randomize_batch_norm(variables, 1)
   expected = acb.apply(variables, x, train=False)
   assert max_relative_error(fused_conv_output(acb, variables, x), expected) <= 1e-5
   assert set(variables['params']) >= set(acb.branches)

@@ -64,6 +64,32 @@ def test_wrn_16_8_parameter_count():
   assert abs(count - 11.0e6) / 11.0e6 < 0.005
 
 
+def test_cifar_quick_parameter_count():
+  assert count_params('cfqkbnc', 'normal') == 117_034  # The and the paper's figure.
+
+
+def test_vgg16_parameter_count():
+  widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+  convs = sum(9 * cin * cout + 2 * cout for cin, cout in zip([3] + widths, widths))
+  assert count_params('vc', 'normal') == convs + 512 * 512 + 512 + 512 * 10 + 10
+  # 15.0M, the usual figure for VGG-16 (BN) on CIFAR with a 512-wide dense layer.
+  assert abs(count_params('vc', 'normal') - 15.0e6) / 15.0e6 < 0.01
+
+
+def test_densenet40_parameter_count():
+  total, channels = 16 * 27 + 16, 16  # Stem conv with bias.
+  for block in range(3):
+    for _ in range(12):
+      total += 2 * channels + 9 * channels * 12 + 12
+      channels += 12
+    if block < 2:
+      total += 2 * channels + channels * channels + channels
+  total += 2 * channels + channels * 10 + 10
+  assert count_params('densenet40', 'normal') == total
+  # Huang et al. (2017), Table 2: DenseNet (L=40, k=12) has 1.0M parameters.
+  assert abs(total - 1.0e6) / 1.0e6 < 0.03
+
+
 def test_acnet_adds_the_1d_branches_only_at_training_time():
   # Each 3x3 conv+BN gains a 3x1 and a 1x3 conv with their BNs: 2/3 more kernel.
   normal, acnet, deploy = (count_params('rc56', c) for c in ('normal', 'acnet', 'deploy'))

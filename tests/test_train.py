@@ -75,9 +75,10 @@ def test_warmup_ramp_and_cosine():
     train.create_lr_schedule(tiny_config(lr_schedule='linear'), 10)
 
 
-@pytest.mark.parametrize('on_bn_and_bias', [False, True])
-def test_optimizer_is_torch_sgd_with_l2_in_the_gradient(on_bn_and_bias):
-  config = tiny_config(weight_decay=0.01, momentum=0.9, weight_decay_on_bn_and_bias=on_bn_and_bias)
+@pytest.mark.parametrize('on_bn_and_bias,bias_lr_factor', [(False, 1.0), (True, 2.0)])
+def test_optimizer_is_torch_sgd_with_l2_in_the_gradient(on_bn_and_bias, bias_lr_factor):
+  config = tiny_config(weight_decay=0.01, momentum=0.9, weight_decay_on_bn_and_bias=on_bn_and_bias,
+                       bias_lr_factor=bias_lr_factor)
   optimizer = train.create_optimizer(config, optax.constant_schedule(0.5))
   params = {'conv': {'kernel': jnp.array([1.0, -2.0])}, 'bn': {'scale': jnp.array([3.0]),
                                                                'bias': jnp.array([4.0])}}
@@ -85,11 +86,13 @@ def test_optimizer_is_torch_sgd_with_l2_in_the_gradient(on_bn_and_bias):
   opt_state = optimizer.init(params)
   expected, buf = params, None
   for _ in range(2):
-    # torch.optim.SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr * buf.
+    # torch.optim.SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr * buf,
+    # with lr * bias_lr_factor in the group of the biases.
     decayed = {m: {k: grads[m][k] + (0.01 * expected[m][k] if (k == 'kernel' or on_bn_and_bias)
                                      else 0.0) for k in params[m]} for m in params}
     buf = decayed if buf is None else jax.tree.map(lambda b, d: 0.9 * b + d, buf, decayed)
-    expected = jax.tree.map(lambda p, b: p - 0.5 * b, expected, buf)
+    expected = {m: {k: expected[m][k] - 0.5 * (bias_lr_factor if k == 'bias' else 1.0) * buf[m][k]
+                    for k in params[m]} for m in params}
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
   for key, value in flat(expected).items():

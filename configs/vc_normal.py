@@ -1,0 +1,7 @@
+"""vc, normal, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/vc.py:normal_cosine_cifar100."""
+
+from configs import default
+
+
+def get_config():
+  return default.preset('vc', 'normal_cosine')
