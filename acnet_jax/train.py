@@ -438,7 +438,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress.close()
 
   result = trainer.evaluate(state)
-  save_deploy_variables(workdir, state)
+  save_deploy_variables(workdir, state, trainer)
   if writer:
     writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
     writer.close()
@@ -446,8 +446,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return result
 
 
-def save_deploy_variables(workdir: str, state: TrainState) -> None:
-  params, batch_stats = fuse_params(state.params, state.batch_stats)
+def save_deploy_variables(workdir: str, state: TrainState, trainer: Trainer) -> None:
+  params, batch_stats = trainer.fuse(state.params, state.batch_stats)
   path = os.path.join(os.path.abspath(workdir), 'deploy', str(int(state.step)))
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(path, {'params': params, 'batch_stats': batch_stats}, force=True)
