@@ -94,7 +94,7 @@ def acnet_to_normal(params: Tree, batch_stats: Tree | None,
   def to_normal_block(p: Tree, s: Tree, path: str) -> Block:
     kernel, bias = block_to_conv(p, s, path)
     target = _subtree(normal_params, path)
-    if _is_conv_bn(target, {'bn': None}):
+    if _is_conv_bn(target, {}):  # The template's params hold both conv and bn.
       channels = bias.shape
       return ({'conv': {'kernel': kernel}, 'bn': {'scale': jnp.ones(channels), 'bias': bias}},
               {'bn': {'mean': jnp.zeros(channels), 'var': jnp.full(channels, 1.0 - BN_EPSILON)}})
