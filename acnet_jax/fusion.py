@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from acnet_jax.errors import InputError
-from acnet_jax.layers import ACB_BRANCHES, BN_EPSILON
+from acnet_jax.layers import ACB_BRANCHES, BN_EPSILON, pad_to_centre
 
 Tree = Mapping[str, Any]
 Block = tuple[dict[str, Any], dict[str, Any] | None]
@@ -43,13 +43,6 @@ def fold_batchnorm(kernel: jnp.ndarray, mean: jnp.ndarray, var: jnp.ndarray,
   """(W, BN) -> (W t, beta - mu t), t = gamma / sqrt(var + eps). Kernel is HWIO."""
   t = scale / jnp.sqrt(var + eps)
   return kernel * t, bias - mean * t
-
-
-def pad_to_centre(kernel: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
-  """Zero-pads an HWIO kernel (e.g. Kx1) to height x width around its centre."""
-  kh, kw = kernel.shape[:2]
-  dh, dw = (height - kh) // 2, (width - kw) // 2
-  return jnp.pad(kernel, ((dh, height - kh - dh), (dw, width - kw - dw), (0, 0), (0, 0)))
 
 
 def block_to_conv(params: Tree, stats: Tree, path: str) -> tuple[jnp.ndarray, jnp.ndarray]:

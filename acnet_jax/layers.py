@@ -21,12 +21,17 @@ from typing import Literal, get_args
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from acnet_jax.errors import InputError
 
 ConvKind = Literal['normal', 'acnet', 'deploy']
 CONV_KINDS: tuple[str, ...] = get_args(ConvKind)
 ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
+# How an ACB computes its branches in training; both give the same values
+# from the same parameter tree (see `ACB`).
+AcbImpl = Literal['branches', 'stacked']
+ACB_IMPLS: tuple[str, ...] = get_args(AcbImpl)
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
 # which is flax's momentum=0.9 (flax weighs the old value, torch the new).
@@ -66,6 +71,13 @@ def symmetric_padding(kernel_shape: Sequence[int]) -> tuple[tuple[int, int], ...
   return tuple((k // 2, k // 2) for k in kernel_shape)
 
 
+def pad_to_centre(kernel: jax.Array, height: int, width: int) -> jax.Array:
+  """Zero-pads an HWIO kernel (e.g. Kx1) to height x width around its centre."""
+  kh, kw = kernel.shape[:2]
+  dh, dw = (height - kh) // 2, (width - kw) // 2
+  return jnp.pad(kernel, ((dh, height - kh - dh), (dw, width - kw - dw), (0, 0), (0, 0)))
+
+
 def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
            feature_group_count: int, use_bias: bool, name: str) -> nn.Conv:
   return nn.Conv(
@@ -101,7 +113,12 @@ class ACB(nn.Module):
 
   Sum of KxK, Kx1 and 1xK conv+BN branches. With symmetric padding every
   branch's sliding window is centred on the same input pixel, so in eval mode
-  the block equals one KxK conv (see `fusion.acb_to_conv`).
+  the block equals one KxK conv (see `fusion.block_to_conv`).
+
+  `impl` picks the computation, not the math: 'branches' runs one conv per
+  branch; 'stacked' zero-pads the 1D kernels to KxK and runs one conv with
+  the branches' kernels side by side (3x the output channels), fewer and
+  larger ops for more FLOPs. The parameters are the same either way.
   """
 
   features: int
@@ -111,21 +128,63 @@ class ACB(nn.Module):
   gamma_init: float = 1.0
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
+  impl: AcbImpl = 'branches'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     validate_branches(self.branches)
+    if self.impl not in ACB_IMPLS:
+      raise InputError(f'unknown ACB impl {self.impl!r}; valid: {", ".join(ACB_IMPLS)}')
     k = self.kernel_size
     if k % 2 != 1:
       raise InputError(f'ACB needs an odd kernel size, got {k}')
     branch_shapes = {'square': (k, k), 'ver': (k, 1), 'hor': (1, k)}
-    outputs = []
-    for branch in self.branches:
-      y = conv2d(self.features, branch_shapes[branch], self.strides,
-                 self.feature_group_count, use_bias=False, name=branch)(x)
-      bn = batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine)
-      outputs.append(bn(y, use_running_average=not train))
+    if self.impl == 'branches':
+      ys = [conv2d(self.features, branch_shapes[branch], self.strides,
+                   self.feature_group_count, use_bias=False, name=branch)(x)
+            for branch in self.branches]
+    else:
+      kernels = [KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
+                          name=branch)(x) for branch in self.branches]
+      ys = stacked_conv(x, [pad_to_centre(w, k, k) for w in kernels], self.strides,
+                        self.feature_group_count)
+    outputs = [
+        batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine)(
+            y, use_running_average=not train)
+        for branch, y in zip(self.branches, ys)]
     return sum(outputs[1:], outputs[0])
+
+
+class KernelOf(nn.Module):
+  """The kernel that `conv2d` would create for `x`, under the same name, shape
+  and init, without applying it."""
+
+  features: int
+  kernel_shape: tuple[int, int]
+  feature_group_count: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (*self.kernel_shape, x.shape[-1] // self.feature_group_count, self.features)
+    return self.param('kernel', torch_default_init, shape)
+
+
+def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
+                 feature_group_count: int) -> list[jax.Array]:
+  """conv(x, w) for every HWIO kernel w of one shape, as a single conv.
+
+  Output channels are grouped: a grouped conv reads the kernels' outputs
+  group by group, so the kernels are interleaved per group, not concatenated.
+  """
+  groups, n = feature_group_count, len(kernels)
+  kh, kw, per_group_in, features = kernels[0].shape
+  per_group = [w.reshape(kh, kw, per_group_in, groups, features // groups) for w in kernels]
+  stacked = jnp.concatenate(per_group, axis=-1).reshape(kh, kw, per_group_in, n * features)
+  y = jax.lax.conv_general_dilated(
+      x, stacked, (strides, strides), symmetric_padding((kh, kw)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+  y = y.reshape(*y.shape[:-1], groups, n, features // groups)
+  return [y[..., i, :].reshape(*y.shape[:-3], features) for i in range(n)]
 
 
 class ConvBias(nn.Module):
@@ -173,10 +232,13 @@ class ConvSwitch:
   gamma_init: float = 1.0
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
+  acb_impl: AcbImpl = 'branches'
 
   def __post_init__(self) -> None:
     if self.kind not in CONV_KINDS:
       raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
+    if self.acb_impl not in ACB_IMPLS:
+      raise InputError(f'unknown ACB impl {self.acb_impl!r}; valid: {", ".join(ACB_IMPLS)}')
     validate_branches(self.branches)
 
   def __call__(self, features: int, kernel_size: int, *, strides: int = 1,
@@ -186,7 +248,7 @@ class ConvSwitch:
                  feature_group_count=feature_group_count, name=name)
     if self.kind == 'acnet' and uses_acb(kernel_size):
       return ACB(**shape, gamma_init=self.gamma_init, use_affine=self.use_affine,
-                 branches=self.branches)
+                 branches=self.branches, impl=self.acb_impl)
     if self.kind == 'deploy' or not with_bn:
       return ConvBias(**shape)
     return ConvBN(**shape)

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from acnet_jax import input_pipeline, models
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
-from acnet_jax.layers import validate_branches
+from acnet_jax.layers import ACB_IMPLS, validate_branches
 
 DATA_AXIS = 'data'
 # Fused and trained logits differ only by float rounding; anything larger is a bug.
@@ -56,11 +56,14 @@ POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops on a bad value before anything is loaded or written."""
-  choices = {'model': sorted(models.MODELS), 'conv': TRAINABLE_CONVS,
-             'dataset': input_pipeline.DATASETS, 'lr_schedule': LR_SCHEDULES}
-  for key, valid in choices.items():
-    if config[key] not in valid:
-      raise InputError(f'unknown {key} {config[key]!r}; valid: {", ".join(valid)}')
+  choices = {'model': (config.model, sorted(models.MODELS)),
+             'conv': (config.conv, TRAINABLE_CONVS),
+             'dataset': (config.dataset, input_pipeline.DATASETS),
+             'lr_schedule': (config.lr_schedule, LR_SCHEDULES),
+             'acb.impl': (config.acb.impl, ACB_IMPLS)}
+  for key, (value, valid) in choices.items():
+    if value not in valid:
+      raise InputError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
   for key in POSITIVE_KEYS:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')
@@ -71,7 +74,7 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
   return models.create_model(
       config.model, conv or config.conv, config.num_classes,
       gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
-      branches=tuple(config.acb.branches))
+      branches=tuple(config.acb.branches), acb_impl=config.acb.impl)
 
 
 def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
@@ -140,15 +143,21 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array,
-               *, schedule: optax.Schedule, seed: int, augment: bool,
-               batch_sharding: NamedSharding) -> tuple[TrainState, dict[str, jax.Array]]:
+def prepare_batch(images: jax.Array, labels: jax.Array, indices: jax.Array, step: jax.Array,
+                  *, seed: int, augment: bool,
+                  batch_sharding: NamedSharding) -> tuple[jax.Array, jax.Array]:
+  """The input pipeline, on device: gather the batch from the uint8 split,
+  augment it (a pure function of seed and step) and normalise it."""
   x = images[indices]
   if augment:
-    x = input_pipeline.augment(x, jax.random.fold_in(jax.random.key(seed), state.step))
+    x = input_pipeline.augment(x, jax.random.fold_in(jax.random.key(seed), step))
   x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x), batch_sharding)
-  y = labels[indices]
+  return x, labels[indices]
 
+
+def update(state: TrainState, x: jax.Array, y: jax.Array,
+           *, schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on a ready batch."""
   def loss_fn(params):
     logits, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, x,
                                      train=True, mutable=['batch_stats'])
@@ -161,6 +170,14 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices:
   metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == y),
              'lr': schedule(state.step - 1), 'finite': finite.astype(jnp.float32)}
   return state, metrics
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array,
+               *, schedule: optax.Schedule, seed: int, augment: bool,
+               batch_sharding: NamedSharding) -> tuple[TrainState, dict[str, jax.Array]]:
+  x, y = prepare_batch(images, labels, indices, state.step, seed=seed, augment=augment,
+                       batch_sharding=batch_sharding)
+  return update(state, x, y, schedule=schedule)
 
 
 def eval_step(trained: nn.Module, deploy: nn.Module, variables: dict, deploy_variables: dict,

@@ -53,6 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.acb.gamma_init = 1.0  # Initial BN scale of every ACB branch.
   config.acb.use_affine = True
   config.acb.branches = ('square', 'ver', 'hor')
+  # 'branches' (a conv per branch) or 'stacked' (one conv, 1D kernels padded
+  # to KxK): same parameters, same values; which is faster is measured by
+  # `python -m acnet_jax.benchmark` (README, Performance).
+  config.acb.impl = 'branches'
 
   config.dataset = 'cifar10'  # 'cifar10' | 'cifar100' | 'image_folder' | 'synthetic'
   config.data_dir = ''  # tfds data_dir, or the root of an image folder.

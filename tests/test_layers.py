@@ -66,6 +66,38 @@ def test_acb_options_fuse_exactly(options):
   assert not set(variables['params']) & ({'square', 'ver', 'hor'} - set(acb.branches))
 
 
+STACKED_CASES = [(3, 1, 1), (3, 2, 1), (5, 1, 1), (3, 1, 8), (3, 2, 2)]
+
+
+@pytest.mark.parametrize('kernel_size,strides,groups', STACKED_CASES)
+def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups):
+  """Same parameter tree and init; same train-mode output, batch statistics
+  and gradients (to float rounding) as one conv per branch."""
+  x = jax.random.normal(jax.random.key(5), (4, 11, 11, 8))
+  blocks = {impl: ACB(8, kernel_size, strides=strides, feature_group_count=groups, impl=impl)
+            for impl in ('branches', 'stacked')}
+  inits = {impl: block.init(jax.random.key(0), x, train=False) for impl, block in blocks.items()}
+  assert jax.tree.structure(inits['branches']) == jax.tree.structure(inits['stacked'])
+  jax.tree.map(np.testing.assert_array_equal, inits['branches'], inits['stacked'])
+
+  variables = randomize_batch_norm(inits['branches'], 1)
+
+  def train_mode(impl):
+    def loss(params, x):
+      y, updates = blocks[impl].apply({**variables, 'params': params}, x, train=True,
+                                      mutable=['batch_stats'])
+      return jnp.sum(jnp.sin(y)), (y, updates['batch_stats'])
+    (_, aux), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        variables['params'], x)
+    return aux, grads
+
+  expected, actual = train_mode('branches'), train_mode('stacked')
+  for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
+    assert max_relative_error(got, want) <= 1e-5
+  eval_out = {impl: blocks[impl].apply(variables, x, train=False) for impl in blocks}
+  assert max_relative_error(eval_out['stacked'], eval_out['branches']) <= 1e-5
+
+
 def test_acb_rejects_bad_options():
   x = jnp.zeros((1, 8, 8, 2))
   with pytest.raises(ValueError, match='odd kernel size'):
@@ -74,6 +106,8 @@ def test_acb_rejects_bad_options():
     ConvSwitch('acnet', branches=('ver', 'hor'))
   with pytest.raises(ValueError, match='valid kinds: normal, acnet, deploy'):
     ConvSwitch('acb')
+  with pytest.raises(ValueError, match='ACB impl'):
+    ConvSwitch('acnet', acb_impl='fused')
 
 
 def test_switch_picks_the_block_of_each_kind():

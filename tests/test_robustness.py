@@ -148,10 +148,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ('dataset', 'imagenet', "unknown dataset 'imagenet'; valid: cifar10, cifar100, image_folder"),
     ('lr_schedule', 'step', "unknown lr_schedule 'step'; valid: piecewise, cosine"),
     ('batch_size', 0, 'batch_size must be positive'),
+    ('acb.impl', 'fused', "unknown acb.impl 'fused'; valid: branches, stacked"),
 ])
 def test_bad_config_values_are_refused_before_anything_is_written(key, value, message, tmp_path):
+  config = tiny_config()
+  config.update_from_flattened_dict({key: value})
   with pytest.raises(InputError, match=message):
-    train.train_and_evaluate(tiny_config(**{key: value}), str(tmp_path / 'run'))
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
 
 

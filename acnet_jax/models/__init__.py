@@ -30,7 +30,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10,
                  **acb_options) -> nn.Module:
   """`conv` is a kind ('normal', 'acnet', 'deploy') or a ConvSwitch; `acb_options`
-  (gamma_init, use_affine, branches) go to the ConvSwitch."""
+  (gamma_init, use_affine, branches, acb_impl) go to the ConvSwitch."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
   if not isinstance(conv, ConvSwitch):

@@ -1,0 +1,305 @@
+"""Numbers, not tests: python -m acnet_jax.benchmark [--model=rc56 --batch_size=64 ...]
+
+After compilation and warm-up, the median time of several steps of
+  train    the jitted train step of `normal` and `acnet` (each ACB impl), fed
+           by the on-device input pipeline (gather, augment, normalise) and by
+           a batch already on device;
+  eval     the forward pass of `normal`, unfused `acnet` and the fused `deploy`
+           model;
+  devices  the train step on 1 device and on all N, when N > 1;
+with each step's compile time, XLA's FLOP count and the achieved FLOP/s as a
+fraction of a float32 matmul timed in the same run. Prints a table, writes JSON.
+Synthetic CIFAR-shaped uint8 data: the step's work does not depend on pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from jax.sharding import Mesh
+
+from acnet_jax import input_pipeline, train
+from acnet_jax.errors import InputError
+from acnet_jax.layers import ACB_IMPLS
+from configs import default
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('model', 'rc56', 'Model name, e.g. rc56, cfqkbnc, wrnc16.')
+flags.DEFINE_list('convs', ['normal', 'acnet'], 'Conv kinds to train: normal, acnet.')
+flags.DEFINE_list('acb_impls', list(ACB_IMPLS), 'ACB computations to time for acnet.')
+flags.DEFINE_integer('batch_size', 64, 'Global train batch size.')
+flags.DEFINE_integer('eval_batch_size', 500, 'Global eval batch size.')
+flags.DEFINE_integer('num_devices', 0, 'Devices of the mesh; 0 = all of the backend.')
+flags.DEFINE_string('backend', None, "jax backend ('cpu', 'gpu', 'tpu'); default: jax's.")
+flags.DEFINE_integer('steps', 5, 'Timed steps per measurement (their median is reported).')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+flags.DEFINE_integer('train_examples', 50_000, 'Size of the synthetic train split on device.')
+flags.DEFINE_integer('matmul_size', 0, 'Side of the square matmul that measures the peak; '
+                     '0 = 2048 on CPU, 8192 elsewhere.')
+flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON report.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  compile_s: float
+  step_s: float  # Median over the timed steps.
+  flops: float  # Per step, from XLA's cost analysis of the compiled step.
+  batch_size: int
+
+  @property
+  def images_per_s(self) -> float:
+    return self.batch_size / self.step_s
+
+  def row(self, peak_flops_per_s: float, **labels: Any) -> dict[str, Any]:
+    flops_per_s = self.flops / self.step_s
+    return {**labels, 'compile_s': self.compile_s, 'step_s': self.step_s,
+            'images_per_s': self.images_per_s, 'flops': self.flops,
+            'flops_per_s': flops_per_s, 'fraction_of_peak': flops_per_s / peak_flops_per_s}
+
+
+def xla_flops(compiled: jax.stages.Compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, Sequence):  # One entry per program in older jax versions.
+    cost = cost[0]
+  return float(cost.get('flops', float('nan')))
+
+
+def compile_timed(jitted: Callable, *args: Any) -> tuple[jax.stages.Compiled, float]:
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> float:
+  """run(i) performs step i and returns its outputs; each step is waited for."""
+  for i in range(warmup):
+    jax.block_until_ready(run(i))
+  times = []
+  for i in range(warmup, warmup + steps):
+    start = time.perf_counter()
+    jax.block_until_ready(run(i))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def measure_peak(device: jax.Device, size: int, steps: int) -> float:
+  """FLOP/s of a large float32 matmul: what this device attains on dense math."""
+  a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
+                                 jnp.float32), device)
+  matmul, _ = compile_timed(jax.jit(lambda a: a @ a), a)
+  return 2 * size**3 / median_step_time(lambda _: matmul(a), max(steps, 3), 1)
+
+
+def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
+                 train_examples: int) -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.update(dict(model=model, conv=conv, batch_size=batch_size,
+                     eval_batch_size=eval_batch_size, dataset='synthetic',
+                     synthetic_examples=train_examples))
+  config.acb.impl = acb_impl
+  train.validate_config(config)
+  return config
+
+
+def fresh_state(trainer: train.Trainer) -> train.TrainState:
+  """A copy of the initial state: the timed steps donate theirs."""
+  return jax.tree.map(lambda x: x.copy(), trainer.initial_state)
+
+
+def time_train_step(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
+  """The step as training runs it: host batch indices, on-device pipeline, update."""
+  state = fresh_state(trainer)
+  step, compile_s = compile_timed(trainer.train_step, state, *trainer.train_data,
+                                  trainer.batch_indices(0))
+
+  def run(i: int) -> Any:
+    nonlocal state
+    state, metrics = step(state, *trainer.train_data, trainer.batch_indices(i))
+    return metrics
+
+  step_s = median_step_time(run, steps, warmup)
+  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size)
+
+
+def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
+  """The same update fed by one batch already prepared on device."""
+  config = trainer.config
+  prepare = jax.jit(functools.partial(train.prepare_batch, seed=config.seed,
+                                      augment=config.augment,
+                                      batch_sharding=trainer.batch_sharding))
+  x, y = prepare(*trainer.train_data, trainer.batch_indices(0), jnp.int32(0))
+  state = fresh_state(trainer)
+  state_sharding = jax.tree.map(lambda _: trainer.replicated, state)
+  update = jax.jit(functools.partial(train.update, schedule=trainer.schedule),
+                   out_shardings=(state_sharding, trainer.replicated), donate_argnums=0)
+  step, compile_s = compile_timed(update, state, x, y)
+
+  def run(_: int) -> Any:
+    nonlocal state
+    state, metrics = step(state, x, y)
+    return metrics
+
+  step_s = median_step_time(run, steps, warmup)
+  return Timing(compile_s, step_s, xla_flops(step), config.batch_size)
+
+
+def time_eval(model: Any, variables: dict, trainer: train.Trainer, steps: int,
+              warmup: int) -> Timing:
+  batch_size = trainer.config.eval_batch_size
+  images = trainer.test_data[0]
+  indices = trainer.shard_batch(np.arange(batch_size) % len(images))
+  x = jax.jit(lambda images, i: input_pipeline.normalize(images[i]),
+              out_shardings=trainer.batch_sharding)(images, indices)
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False),
+                    out_shardings=trainer.replicated)
+  step, compile_s = compile_timed(forward, variables, x)
+  step_s = median_step_time(lambda _: step(variables, x), steps, warmup)
+  return Timing(compile_s, step_s, xla_flops(step), batch_size)
+
+
+def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], batch_size: int,
+                  eval_batch_size: int, devices: Sequence[jax.Device], steps: int, warmup: int,
+                  train_examples: int, matmul_size: int,
+                  progress: Callable[[str], None] = logging.info) -> dict[str, Any]:
+  """Every measurement of the module docstring, as one JSON-able report."""
+  progress(f'timing the peak: {matmul_size}x{matmul_size} float32 matmul')
+  peak = measure_peak(devices[0], matmul_size, steps)
+  dataset = input_pipeline.synthetic_dataset(
+      default.get_config().num_classes, train_examples, seed=0)
+  mesh = Mesh(np.array(devices), (train.DATA_AXIS,))
+  variants = [(conv, impl) for conv in convs
+              for impl in (acb_impls if conv == 'acnet' else ['-'])]
+  report: dict[str, Any] = {
+      'environment': environment(model, devices, batch_size, eval_batch_size, steps, warmup),
+      'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': []}
+  train_timings: dict[tuple[str, str], Timing] = {}
+  eval_timings: dict[tuple[str, str], Timing] = {}
+  for conv, impl in variants:
+    config = bench_config(model, conv, impl if conv == 'acnet' else ACB_IMPLS[0], batch_size,
+                          eval_batch_size, train_examples)
+    trainer = train.Trainer(config, dataset, mesh)
+    progress(f'timing the train step: {conv} {impl}')
+    full = time_train_step(trainer, steps, warmup)
+    ready = time_update_on_ready_batch(trainer, steps, warmup)
+    train_timings[conv, impl] = full
+    report['train'].append(full.row(peak, conv=conv, acb_impl=impl, feed='pipeline'))
+    report['train'][-1]['pipeline_overhead'] = 1 - ready.step_s / full.step_s
+    report['train'].append(ready.row(peak, conv=conv, acb_impl=impl, feed='on_device'))
+
+    progress(f'timing eval: {conv} {impl}')
+    state = trainer.initial_state
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    eval_timings[conv, impl] = time_eval(trainer.model, variables, trainer, steps, warmup)
+    report['eval'].append(eval_timings[conv, impl].row(peak, conv=conv, acb_impl=impl))
+    if conv == 'acnet' and ('deploy', '-') not in eval_timings:
+      params, stats = trainer.fuse(state.params, state.batch_stats)
+      eval_timings['deploy', '-'] = time_eval(
+          trainer.deploy_model, {'params': params, 'batch_stats': stats}, trainer, steps, warmup)
+      report['eval'].append(eval_timings['deploy', '-'].row(peak, conv='deploy', acb_impl='-'))
+
+    if len(devices) > 1 and impl in ('-', ACB_IMPLS[0]):
+      progress(f'timing the train step on 1 device: {conv}')
+      one = train.Trainer(config, dataset, Mesh(np.array(devices[:1]), (train.DATA_AXIS,)))
+      for n, timing in ((1, time_train_step(one, steps, warmup)), (len(devices), full)):
+        report['devices'].append({'conv': conv, 'acb_impl': impl, 'num_devices': n,
+                                  'step_s': timing.step_s, 'images_per_s': timing.images_per_s})
+
+  report['ratios'] = ratios(train_timings, eval_timings)
+  return report
+
+
+def ratios(train_timings: dict[tuple[str, str], Timing],
+           eval_timings: dict[tuple[str, str], Timing]) -> dict[str, float]:
+  """ACNet/normal train-step time next to its FLOPs ratio (XLA's count of the
+  'branches' computation: the work an ACB needs), and deploy eval throughput
+  relative to normal and to unfused acnet."""
+  out: dict[str, float] = {}
+  normal = train_timings.get(('normal', '-'))
+  branches = train_timings.get(('acnet', 'branches'))
+  for (conv, impl), timing in train_timings.items():
+    if conv == 'acnet' and normal:
+      out[f'train_time_acnet_{impl}/normal'] = timing.step_s / normal.step_s
+  if normal and branches:
+    out['train_flops_acnet/normal'] = branches.flops / normal.flops
+  deploy = eval_timings.get(('deploy', '-'))
+  if deploy:
+    if ('normal', '-') in eval_timings:
+      out['eval_throughput_deploy/normal'] = (
+          deploy.images_per_s / eval_timings['normal', '-'].images_per_s)
+    for (conv, impl), timing in eval_timings.items():
+      if conv == 'acnet':
+        out[f'eval_throughput_deploy/acnet_{impl}'] = deploy.images_per_s / timing.images_per_s
+  return out
+
+
+def environment(model: str, devices: Sequence[jax.Device], batch_size: int,
+                eval_batch_size: int, steps: int, warmup: int) -> dict[str, Any]:
+  return {'model': model, 'backend': devices[0].platform, 'device_kind': devices[0].device_kind,
+          'num_devices': len(devices), 'batch_size': batch_size,
+          'eval_batch_size': eval_batch_size, 'steps': steps, 'warmup': warmup,
+          'jax': jax.__version__, 'cpu': platform.processor() or platform.machine(),
+          'cpu_count': os.cpu_count(), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+
+def format_report(report: dict[str, Any]) -> str:
+  env = report['environment']
+  lines = [f"{env['model']} on {env['num_devices']} x {env['device_kind']} ({env['backend']}), "
+           f"train batch {env['batch_size']}, eval batch {env['eval_batch_size']}, "
+           f"median of {env['steps']} steps; XLA_FLAGS={env['xla_flags'] or '(none)'}",
+           f"peak (float32 matmul): {report['peak_flops_per_s'] / 1e9:.1f} GFLOP/s", '',
+           f"{'':6}{'conv':8}{'acb_impl':10}{'feed':11}{'img/s':>9}{'step ms':>10}"
+           f"{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}{'pipeline':>10}"]
+  for section in ('train', 'eval'):
+    for row in report[section]:
+      overhead = row.get('pipeline_overhead')
+      lines.append(
+          f"{section:6}{row['conv']:8}{row['acb_impl']:10}{row.get('feed', ''):11}"
+          f"{row['images_per_s']:9.1f}{row['step_s'] * 1e3:10.1f}{row['compile_s']:11.1f}"
+          f"{row['flops_per_s'] / 1e9:9.1f}{row['fraction_of_peak']:9.1%}"
+          f"{'' if overhead is None else f'{overhead:10.1%}'}")
+  if report['devices']:
+    lines.append('')
+    for row in report['devices']:
+      lines.append(f"devices {row['num_devices']:2}  {row['conv']:8}{row['acb_impl']:10}"
+                   f"{row['images_per_s']:9.1f} img/s")
+  lines.append('')
+  lines += [f'{name:40}{value:8.3f}' for name, value in report['ratios'].items()]
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  devices = jax.devices(FLAGS.backend) if FLAGS.backend else jax.devices()
+  if FLAGS.num_devices:
+    if FLAGS.num_devices > len(devices):
+      raise app.UsageError(f'--num_devices={FLAGS.num_devices} but the backend has '
+                           f'{len(devices)} devices')
+    devices = devices[:FLAGS.num_devices]
+  matmul_size = FLAGS.matmul_size or (2048 if devices[0].platform == 'cpu' else 8192)
+  try:
+    report = run_benchmark(FLAGS.model, FLAGS.convs, FLAGS.acb_impls, FLAGS.batch_size,
+                           FLAGS.eval_batch_size, devices, FLAGS.steps, FLAGS.warmup,
+                           FLAGS.train_examples, matmul_size, progress=print)
+  except InputError as e:
+    raise app.UsageError(str(e)) from None
+  print(format_report(report))
+  with open(FLAGS.output, 'w') as f:
+    json.dump(report, f, indent=1)
+  print(f'\nwrote {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main)
