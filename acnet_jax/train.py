@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -420,6 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f.write(config.to_json(indent=2))
   writer = MetricWriter(workdir) if is_chief else None
   step = checked_step = int(state.step)
+  checked_time = time.perf_counter()
   history: list[dict[str, jax.Array]] = []
   progress = tqdm.tqdm(total=trainer.total_steps, initial=step, unit='step',
                        dynamic_ncols=True, disable=not is_chief)
@@ -434,7 +436,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       save = step % config.checkpoint_every_steps == 0 or is_last or received
       if step % config.log_every_steps == 0 or save:
         summary = summarize(history, checked_step)
-        history, checked_step = [], step
+        now = time.perf_counter()
+        # Wall clock, evaluations and saves included: what an epoch really costs.
+        summary['steps_per_s'] = (step - checked_step) / (now - checked_time)
+        history, checked_step, checked_time = [], step, now
         if writer:
           writer.write(step, {f'train_{k}': v for k, v in summary.items()})
         progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",

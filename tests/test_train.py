@@ -124,7 +124,7 @@ def test_train_then_eval_reproduces_the_final_metrics(tmp_path):
   assert model.apply(deploy, x, train=False).shape == (2, 10)
 
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert {'train_loss', 'train_lr', 'train_top1'} <= set(lines[0])
+  assert {'train_loss', 'train_lr', 'train_top1', 'train_steps_per_s'} <= set(lines[0])
   assert any('test_fused_top1' in l for l in lines)
   assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
 
