@@ -7,8 +7,10 @@ After compilation and warm-up, the median time of several steps of
   eval     the forward pass of `normal`, unfused `acnet` and the fused `deploy`
            model;
   devices  the train step on 1 device and on all N, when N > 1;
-with each step's compile time, XLA's FLOP count and the achieved FLOP/s as a
-fraction of a float32 matmul timed in the same run. Prints a table, writes JSON.
+  parts    (--breakdown) forward, + input gradients, + weight gradients;
+with each step's compile time, XLA's FLOP count (per device: the partitioned
+program's) and the achieved FLOP/s as a fraction of a float32 matmul timed in
+the same run. Prints a table, writes JSON.
 Synthetic CIFAR-shaped uint8 data: the step's work does not depend on pixels.
 """
 
@@ -49,6 +51,8 @@ flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
 flags.DEFINE_integer('train_examples', 50_000, 'Size of the synthetic train split on device.')
 flags.DEFINE_integer('matmul_size', 0, 'Side of the square matmul that measures the peak; '
                      '0 = 2048 on CPU, 8192 elsewhere.')
+flags.DEFINE_bool('breakdown', False, 'Also time the forward, input-gradient and '
+                  'weight-gradient parts of each train step.')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON report.')
 
 
@@ -95,12 +99,19 @@ def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> floa
   return statistics.median(times)
 
 
-def measure_peak(device: jax.Device, size: int, steps: int) -> float:
-  """FLOP/s of a large float32 matmul: what this device attains on dense math."""
+def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
+  """FLOP/s of a large float32 matmul: what this device attains on dense math.
+  The fastest of several runs, since 'attainable' is a best case."""
   a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
                                  jnp.float32), device)
   matmul, _ = compile_timed(jax.jit(lambda a: a @ a), a)
-  return 2 * size**3 / median_step_time(lambda _: matmul(a), max(steps, 3), 1)
+  jax.block_until_ready(matmul(a))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a))
+    times.append(time.perf_counter() - start)
+  return 2 * size**3 / min(times)
 
 
 def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
@@ -134,13 +145,19 @@ def time_train_step(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
   return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size)
 
 
-def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
-  """The same update fed by one batch already prepared on device."""
+def ready_batch(trainer: train.Trainer) -> tuple[jax.Array, jax.Array]:
+  """One train batch through the input pipeline, left on device."""
   config = trainer.config
   prepare = jax.jit(functools.partial(train.prepare_batch, seed=config.seed,
                                       augment=config.augment,
                                       batch_sharding=trainer.batch_sharding))
-  x, y = prepare(*trainer.train_data, trainer.batch_indices(0), jnp.int32(0))
+  return prepare(*trainer.train_data, trainer.batch_indices(0), jnp.int32(0))
+
+
+def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
+  """The same update fed by one batch already prepared on device."""
+  config = trainer.config
+  x, y = ready_batch(trainer)
   state = fresh_state(trainer)
   state_sharding = jax.tree.map(lambda _: trainer.replicated, state)
   update = jax.jit(functools.partial(train.update, schedule=trainer.schedule),
@@ -170,13 +187,38 @@ def time_eval(model: Any, variables: dict, trainer: train.Trainer, steps: int,
   return Timing(compile_s, step_s, xla_flops(step), batch_size)
 
 
+GRADIENT_PARTS = ('forward', 'input_gradients', 'all_gradients')
+
+
+def time_gradient_parts(trainer: train.Trainer, steps: int, warmup: int) -> dict[str, float]:
+  """Where a train step's time goes: the train-mode forward, then also the
+  gradients with respect to the input only (the backward chain without any
+  weight gradient), then also the weight gradients."""
+  state, (x, _) = trainer.initial_state, ready_batch(trainer)
+
+  def loss(params: Any, x: jax.Array) -> jax.Array:
+    y, _ = trainer.model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
+                               train=True, mutable=['batch_stats'])
+    return jnp.sum(y ** 2)
+
+  parts = {'forward': loss,
+           'input_gradients': jax.grad(lambda p, x: loss(jax.lax.stop_gradient(p), x), 1),
+           'all_gradients': jax.grad(loss, (0, 1))}
+  out = {}
+  for name in GRADIENT_PARTS:
+    compiled, _ = compile_timed(jax.jit(parts[name]), state.params, x)
+    out[f'{name}_s'] = median_step_time(lambda _: compiled(state.params, x), steps, warmup)
+    out[f'{name}_flops'] = xla_flops(compiled)
+  return out
+
+
 def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], batch_size: int,
                   eval_batch_size: int, devices: Sequence[jax.Device], steps: int, warmup: int,
-                  train_examples: int, matmul_size: int,
+                  train_examples: int, matmul_size: int, breakdown: bool = False,
                   progress: Callable[[str], None] = logging.info) -> dict[str, Any]:
   """Every measurement of the module docstring, as one JSON-able report."""
   progress(f'timing the peak: {matmul_size}x{matmul_size} float32 matmul')
-  peak = measure_peak(devices[0], matmul_size, steps)
+  peak = measure_peak(devices[0], matmul_size)
   dataset = input_pipeline.synthetic_dataset(
       default.get_config().num_classes, train_examples, seed=0)
   mesh = Mesh(np.array(devices), (train.DATA_AXIS,))
@@ -184,7 +226,7 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
               for impl in (acb_impls if conv == 'acnet' else ['-'])]
   report: dict[str, Any] = {
       'environment': environment(model, devices, batch_size, eval_batch_size, steps, warmup),
-      'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': []}
+      'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': [], 'breakdown': []}
   train_timings: dict[tuple[str, str], Timing] = {}
   eval_timings: dict[tuple[str, str], Timing] = {}
   for conv, impl in variants:
@@ -198,6 +240,11 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
     report['train'].append(full.row(peak, conv=conv, acb_impl=impl, feed='pipeline'))
     report['train'][-1]['pipeline_overhead'] = 1 - ready.step_s / full.step_s
     report['train'].append(ready.row(peak, conv=conv, acb_impl=impl, feed='on_device'))
+
+    if breakdown:
+      progress(f'timing the parts of the step: {conv} {impl}')
+      report['breakdown'].append(
+          {'conv': conv, 'acb_impl': impl, **time_gradient_parts(trainer, steps, warmup)})
 
     progress(f'timing eval: {conv} {impl}')
     state = trainer.initial_state
@@ -270,6 +317,15 @@ def format_report(report: dict[str, Any]) -> str:
           f"{row['images_per_s']:9.1f}{row['step_s'] * 1e3:10.1f}{row['compile_s']:11.1f}"
           f"{row['flops_per_s'] / 1e9:9.1f}{row['fraction_of_peak']:9.1%}"
           f"{'' if overhead is None else f'{overhead:10.1%}'}")
+  if report['breakdown']:
+    lines.append('')
+  for row in report['breakdown']:
+    times = [0.0] + [row[f'{name}_s'] for name in GRADIENT_PARTS]
+    flops = [0.0] + [row[f'{name}_flops'] for name in GRADIENT_PARTS]
+    parts = [f'{label} {(times[i + 1] - times[i]) * 1e3:.0f} ms '
+             f'({(flops[i + 1] - flops[i]) / (times[i + 1] - times[i]) / 1e9:.0f} GFLOP/s)'
+             for i, label in enumerate(('forward', '+ input grads', '+ weight grads'))]
+    lines.append(f"parts {row['conv']:8}{row['acb_impl']:10}" + ', '.join(parts))
   if report['devices']:
     lines.append('')
     for row in report['devices']:
@@ -292,7 +348,7 @@ def main(argv: Sequence[str]) -> None:
   try:
     report = run_benchmark(FLAGS.model, FLAGS.convs, FLAGS.acb_impls, FLAGS.batch_size,
                            FLAGS.eval_batch_size, devices, FLAGS.steps, FLAGS.warmup,
-                           FLAGS.train_examples, matmul_size, progress=print)
+                           FLAGS.train_examples, matmul_size, FLAGS.breakdown, progress=print)
   except InputError as e:
     raise app.UsageError(str(e)) from None
   print(format_report(report))

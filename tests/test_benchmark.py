@@ -25,7 +25,7 @@ def test_benchmark_reports_every_field(tmp_path):
   completed = subprocess.run(
       [sys.executable, '-m', 'acnet_jax.benchmark', '--model=cfqkbnc', '--batch_size=8',
        '--eval_batch_size=16', '--steps=2', '--warmup=1', '--train_examples=64',
-       '--matmul_size=256', f'--output={out}'],
+       '--matmul_size=256', '--breakdown', f'--output={out}'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert completed.returncode == 0, completed.stderr[-3000:]
   report = json.loads(out.read_text())
@@ -42,6 +42,11 @@ def test_benchmark_reports_every_field(tmp_path):
     assert all(positive(row[field]) for field in TIMING_FIELDS), row
   for variant in variants:
     assert math.isfinite(train_rows[(*variant, 'pipeline')]['pipeline_overhead'])
+  parts = {(r['conv'], r['acb_impl']): r for r in report['breakdown']}
+  assert set(parts) == set(variants)
+  for row in parts.values():
+    assert all(positive(row[f'{part}_{field}']) for part in
+               ('forward', 'input_gradients', 'all_gradients') for field in ('s', 'flops')), row
   devices = {(r['conv'], r['num_devices']) for r in report['devices']}
   assert devices == {('normal', 1), ('normal', 2), ('acnet', 1), ('acnet', 2)}
   assert all(positive(r['images_per_s']) for r in report['devices'])
@@ -52,3 +57,4 @@ def test_benchmark_reports_every_field(tmp_path):
   assert all(positive(v) for v in report['ratios'].values())
   # The printed table has a row per measurement.
   assert completed.stdout.count('\ntrain ') == 6 and completed.stdout.count('\neval ') == 4
+  assert completed.stdout.count('\nparts ') == 3
