@@ -117,8 +117,8 @@ class ACB(nn.Module):
 
   `impl` picks the computation, not the math: 'branches' runs one conv per
   branch; 'stacked' zero-pads the 1D kernels to KxK and runs one conv with
-  the branches' kernels side by side (3x the output channels), fewer and
-  larger ops for more FLOPs. The parameters are the same either way.
+  the branches' kernels side by side (one output channel block per branch):
+  fewer, larger ops for more FLOPs. The parameters are the same either way.
   """
 
   features: int
@@ -133,8 +133,7 @@ class ACB(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     validate_branches(self.branches)
-    if self.impl not in ACB_IMPLS:
-      raise InputError(f'unknown ACB impl {self.impl!r}; valid: {", ".join(ACB_IMPLS)}')
+    validate_acb_impl(self.impl)
     k = self.kernel_size
     if k % 2 != 1:
       raise InputError(f'ACB needs an odd kernel size, got {k}')
@@ -212,6 +211,11 @@ def validate_branches(branches: Sequence[str]) -> None:
         f"'square' (the KxK skeleton the others are fused onto); got {tuple(branches)}")
 
 
+def validate_acb_impl(impl: str) -> None:
+  if impl not in ACB_IMPLS:
+    raise InputError(f'unknown ACB impl {impl!r}; valid: {", ".join(ACB_IMPLS)}')
+
+
 def uses_acb(kernel_size: int) -> bool:
   """The authors' builder: 1x1 convs and large stems (7x7) stay normal."""
   return 1 < kernel_size < 7
@@ -237,8 +241,7 @@ class ConvSwitch:
   def __post_init__(self) -> None:
     if self.kind not in CONV_KINDS:
       raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
-    if self.acb_impl not in ACB_IMPLS:
-      raise InputError(f'unknown ACB impl {self.acb_impl!r}; valid: {", ".join(ACB_IMPLS)}')
+    validate_acb_impl(self.acb_impl)
     validate_branches(self.branches)
 
   def __call__(self, features: int, kernel_size: int, *, strides: int = 1,
