@@ -87,8 +87,9 @@ def compile_timed(jitted: Callable, *args: Any) -> tuple[jax.stages.Compiled, fl
   return compiled, time.perf_counter() - start
 
 
-def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> float:
-  """run(i) performs step i and returns its outputs; each step is waited for."""
+def step_times(run: Callable[[int], Any], steps: int, warmup: int) -> list[float]:
+  """Seconds of each of `steps` timed calls run(i) after `warmup` untimed ones;
+  run(i) performs step i and returns its outputs, and each step is waited for."""
   for i in range(warmup):
     jax.block_until_ready(run(i))
   times = []
@@ -96,7 +97,11 @@ def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> floa
     start = time.perf_counter()
     jax.block_until_ready(run(i))
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return times
+
+
+def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> float:
+  return statistics.median(step_times(run, steps, warmup))
 
 
 def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
@@ -105,13 +110,7 @@ def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
   a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
                                  jnp.float32), device)
   matmul, _ = compile_timed(jax.jit(lambda a: a @ a), a)
-  jax.block_until_ready(matmul(a))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(matmul(a))
-    times.append(time.perf_counter() - start)
-  return 2 * size**3 / min(times)
+  return 2 * size**3 / min(step_times(lambda _: matmul(a), repeats, warmup=1))
 
 
 def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
