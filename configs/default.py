@@ -23,7 +23,7 @@ RECIPES = {
                  lr_decay_factor=0.2, warmup_epochs=5, warmup_factor=1.0),
     # The authors' later recipe (acnet/do_acnet.py): cosine decay to 0, no
     # warmup, weight decay on every parameter, twice the learning rate for
-    # every parameter named bias, BN scales of ACBs start at 1/3. The rate,
+    # every parameter named bias, BN scales of ACBs start at 0.333. The rate,
     # epochs and decay depend on the model (LATER_RECIPE).
     'cosine': dict(batch_size=128, lr_schedule='cosine', warmup_epochs=0,
                    weight_decay_on_bn_and_bias=True, bias_lr_factor=2.0),
@@ -108,5 +108,5 @@ def preset(model: str, try_arg: str) -> ml_collections.ConfigDict:
   if recipe == 'cosine':
     config.learning_rate, config.num_epochs, config.weight_decay = LATER_RECIPE[model]
   if recipe in ('cosine', 'densenet'):
-    config.acb.gamma_init = 1 / 3
+    config.acb.gamma_init = 0.333  # do_acnet.py's value; its README says 1/3.
   return config

@@ -49,7 +49,7 @@ def test_later_recipe_presets(filename, lr, epochs, wd):
   config = load_config(filename)
   assert (config.lr_schedule, config.batch_size, config.warmup_epochs) == ('cosine', 128, 0)
   assert (config.learning_rate, config.num_epochs, config.weight_decay) == (lr, epochs, wd)
-  assert config.acb.gamma_init == pytest.approx(1 / 3)
+  assert config.acb.gamma_init == 0.333
   assert config.weight_decay_on_bn_and_bias and config.bias_lr_factor == 2.0
   assert load_config(filename.replace('acnet', 'normal')).conv == 'normal'
 
