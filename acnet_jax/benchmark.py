@@ -155,7 +155,6 @@ def ready_batch(trainer: train.Trainer) -> tuple[jax.Array, jax.Array]:
 
 def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
   """The same update fed by one batch already prepared on device."""
-  config = trainer.config
   x, y = ready_batch(trainer)
   state = fresh_state(trainer)
   state_sharding = jax.tree.map(lambda _: trainer.replicated, state)
@@ -169,7 +168,7 @@ def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) 
     return metrics
 
   step_s = median_step_time(run, steps, warmup)
-  return Timing(compile_s, step_s, xla_flops(step), config.batch_size)
+  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size)
 
 
 def time_eval(model: Any, variables: dict, trainer: train.Trainer, steps: int,
