@@ -33,10 +33,9 @@ import numpy as np
 from absl import app, flags, logging
 from jax.sharding import Mesh
 
-from acnet_jax import input_pipeline, train
+from acnet_jax import input_pipeline, presets, train
 from acnet_jax.errors import InputError
 from acnet_jax.layers import ACB_IMPLS
-from configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'rc56', 'Model name, e.g. rc56, cfqkbnc, wrnc16.')
@@ -115,7 +114,7 @@ def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
 
 def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
                  train_examples: int) -> ml_collections.ConfigDict:
-  config = default.get_config()
+  config = presets.get_config()
   config.update(dict(model=model, conv=conv, batch_size=batch_size,
                      eval_batch_size=eval_batch_size, dataset='synthetic',
                      synthetic_examples=train_examples))
@@ -218,7 +217,7 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
   progress(f'timing the peak: {matmul_size}x{matmul_size} float32 matmul')
   peak = measure_peak(devices[0], matmul_size)
   dataset = input_pipeline.synthetic_dataset(
-      default.get_config().num_classes, train_examples, seed=0)
+      presets.get_config().num_classes, train_examples, seed=0)
   mesh = Mesh(np.array(devices), (train.DATA_AXIS,))
   variants = [(conv, impl) for conv in convs
               for impl in (acb_impls if conv == 'acnet' else ['-'])]

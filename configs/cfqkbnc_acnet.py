@@ -1,7 +1,7 @@
 """cfqkbnc, acnet, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/cfqkbnc.py:acnet_cosine_cifar100."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('cfqkbnc', 'acnet_cosine')
+  return presets.preset('cfqkbnc', 'acnet_cosine')

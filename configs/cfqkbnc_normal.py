@@ -1,7 +1,7 @@
 """cfqkbnc, normal, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/cfqkbnc.py:normal_cosine_cifar100."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('cfqkbnc', 'normal_cosine')
+  return presets.preset('cfqkbnc', 'normal_cosine')

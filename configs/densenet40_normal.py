@@ -1,7 +1,7 @@
 """densenet40, normal, CIFAR-10: the standard DenseNet recipe. CIFAR-100: configs/densenet40.py:normal_densenet_cifar100."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('densenet40', 'normal_densenet')
+  return presets.preset('densenet40', 'normal_densenet')

@@ -1,7 +1,7 @@
 """rc110 with any try_arg, e.g. --config=configs/rc110.py:acnet_cosine (or acnet_cosine_cifar100)."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config(try_arg: str = 'acnet_cosine'):
-  return default.preset('rc110', try_arg)
+  return presets.preset('rc110', try_arg)

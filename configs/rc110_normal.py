@@ -1,7 +1,7 @@
 """rc110, normal, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/rc110.py:normal_cosine_cifar100."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('rc110', 'normal_cosine')
+  return presets.preset('rc110', 'normal_cosine')

@@ -1,7 +1,7 @@
 """rc56 with any try_arg of the original code: --config=configs/rc56.py:acnet_lrs1"""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config(try_arg: str = 'acnet_lrs1'):
-  return default.preset('rc56', try_arg)
+  return presets.preset('rc56', try_arg)

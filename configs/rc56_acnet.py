@@ -1,7 +1,7 @@
 """rc56, acnet: the original try_arg acnet_lrs1."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('rc56', 'acnet_lrs1')
+  return presets.preset('rc56', 'acnet_lrs1')

@@ -1,7 +1,7 @@
 """vc with any try_arg, e.g. --config=configs/vc.py:acnet_cosine (or acnet_cosine_cifar100)."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config(try_arg: str = 'acnet_cosine'):
-  return default.preset('vc', try_arg)
+  return presets.preset('vc', try_arg)

@@ -1,7 +1,7 @@
 """vc, normal, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/vc.py:normal_cosine_cifar100."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('vc', 'normal_cosine')
+  return presets.preset('vc', 'normal_cosine')

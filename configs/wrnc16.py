@@ -1,7 +1,7 @@
 """wrnc16 with any try_arg of the original code: --config=configs/wrnc16.py:acnet_lrs1"""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config(try_arg: str = 'acnet_lrs2'):
-  return default.preset('wrnc16', try_arg)
+  return presets.preset('wrnc16', try_arg)

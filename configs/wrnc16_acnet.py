@@ -1,7 +1,7 @@
 """wrnc16, acnet: the original try_arg acnet_lrs2."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('wrnc16', 'acnet_lrs2')
+  return presets.preset('wrnc16', 'acnet_lrs2')

@@ -1,7 +1,7 @@
 """wrnc16, normal: the authors' later recipe (cosine, 400 epochs)."""
 
-from configs import default
+from acnet_jax import presets
 
 
 def get_config():
-  return default.preset('wrnc16', 'normal_cosine')
+  return presets.preset('wrnc16', 'normal_cosine')

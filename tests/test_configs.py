@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from configs import default
+from acnet_jax import presets
 
 CONFIG_DIR = Path(__file__).parents[1] / 'configs'
 
@@ -85,4 +88,15 @@ def test_every_config_file_loads():
   files = sorted(p.name for p in CONFIG_DIR.glob('*.py') if p.name != '__init__.py')
   assert len(files) == 23
   for filename in files:
-    assert load_config(filename).model in default.MODELS_OF_PRESETS
+    assert load_config(filename).model in presets.MODELS_OF_PRESETS
+
+
+def test_installing_adds_only_acnet_jax_to_the_import_namespace(tmp_path):
+  """The presets are config files loaded by path; `configs` is no package, so
+  another project's `configs` keeps working beside this one."""
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  completed = subprocess.run(
+      [sys.executable, '-c', 'import importlib.util as u, acnet_jax.presets; '
+       'print(u.find_spec("configs"), u.find_spec("tests"), acnet_jax.presets.__name__)'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+  assert completed.stdout.split() == ['None', 'None', 'acnet_jax.presets']
