@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import signal
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from acnet_jax import train
+from acnet_jax import presets, stopping, train
 from acnet_jax.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -63,7 +64,11 @@ def initialize_distributed() -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with a one-paragraph answer to an unknown --config.KEY."""
+  """absl's parser, with one paragraph instead of a traceback for a config
+  file that is missing or does not load, and for an unknown --config.KEY."""
+  config_file = config_file_argument(argv)
+  if config_file is not None and not os.path.isfile(config_file):
+    sys.exit(f'FATAL: no config file {config_file!r}. {list_presets(config_file)}')
   try:
     return FLAGS(argv)
   except flags.Error as error:
@@ -71,10 +76,39 @@ def parse_flags(argv: list[str]) -> list[str]:
     # last line is the error itself (e.g. the valid try_args).
     sys.exit(f'FATAL: {str(error).strip().splitlines()[-1]}')
   except (AttributeError, KeyError) as error:  # ml_collections' words for a missing key.
-    from configs import default
-    keys = sorted(flatten_keys(default.get_config().to_dict()))
+    if 'get_config' in str(error):
+      sys.exit(f'FATAL: the config file {config_file!r} defines no get_config(); a config file '
+               'is a Python file whose get_config() returns an ml_collections.ConfigDict.')
+    keys = sorted(flatten_keys(presets.get_config().to_dict()))
     sys.exit(f'FATAL: a --config.KEY override names no config key: {error}\n'
              f'Valid keys: {", ".join(keys)}')
+  except Exception as error:  # The config file itself fails: a syntax or runtime error.
+    message = str(error).strip().splitlines() or [type(error).__name__]
+    sys.exit(f'FATAL: the config file {config_file!r} does not load: '
+             f'{type(error).__name__}: {message[-1]}')
+
+
+def config_file_argument(argv: list[str]) -> str | None:
+  """The file of --config=FILE[:ARG] (or --config FILE[:ARG]), if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      value = arg[len('--config='):]
+    elif arg == '--config' and i + 1 < len(argv):
+      value = argv[i + 1]
+    else:
+      continue
+    return value.split(':')[0]
+  return None
+
+
+def list_presets(config_file: str) -> str:
+  folder = os.path.dirname(config_file) or '.'
+  names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py') \
+      if os.path.isdir(folder) else []
+  if not names:
+    return 'The presets are the files in the configs/ folder of the repository, e.g. ' \
+        'configs/rc56_acnet.py.'
+  return f'Config files in {folder}/: {", ".join(names)}.'
 
 
 def flatten_keys(tree: dict, prefix: str = '') -> list[str]:
@@ -93,12 +127,15 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   try:
     train.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
-  except train.TrainingInterrupted as stop:
+  except stopping.TrainingInterrupted as stop:
     logging.warning('%s', stop)
     sys.exit(128 + stop.signal_number)
   except InputError as error:
     logging.error('%s', error)
     sys.exit(1)
+  except KeyboardInterrupt:  # Ctrl-C before training started (loading, compiling).
+    logging.warning('Interrupted before training started; nothing was saved.')
+    sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == '__main__':

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -33,7 +31,8 @@ from absl import logging
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from acnet_jax import input_pipeline, models
+from acnet_jax import checkpointing, input_pipeline, models, optim, stopping
+from acnet_jax import metrics as metrics_lib
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 from acnet_jax.layers import ACB_IMPLS, validate_branches
@@ -49,7 +48,6 @@ class TrainState(train_state.TrainState):
 
 # ----------------------------------------------------------------- building
 
-LR_SCHEDULES = ('piecewise', 'cosine')
 TRAINABLE_CONVS = ('normal', 'acnet')
 POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
                  'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints')
@@ -60,7 +58,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   choices = {'model': (config.model, sorted(models.MODELS)),
              'conv': (config.conv, TRAINABLE_CONVS),
              'dataset': (config.dataset, input_pipeline.DATASETS),
-             'lr_schedule': (config.lr_schedule, LR_SCHEDULES),
+             'lr_schedule': (config.lr_schedule, optim.LR_SCHEDULES),
              'acb.impl': (config.acb.impl, ACB_IMPLS)}
   for key, (value, valid) in choices.items():
     if value not in valid:
@@ -76,51 +74,6 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
       config.model, conv or config.conv, config.num_classes,
       gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
       branches=tuple(config.acb.branches), acb_impl=config.acb.impl)
-
-
-def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """Step-wise schedule; warmup multiplies it (torch's WarmupMultiStepLR), so
-  milestones stay at their absolute epochs."""
-  total_steps = config.num_epochs * steps_per_epoch
-  if config.lr_schedule == 'piecewise':
-    boundaries = {int(e * steps_per_epoch): config.lr_decay_factor
-                  for e in config.lr_boundaries_epochs}
-    main = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
-  elif config.lr_schedule == 'cosine':
-    main = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=0.0)
-  else:
-    raise InputError(f'unknown lr_schedule {config.lr_schedule!r}; valid: {", ".join(LR_SCHEDULES)}')
-  warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-  if not warmup_steps:
-    return main
-  ramp = optax.linear_schedule(config.warmup_factor, 1.0, warmup_steps)
-  return lambda step: main(step) * ramp(step)
-
-
-def weight_decay_mask(params: Any, on_bn_and_bias: bool) -> Any:
-  """True where L2 applies: conv and dense kernels, or everything."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: on_bn_and_bias or path[-1].key == 'kernel', params)
-
-
-def bias_labels(params: Any) -> Any:
-  """'bias' for every parameter named bias (BN beta, conv and dense biases)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: 'bias' if path[-1].key == 'bias' else 'other', params)
-
-
-def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
-  """torch.optim.SGD with two parameter groups: the decay is added to the
-  gradient before momentum, and biases run at bias_lr_factor times the rate."""
-  sgd = lambda rate: optax.sgd(rate, momentum=config.momentum)
-  return optax.chain(
-      optax.add_decayed_weights(
-          config.weight_decay,
-          functools.partial(weight_decay_mask, on_bn_and_bias=config.weight_decay_on_bn_and_bias)),
-      optax.multi_transform(
-          {'bias': sgd(lambda step: config.bias_lr_factor * schedule(step)), 'other': sgd(schedule)},
-          bias_labels))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -156,15 +109,22 @@ def prepare_batch(images: jax.Array, labels: jax.Array, indices: jax.Array, step
   return x, labels[indices]
 
 
-def update(state: TrainState, x: jax.Array, y: jax.Array,
-           *, schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on a ready batch."""
+def gradients(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, Any, Any]:
+  """(loss, logits, the batch statistics after this batch, gradients) of a
+  train-mode pass at the state's parameters."""
   def loss_fn(params):
     logits, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, x,
                                      train=True, mutable=['batch_stats'])
     return cross_entropy(logits, y).mean(), (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return loss, logits, batch_stats, grads
+
+
+def update(state: TrainState, x: jax.Array, y: jax.Array,
+           *, schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on a ready batch."""
+  loss, logits, batch_stats, grads = gradients(state, x, y)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   # A finite loss can still leave Inf parameters behind; never checkpoint those.
   finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]))
@@ -226,8 +186,8 @@ class Trainer:
 
     self.model = create_model(config)
     self.deploy_model = create_model(config, 'deploy')
-    self.schedule = create_lr_schedule(config, self.steps_per_epoch)
-    state = create_train_state(config, self.model, create_optimizer(config, self.schedule),
+    self.schedule = optim.create_lr_schedule(config, self.steps_per_epoch)
+    state = create_train_state(config, self.model, optim.create_optimizer(config, self.schedule),
                                dataset.train.images.shape[1:])
     state_sharding = jax.tree.map(lambda _: self.replicated, state)
     self.initial_state = self.replicate(state)
@@ -294,87 +254,8 @@ def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
       config.max_train_examples, config.synthetic_examples)
 
 
-def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                           # Leftovers of a save killed midway.
-                                           cleanup_tmp_directories=True))
-
-
-def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
-                    config: ml_collections.ConfigDict) -> None:
-  manager.save(int(state.step), args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
-
-
-def restore_checkpoint(manager: ocp.CheckpointManager, trainer: Trainer) -> TrainState | None:
-  """The newest train state in the manager's directory, or None if it has none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
-  for key in ('model', 'conv', 'num_classes'):
-    if saved.get(key) != trainer.config[key]:
-      raise InputError(
-          f'the checkpoint of step {step} in {manager.directory} is of {key}={saved.get(key)!r} '
-          f'but this config has {key}={trainer.config[key]!r}: use another workdir or config')
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-  logging.info('Restored the checkpoint of step %d.', step)
-  return state['state']
-
-
-class MetricWriter:
-  """Metrics as JSON lines (metrics.jsonl) and TensorBoard events, in workdir."""
-
-  def __init__(self, workdir: str):
-    import tensorflow as tf  # Only for the event files.
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    self._summary = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-    self._tf = tf
-
-  def write(self, step: int, metrics: dict[str, float]) -> None:
-    self._jsonl.write(json.dumps({'step': step, **metrics}) + '\n')
-    self._jsonl.flush()
-    with self._summary.as_default(step=step):
-      for name, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-          self._tf.summary.scalar(name, value)
-    self._summary.flush()
-
-  def close(self) -> None:
-    self._jsonl.close()
-    self._summary.close()
-
-
-class TrainingInterrupted(Exception):
-  """SIGTERM or SIGINT stopped training; a checkpoint of the current step is saved."""
-
-  def __init__(self, signal_name: str, step: int, checkpoint_dir: str):
-    super().__init__(f'Stopped by {signal_name} at step {step}; the checkpoint of that step is '
-                     f'in {checkpoint_dir}. Run the same command again to resume.')
-    self.signal_number = signal.Signals[signal_name].value
-
-
 class NonFiniteLoss(InputError):
   """The training loss became NaN or Inf; nothing after the last finite check is saved."""
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[list[str]]:
-  """Turns SIGTERM and SIGINT into a request to stop at the next step boundary.
-
-  Yields the list of signal names received so far.
-  """
-  received: list[str] = []
-  handler = lambda signum, frame: received.append(signal.Signals(signum).name)
-  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-  try:
-    yield received
-  finally:
-    for sig, old in previous.items():
-      signal.signal(sig, old)
 
 
 def to_host(tree: Any) -> Any:
@@ -395,14 +276,36 @@ def summarize(history: list[dict[str, jax.Array]], first_step: int) -> dict[str,
   return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0] if key != 'finite'}
 
 
+def check_workdir(workdir: str) -> None:
+  """Stops before any work if checkpoints could not be written there."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise InputError(f'--workdir {workdir} is a file, not a folder: name a folder (new or a '
+                     'previous run of this config)')
+  parent = os.path.dirname(os.path.abspath(workdir))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+    raise InputError(f'--workdir {workdir} cannot be created: {parent} is not a writable folder')
+
+
+def restore_or_initialize(manager: ocp.CheckpointManager, trainer: Trainer) -> TrainState:
+  """The newest intact checkpoint (damaged newer ones set aside), or the initial state."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
+  state, damaged = checkpointing.restore_newest(manager, abstract, trainer.config)
+  checkpointing.set_aside(manager, damaged)
+  return trainer.initial_state if state is None else state
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from the newest checkpoint in workdir), then evaluates the
   trained and the fused model and saves the fused deploy variables.
 
-  Raises TrainingInterrupted after saving a checkpoint on SIGTERM/SIGINT, and
-  NonFiniteLoss (saving nothing more) when the loss stops being finite.
+  Raises TrainingInterrupted after saving a checkpoint on SIGTERM/SIGINT (to
+  any process), and NonFiniteLoss (saving nothing more) when the loss stops
+  being finite.
   """
   validate_config(config)
+  check_workdir(workdir)
   is_chief = jax.process_index() == 0
   mesh = create_mesh()
   trainer = Trainer(config, load_dataset(config), mesh)
@@ -413,29 +316,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                count_params(trainer.initial_state.params), trainer.total_steps, config.batch_size,
                trainer.steps_per_epoch)
 
-  manager = checkpoint_manager(workdir, config)
-  state = restore_checkpoint(manager, trainer) or trainer.initial_state
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+  state = restore_or_initialize(manager, trainer)
   if is_chief:  # Only now: a refused restore leaves the workdir as it was.
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json(indent=2))
-  writer = MetricWriter(workdir) if is_chief else None
+  writer = metrics_lib.MetricWriter(workdir) if is_chief else None
   step = checked_step = int(state.step)
   checked_time = time.perf_counter()
   history: list[dict[str, jax.Array]] = []
+  # Counts finished steps, not dispatched ones, so that its rate is the real one.
   progress = tqdm.tqdm(total=trainer.total_steps, initial=step, unit='step',
                        dynamic_ncols=True, disable=not is_chief)
   # A save still in flight when training stops (a signal, a NaN) is a good checkpoint.
-  with stop_requests() as received, contextlib.closing(manager):
+  with stopping.stop_requests() as received, contextlib.closing(manager):
     while step < trainer.total_steps:
       state, metrics = trainer.train_step(state, *trainer.train_data, trainer.batch_indices(step))
+      # At most two steps in flight: this one queued, the previous one running.
+      # Dispatching further ahead gains nothing on a busy device and delays a
+      # stop request (and the progress shown) by every queued step.
+      if history:
+        jax.block_until_ready(history[-1])
+        progress.update(step - progress.n)
       history.append(metrics)
       step += 1
-      progress.update(1)
+      stop = stopping.agreed_stop(received)
       is_last = step == trainer.total_steps
-      save = step % config.checkpoint_every_steps == 0 or is_last or received
+      save = step % config.checkpoint_every_steps == 0 or is_last or stop
       if step % config.log_every_steps == 0 or save:
         summary = summarize(history, checked_step)
+        progress.update(step - progress.n)
         now = time.perf_counter()
         # Wall clock, evaluations and saves included: what an epoch really costs.
         summary['steps_per_s'] = (step - checked_step) / (now - checked_time)
@@ -445,58 +356,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
                              top1=f"{summary['top1']:.3f}")
       epoch, in_epoch = divmod(step, trainer.steps_per_epoch)
-      if in_epoch == 0 and epoch % config.eval_every_epochs == 0 and not is_last:
+      if in_epoch == 0 and epoch % config.eval_every_epochs == 0 and not is_last and not stop:
         result = trainer.evaluate(state)
         if writer:
           writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
         progress.write(f"epoch {epoch}: test top1 {result['top1']:.4f} "
                        f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
       if save:
-        save_checkpoint(manager, state, config)
-      if received:
+        checkpointing.save_checkpoint(manager, state, config)
+      if stop:
         progress.close()
-        raise TrainingInterrupted(received[0], step, str(manager.directory))
+        raise stopping.TrainingInterrupted(*stop, step, str(manager.directory))
   progress.close()
 
   result = trainer.evaluate(state)
-  save_deploy_variables(workdir, state, trainer)
+  checkpointing.save_deploy_variables(workdir, step, *trainer.fuse(state.params, state.batch_stats))
   if writer:
     writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
     writer.close()
-    write_eval_report(workdir, result)
+    metrics_lib.write_eval_report(workdir, result)
   return result
 
 
-def save_deploy_variables(workdir: str, state: TrainState, trainer: Trainer) -> None:
-  params, batch_stats = trainer.fuse(state.params, state.batch_stats)
-  path = os.path.join(os.path.abspath(workdir), 'deploy', str(int(state.step)))
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(path, {'params': params, 'batch_stats': batch_stats}, force=True)
-  checkpointer.wait_until_finished()
-  logging.info('Saved the fused deploy variables to %s', path)
-
-
-def write_eval_report(workdir: str, result: dict[str, Any]) -> None:
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump(result, f, indent=2)
-  logging.info('Trained: top1 %.4f top5 %.4f loss %.4f | fused deploy: top1 %.4f top5 %.4f '
-               'loss %.4f | %d test examples, step %d', result['top1'], result['top5'],
-               result['loss'], result['fused_top1'], result['fused_top5'], result['fused_loss'],
-               result['num_examples'], result['step'])
-
-
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Restores the newest checkpoint in workdir and writes workdir/eval.json."""
+  """Evaluates the newest intact checkpoint in workdir and writes workdir/eval.json."""
   validate_config(config)
   directory = os.path.join(workdir, 'checkpoints')
-  manager = checkpoint_manager(workdir, config) if os.path.isdir(directory) else None
-  if manager is None or manager.latest_step() is None:
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints) \
+      if os.path.isdir(directory) else None
+  if manager is None or not manager.all_steps():
     raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
                      '--workdir at a trained run')
   trainer = Trainer(config, load_dataset(config), create_mesh())
-  result = trainer.evaluate(restore_checkpoint(manager, trainer))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
+  state, _ = checkpointing.restore_newest(manager, abstract, config)
+  result = trainer.evaluate(state)
   if jax.process_index() == 0:
-    write_eval_report(workdir, result)
+    metrics_lib.write_eval_report(workdir, result)
   return result
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,37 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   for key in ('step', 'num_examples', 'top1', 'top5', 'fused_top1', 'fused_top5'):
     assert a[key] == b[key], key
   assert b['loss'] == pytest.approx(a['loss'], rel=1e-4)
+
+
+def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
+  """A preempted host gets SIGTERM, the others do not: all must agree to stop,
+  save the same step together and exit as the signalled one does."""
+  workdir = tmp_path / 'run'
+  address = f'127.0.0.1:{free_loopback_port()}'
+  flags = [flag for flag in RUN_FLAGS if not flag.startswith('--config.num_epochs')]
+  processes = [subprocess.Popen(
+      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={workdir}', *flags,
+       '--config.num_epochs=100', '--config.checkpoint_every_steps=1000',
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  try:
+    metrics = workdir / 'metrics.jsonl'
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+      assert time.time() < deadline and all(p.poll() is None for p in processes), \
+          [p.communicate()[0][-3000:] for p in processes if p.poll() is not None]
+      time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  steps = []
+  for p, output in zip(processes, outputs):
+    assert p.returncode == 128 + signal.SIGTERM, output[-3000:]
+    steps.append(int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);',
+                               output).group(1)))
+  assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]
+  assert steps[0] == steps[1] < 400
+  assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_train import flat, tiny_config
 
-from acnet_jax import train
+from acnet_jax import checkpointing, train
 from acnet_jax.errors import InputError
 
 ROOT = Path(__file__).parents[1]
@@ -58,10 +58,14 @@ def wait_for_steps(workdir: Path, steps: int, process: subprocess.Popen) -> None
   raise AssertionError(f'training did not reach step {steps}: {finish(process)[-2000:]}')
 
 
+def checkpoint_manager(workdir: Path, config):
+  return checkpointing.checkpoint_manager(str(workdir), config.keep_checkpoints)
+
+
 def final_state(workdir: Path):
   config = tiny_config(**RUN_CONFIG)
   trainer = train.Trainer(config, train.load_dataset(config), train.create_mesh())
-  state = train.restore_checkpoint(train.checkpoint_manager(str(workdir), config), trainer)
+  state = train.restore_or_initialize(checkpoint_manager(workdir, config), trainer)
   return flat((state.params, state.batch_stats, state.opt_state)), int(state.step)
 
 
@@ -119,7 +123,7 @@ def test_kill_9_during_saves_leaves_a_checkpoint_to_resume_from(tmp_path, uninte
   process.kill()
   process.wait()
   config = tiny_config(**RUN_CONFIG)
-  latest = train.checkpoint_manager(str(workdir), config).latest_step()
+  latest = checkpoint_manager(workdir, config).latest_step()
   assert latest is not None and latest >= 2
 
   output = finish(process := start(workdir, '--config.checkpoint_every_steps=2'))
@@ -134,10 +138,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
       as caught:
     train.train_and_evaluate(config, str(tmp_path))
   bad_step = int(re.search(r'at step (\d+)', str(caught.value)).group(1))
-  manager = train.checkpoint_manager(str(tmp_path), config)
+  manager = checkpoint_manager(tmp_path, config)
   assert manager.latest_step() == bad_step - 1
   trainer = train.Trainer(config, train.load_dataset(config), train.create_mesh())
-  state = train.restore_checkpoint(manager, trainer)
+  state = train.restore_or_initialize(manager, trainer)
   assert all(np.all(np.isfinite(v)) for v in flat(state.params).values())
   assert not (tmp_path / 'eval.json').exists()
 
@@ -195,3 +199,75 @@ def test_checkpoint_of_another_model_names_both_and_is_left_intact(tmp_path):
     train.train_and_evaluate(tiny_config(model='rc20', num_epochs=1), str(tmp_path))
   after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
   assert after == before
+
+
+def damage(checkpoint: Path) -> None:
+  """Overwrites bytes in the middle of the largest file, as a failing disk
+  would: Orbax itself reads such a file back without complaint."""
+  largest = max((p for p in checkpoint.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  data = bytearray(largest.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+  largest.write_bytes(bytes(data))
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_training_resumes_from_the_one_before(
+    tmp_path, uninterrupted):
+  workdir = tmp_path / 'run'
+  output = finish(process := start(workdir, '--config.checkpoint_every_steps=4'))
+  assert process.returncode == 0, output[-2000:]
+  steps = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  assert steps[-2:] == [16, 20]
+  damage(workdir / 'checkpoints' / '20')
+
+  # Eval uses the newest intact one and moves nothing.
+  completed = run_cli(*RUN_FLAGS, f'--workdir={workdir}', '--mode=eval')
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  assert 'Checkpoint of step 20 is damaged and was skipped' in completed.stderr
+  assert json.loads((workdir / 'eval.json').read_text())['step'] == 16
+  assert (workdir / 'checkpoints' / '20').is_dir()
+
+  # Training sets the damaged one aside and repeats steps 17..20 exactly.
+  output = finish(process := start(workdir, '--config.checkpoint_every_steps=4'))
+  assert process.returncode == 0, output[-2000:]
+  assert 'Restored the checkpoint of step 16' in output and 'Traceback' not in output
+  assert (workdir / 'damaged_checkpoints' / '20').is_dir()
+  assert_same_run(workdir, uninterrupted)
+
+
+def test_no_intact_checkpoint_is_one_paragraph_and_nothing_is_deleted(tmp_path):
+  flags = [*RUN_FLAGS, f'--workdir={tmp_path}', '--config.num_epochs=1']
+  assert run_cli(*flags).returncode == 0
+  (checkpoint,) = (tmp_path / 'checkpoints').iterdir()
+  damage(checkpoint)
+  for mode in ('train', 'eval'):
+    completed = run_cli(*flags, f'--mode={mode}')
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    assert 'reads back intact' in completed.stderr and 'Traceback' not in completed.stderr
+    assert checkpoint.is_dir()
+
+
+@pytest.mark.parametrize('source,message', [
+    (None, "no config file 'configs/rc56_acnt.py'. Config files in configs/: cfqkbnc,"),
+    ('x = (\n', "does not load: SyntaxError: '(' was never closed"),
+    ('x = 1\n', 'defines no get_config()'),
+    ('def get_config():\n  return 1 / 0\n', 'does not load: ZeroDivisionError'),
+])
+def test_a_config_file_that_does_not_load_is_one_paragraph(source, message, tmp_path):
+  config = 'configs/rc56_acnt.py'
+  if source is not None:
+    config = tmp_path / 'config.py'
+    config.write_text(source)
+  completed = run_cli(f'--config={config}', f'--workdir={tmp_path / "run"}')
+  assert completed.returncode == 1
+  assert message in completed.stderr and 'Traceback' not in completed.stderr, completed.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_workdir_that_cannot_be_a_folder_is_one_paragraph(tmp_path):
+  (tmp_path / 'file').write_text('not a folder')
+  for workdir in (tmp_path / 'file', tmp_path / 'file' / 'run'):
+    completed = run_cli(*RUN_FLAGS, f'--workdir={workdir}')
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    assert f'--workdir {workdir}' in completed.stderr and 'Traceback' not in completed.stderr
+  assert (tmp_path / 'file').read_text() == 'not a folder'
