@@ -11,6 +11,10 @@ fused inference form (`deploy`) lives in this one place:
 Parameter names keep the paper's figure visible in a checkpoint:
 `ConvBN` holds `conv`/`bn`, `ACB` holds `square`/`square_bn`, `ver`/`ver_bn`,
 `hor`/`hor_bn`, and `ConvBias` holds `conv` (kernel and bias).
+
+`dtype` is the computation dtype of every conv and BN the switch builds
+(bfloat16 for mixed precision); parameters and batch statistics stay float32,
+so fusion and the optimizer see float32 trees either way.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Literal, get_args
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from acnet_jax.errors import InputError
 
@@ -32,6 +37,8 @@ ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
 # from the same parameter tree (see `ACB`).
 AcbImpl = Literal['branches', 'stacked']
 ACB_IMPLS: tuple[str, ...] = get_args(AcbImpl)
+# Computation dtypes of a ConvSwitch; parameters are float32 either way.
+DTYPES: tuple[str, ...] = ('float32', 'bfloat16')
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
 # which is flax's momentum=0.9 (flax weighs the old value, torch the new).
@@ -43,7 +50,9 @@ BN_MOMENTUM = 0.9
 torch_default_init = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
 
-def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True) -> nn.BatchNorm:
+def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
+               dtype: DTypeLike = jnp.float32) -> nn.BatchNorm:
+  """Statistics are reduced in float32 whatever `dtype` (flax's default)."""
   return nn.BatchNorm(
       momentum=BN_MOMENTUM,
       epsilon=BN_EPSILON,
@@ -52,13 +61,14 @@ def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True) -> nn.
       scale_init=nn.initializers.constant(scale),
       # Two-pass variance: E[x^2]-E[x]^2 loses digits that fusion tests see.
       use_fast_variance=False,
+      dtype=dtype,
       name=name,
   )
 
 
-def bn_relu(x: jax.Array, train: bool, name: str) -> jax.Array:
+def bn_relu(x: jax.Array, train: bool, name: str, dtype: DTypeLike = jnp.float32) -> jax.Array:
   """The pre-activation of a BN-ReLU-conv site: a BN that follows no conv."""
-  return nn.relu(batch_norm(name)(x, use_running_average=not train))
+  return nn.relu(batch_norm(name, dtype=dtype)(x, use_running_average=not train))
 
 
 def symmetric_padding(kernel_shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
@@ -79,7 +89,8 @@ def pad_to_centre(kernel: jax.Array, height: int, width: int) -> jax.Array:
 
 
 def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
-           feature_group_count: int, use_bias: bool, name: str) -> nn.Conv:
+           feature_group_count: int, use_bias: bool, name: str,
+           dtype: DTypeLike = jnp.float32) -> nn.Conv:
   return nn.Conv(
       features,
       kernel_shape,
@@ -88,6 +99,7 @@ def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
       feature_group_count=feature_group_count,
       use_bias=use_bias,
       kernel_init=torch_default_init,
+      dtype=dtype,
       name=name,
   )
 
@@ -99,13 +111,14 @@ class ConvBN(nn.Module):
   kernel_size: int
   strides: int = 1
   feature_group_count: int = 1
+  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
     y = conv2d(self.features, (k, k), self.strides, self.feature_group_count,
-               use_bias=False, name='conv')(x)
-    return batch_norm('bn')(y, use_running_average=not train)
+               use_bias=False, name='conv', dtype=self.dtype)(x)
+    return batch_norm('bn', dtype=self.dtype)(y, use_running_average=not train)
 
 
 class ACB(nn.Module):
@@ -129,6 +142,7 @@ class ACB(nn.Module):
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
   impl: AcbImpl = 'branches'
+  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -140,16 +154,17 @@ class ACB(nn.Module):
     branch_shapes = {'square': (k, k), 'ver': (k, 1), 'hor': (1, k)}
     if self.impl == 'branches':
       ys = [conv2d(self.features, branch_shapes[branch], self.strides,
-                   self.feature_group_count, use_bias=False, name=branch)(x)
+                   self.feature_group_count, use_bias=False, name=branch, dtype=self.dtype)(x)
             for branch in self.branches]
     else:
       kernels = [KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
                           name=branch)(x) for branch in self.branches]
-      ys = stacked_conv(x, [pad_to_centre(w, k, k) for w in kernels], self.strides,
-                        self.feature_group_count)
+      ys = stacked_conv(x.astype(self.dtype),
+                        [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
+                        self.strides, self.feature_group_count)
     outputs = [
-        batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine)(
-            y, use_running_average=not train)
+        batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine,
+                   dtype=self.dtype)(y, use_running_average=not train)
         for branch, y in zip(self.branches, ys)]
     return sum(outputs[1:], outputs[0])
 
@@ -194,13 +209,14 @@ class ConvBias(nn.Module):
   kernel_size: int
   strides: int = 1
   feature_group_count: int = 1
+  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     del train  # No batch statistics; the argument keeps every block alike.
     k = self.kernel_size
     return conv2d(self.features, (k, k), self.strides, self.feature_group_count,
-                  use_bias=True, name='conv')(x)
+                  use_bias=True, name='conv', dtype=self.dtype)(x)
 
 
 def validate_branches(branches: Sequence[str]) -> None:
@@ -216,6 +232,17 @@ def validate_acb_impl(impl: str) -> None:
     raise InputError(f'unknown ACB impl {impl!r}; valid: {", ".join(ACB_IMPLS)}')
 
 
+def validate_dtype(dtype: DTypeLike) -> jnp.dtype:
+  """The canonical dtype of a name ('bfloat16') or a jnp dtype, if it is one of DTYPES."""
+  try:
+    canonical = jnp.dtype(dtype)
+  except TypeError:
+    canonical = None
+  if canonical is None or canonical.name not in DTYPES:
+    raise InputError(f'unknown dtype {dtype!r}; valid: {", ".join(DTYPES)}')
+  return canonical
+
+
 def uses_acb(kernel_size: int) -> bool:
   """The authors' builder: 1x1 convs and large stems (7x7) stay normal."""
   return 1 < kernel_size < 7
@@ -229,7 +256,9 @@ class ConvSwitch:
   module `(x, train) -> y`. `with_bn=False` marks a conv that is not followed
   by its own BN in the baseline (a BN-ReLU-conv pre-activation site): it is a
   plain conv with bias there, an ACB in `acnet` and a conv with bias in
-  `deploy`.
+  `deploy`. `dtype` ('float32' or 'bfloat16', or the jnp dtype) is the
+  computation dtype; it is stored canonical, so models can hand
+  `conv.dtype` to their dense layers.
   """
 
   kind: ConvKind = 'normal'
@@ -237,18 +266,20 @@ class ConvSwitch:
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
   acb_impl: AcbImpl = 'branches'
+  dtype: DTypeLike = jnp.float32
 
   def __post_init__(self) -> None:
     if self.kind not in CONV_KINDS:
       raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
     validate_acb_impl(self.acb_impl)
     validate_branches(self.branches)
+    object.__setattr__(self, 'dtype', validate_dtype(self.dtype))  # Frozen: set once here.
 
   def __call__(self, features: int, kernel_size: int, *, strides: int = 1,
                feature_group_count: int = 1, with_bn: bool = True,
                name: str | None = None) -> nn.Module:
     shape = dict(features=features, kernel_size=kernel_size, strides=strides,
-                 feature_group_count=feature_group_count, name=name)
+                 feature_group_count=feature_group_count, dtype=self.dtype, name=name)
     if self.kind == 'acnet' and uses_acb(kernel_size):
       return ACB(**shape, gamma_init=self.gamma_init, use_affine=self.use_affine,
                  branches=self.branches, impl=self.acb_impl)

@@ -1,4 +1,4 @@
-"""Model registry: `create_model(name, conv, num_classes)`."""
+"""Model registry: `create_model(name, conv, num_classes, dtype=...)`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import functools
 from collections.abc import Callable
 
 import flax.linen as nn
+from jax.typing import DTypeLike
 
 from acnet_jax.errors import InputError
 from acnet_jax.layers import ConvKind, ConvSwitch
+from acnet_jax.models.alexnet import AlexNet
 from acnet_jax.models.cifar_quick import CifarQuick
 from acnet_jax.models.densenet_cifar import DenseNetCifar
+from acnet_jax.models.mobilenet import MobileNetV1
 from acnet_jax.models.resnet_cifar import ResNetCifar
+from acnet_jax.models.resnet_imagenet import BasicBlock, Bottleneck, ResNetImageNet
 from acnet_jax.models.vgg_cifar import VGGCifar
 from acnet_jax.models.wrn_cifar import WideResNetCifar
 
@@ -24,17 +28,26 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'rc56': functools.partial(ResNetCifar, blocks_per_stage=9),
     'rc110': functools.partial(ResNetCifar, blocks_per_stage=18),
     'wrnc16': functools.partial(WideResNetCifar, blocks_per_stage=2, widen=8),
+    'resnet18': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(2, 2, 2, 2)),
+    'resnet34': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(3, 4, 6, 3)),
+    'resnet50': functools.partial(ResNetImageNet, block=Bottleneck, blocks_per_stage=(3, 4, 6, 3)),
+    'mobilenet_v1': MobileNetV1,
+    'alexnet': AlexNet,
 }
 
 
 def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10,
-                 **acb_options) -> nn.Module:
-  """`conv` is a kind ('normal', 'acnet', 'deploy') or a ConvSwitch; `acb_options`
-  (gamma_init, use_affine, branches, acb_impl) go to the ConvSwitch."""
+                 dtype: DTypeLike | None = None, **acb_options) -> nn.Module:
+  """`conv` is a kind ('normal', 'acnet', 'deploy') or a ConvSwitch; `dtype`
+  ('float32', the default, or 'bfloat16': the computation dtype; parameters
+  stay float32, logits are float32) and `acb_options` (gamma_init, use_affine,
+  branches, acb_impl) go to the ConvSwitch."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
+  options = acb_options if dtype is None else {**acb_options, 'dtype': dtype}
   if not isinstance(conv, ConvSwitch):
-    conv = ConvSwitch(conv, **acb_options)
-  elif acb_options:
-    raise InputError('pass ACB options either in the ConvSwitch or as keywords, not both')
+    conv = ConvSwitch(conv, **options)
+  elif options:
+    raise InputError('pass ACB options and dtype either in the ConvSwitch or as keywords, '
+                     'not both')
   return MODELS[name](num_classes=num_classes, conv=conv)

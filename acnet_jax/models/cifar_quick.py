@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from acnet_jax.layers import ConvSwitch, torch_default_init
 
@@ -25,5 +26,7 @@ class CifarQuick(nn.Module):
     x = nn.relu(self.conv(64, 5, name='conv3')(x, train))
     x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding='VALID')
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(64, kernel_init=torch_default_init, name='fc1')(x))
-    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='fc2')(x)
+    dtype = self.conv.dtype
+    x = nn.relu(nn.Dense(64, kernel_init=torch_default_init, dtype=dtype, name='fc1')(x))
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=dtype, name='fc2')(x)
+    return x.astype(jnp.float32)

@@ -31,12 +31,14 @@ class DenseNetCifar(nn.Module):
       for layer in range(1, self.layers_per_block + 1):
         name = f'block{block}_layer{layer}'
         y = self.conv(self.growth, 3, with_bn=False, name=name)(
-            bn_relu(x, train, f'{name}_bn'), train)
+            bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
         x = jnp.concatenate([x, y], axis=-1)
       if block < 3:
         name = f'transition{block}'
         x = self.conv(x.shape[-1], 1, with_bn=False, name=name)(
-            bn_relu(x, train, f'{name}_bn'), train)
+            bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = jnp.mean(bn_relu(x, train, 'final_bn'), axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='linear')(x)
+    x = jnp.mean(bn_relu(x, train, 'final_bn', self.conv.dtype), axis=(1, 2))
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
+                 name='linear')(x)
+    return x.astype(jnp.float32)

@@ -41,4 +41,6 @@ class ResNetCifar(nn.Module):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='linear')(x)
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
+                 name='linear')(x)
+    return x.astype(jnp.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from acnet_jax.layers import ConvSwitch, torch_default_init
 
@@ -28,5 +29,7 @@ class VGGCifar(nn.Module):
         convs += 1
         x = nn.relu(self.conv(width, 3, name=f'conv{convs}')(x, train))
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(512, kernel_init=torch_default_init, name='fc1')(x))
-    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='fc2')(x)
+    dtype = self.conv.dtype
+    x = nn.relu(nn.Dense(512, kernel_init=torch_default_init, dtype=dtype, name='fc1')(x))
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=dtype, name='fc2')(x)
+    return x.astype(jnp.float32)

@@ -25,10 +25,11 @@ class PreActBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     conv = lambda k, name, strides=1: self.conv(
         self.features, k, strides=strides, with_bn=False, name=name)
-    y = conv(3, 'conv1', self.strides)(bn_relu(x, train, 'bn1'), train)
-    y = conv(3, 'conv2')(bn_relu(y, train, 'bn2'), train)
+    dtype = self.conv.dtype
+    y = conv(3, 'conv1', self.strides)(bn_relu(x, train, 'bn1', dtype), train)
+    y = conv(3, 'conv2')(bn_relu(y, train, 'bn2', dtype), train)
     if self.project:
-      x = conv(1, 'proj', self.strides)(bn_relu(x, train, 'proj_bn'), train)
+      x = conv(1, 'proj', self.strides)(bn_relu(x, train, 'proj_bn', dtype), train)
     return x + y
 
 
@@ -50,6 +51,8 @@ class WideResNetCifar(nn.Module):
       for block in range(self.blocks_per_stage):
         x = PreActBlock(width, strides=2 if stage > 0 and block == 0 else 1, project=block == 0,
                         conv=self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
-    x = batch_norm('final_bn')(x, use_running_average=not train)
+    x = batch_norm('final_bn', dtype=self.conv.dtype)(x, use_running_average=not train)
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=torch_default_init, name='linear')(x)
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
+                 name='linear')(x)
+    return x.astype(jnp.float32)

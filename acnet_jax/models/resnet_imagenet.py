@@ -1,0 +1,79 @@
+"""ResNet for ImageNet (He et al. 2016) in torchvision's layout: `resnet18`, `resnet34`, `resnet50`.
+
+Parameter counts in `normal` equal torchvision's (11,689,512 / 21,797,672 /
+25,557,032 for 1000 classes); the 7x7 stem and the 1x1 convs stay normal in
+`acnet`, as in the authors' builder, so only the 3x3 convs become ACBs.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from acnet_jax.layers import ConvSwitch, torch_default_init
+
+BOTTLENECK_EXPANSION = 4
+
+
+class BasicBlock(nn.Module):
+  """conv3x3-BN-ReLU, conv3x3-BN, + shortcut (1x1 conv+BN when shapes change), ReLU."""
+
+  features: int
+  strides: int
+  conv: ConvSwitch
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv1')(x, train))
+    y = self.conv(self.features, 3, name='conv2')(y, train)
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = self.conv(self.features, 1, strides=self.strides, name='shortcut')(x, train)
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  """conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1(4x)-BN, + shortcut, ReLU.
+
+  The stride sits on the 3x3 conv (torchvision's v1.5), not on the first 1x1.
+  """
+
+  features: int
+  strides: int
+  conv: ConvSwitch
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    out = self.features * BOTTLENECK_EXPANSION
+    y = nn.relu(self.conv(self.features, 1, name='conv1')(x, train))
+    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv2')(y, train))
+    y = self.conv(out, 1, name='conv3')(y, train)
+    if self.strides != 1 or x.shape[-1] != out:
+      x = self.conv(out, 1, strides=self.strides, name='shortcut')(x, train)
+    return nn.relu(x + y)
+
+
+class ResNetImageNet(nn.Module):
+  """7x7/2 stem conv(64), 3x3/2 max-pool, four stages (64/128/256/512 x
+  expansion, stride 2 from the second), global average pool, dense."""
+
+  block: type[BasicBlock] | type[Bottleneck]
+  blocks_per_stage: tuple[int, int, int, int]
+  num_classes: int
+  conv: ConvSwitch
+  widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.relu(self.conv(self.widths[0], 7, strides=2, name='stem')(x, train))
+    # Padding 1 as torch's MaxPool2d: flax pads a max-pool with -inf, as torch does.
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, (width, blocks) in enumerate(zip(self.widths, self.blocks_per_stage)):
+      for block in range(blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = self.block(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(
+            x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
+                 name='linear')(x)
+    return x.astype(jnp.float32)
