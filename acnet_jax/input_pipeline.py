@@ -7,9 +7,12 @@ augmented inside the jitted step: the host only sends batch indices.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +21,11 @@ from absl import logging
 
 from acnet_jax.errors import InputError
 
+if TYPE_CHECKING:  # streaming builds on this module.
+  from acnet_jax import streaming
+
 DATASETS = ('cifar10', 'cifar100', 'image_folder', 'synthetic')
 TFDS_NUM_CLASSES = {'cifar10': 10, 'cifar100': 100}
-# The original code normalises with mean = std = 0.5 per channel.
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.5
 CROP_PADDING = 4
 
 
@@ -49,6 +52,8 @@ def load_dataset(name: str, data_dir: str | None, num_classes: int, seed: int,
     raise InputError(f'unknown dataset {name!r}; valid datasets: {", ".join(DATASETS)}')
   if name == 'synthetic':
     dataset = synthetic_dataset(num_classes, synthetic_examples, seed)
+  elif name == 'image_folder':
+    dataset = image_folder_dataset(data_dir)
   else:
     dataset = tfds_dataset(name, data_dir)
   if dataset.num_classes != num_classes:
@@ -62,37 +67,39 @@ def load_dataset(name: str, data_dir: str | None, num_classes: int, seed: int,
   return dataset
 
 
-def synthetic_dataset(num_classes: int, num_examples: int, seed: int) -> Dataset:
+def synthetic_dataset(num_classes: int, num_examples: int, seed: int,
+                      image_size: int = 32) -> Dataset:
   rng = np.random.default_rng(seed)
   def split(n: int) -> Split:
-    return Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+    return Split(rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8),
                  rng.integers(0, num_classes, (n,), dtype=np.int32))
   return Dataset(split(num_examples), split(max(num_examples // 4, 1)), num_classes)
 
 
 def tfds_dataset(name: str, data_dir: str | None) -> Dataset:
+  """CIFAR from the tfds catalog (stored as PNG: lossless, any decoder agrees)."""
   import tensorflow_datasets as tfds  # Slow to import; not needed for synthetic data.
 
-  if name == 'image_folder':
-    # A fixed shape: tfds would otherwise pad smaller images up to the largest.
-    builder = tfds.ImageFolder(data_dir, shape=check_image_folder(data_dir))
-  else:
-    builder = tfds.builder(name, data_dir=data_dir or None)
+  if data_dir and not os.path.isdir(data_dir):
+    raise InputError(f'data_dir {data_dir!r} is not a folder: point it at a tfds data folder '
+                     f'that holds {name!r}, or leave it empty for tfds\'s default')
+  builder = tfds.builder(name, data_dir=data_dir or None)
+  try:
     builder.download_and_prepare()
+  except Exception as error:  # tfds's network and file errors name neither cause nor fix.
+    raise InputError(
+        f'tfds could not download or prepare {name!r} in {builder.data_dir} '
+        f'({type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}). Without '
+        'internet, prepare it on a machine with internet and point --config.data_dir at '
+        "that tfds data folder, or use --config.dataset=image_folder.") from error
   splits = {}
   for split in ('train', 'test'):
     if split not in builder.info.splits:
       raise InputError(f'{name} at {data_dir!r} has no {split!r} split '
                        f'(it has {", ".join(builder.info.splits)})')
     logging.info('Loading %s/%s into memory.', name, split)
-    try:
-      images, labels = tfds.as_numpy(builder.as_dataset(
-          split=split, batch_size=-1, as_supervised=True, shuffle_files=False))
-    except Exception as error:  # TensorFlow's decode and shape errors name no file.
-      if name != 'image_folder':
-        raise
-      raise InputError(f'cannot read {data_dir}/{split} as one array of images: '
-                       f'{describe_bad_images(os.path.join(data_dir, split))}') from error
+    images, labels = tfds.as_numpy(builder.as_dataset(
+        split=split, batch_size=-1, as_supervised=True, shuffle_files=False))
     splits[split] = Split(np.asarray(images, np.uint8), np.asarray(labels, np.int32))
   return Dataset(splits['train'], splits['test'], builder.info.features['label'].num_classes)
 
@@ -100,15 +107,16 @@ def tfds_dataset(name: str, data_dir: str | None) -> Dataset:
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 
-def check_image_folder(data_dir: str | None) -> tuple[int, int, int]:
-  """Stops with a clear message on a missing, empty or inconsistent image folder;
-  returns the (height, width, channels) of its first image, which all must share."""
-  layout = 'a folder holding train/<class>/*.jpg and test/<class>/*.jpg'
+def check_class_folders(data_dir: str | None, splits: Sequence[str]) -> list[str]:
+  """Stops with a clear message on a missing folder or split, a split without
+  class folders, a class folder without images, or splits whose classes
+  differ; returns the class names, sorted: the label order."""
+  layout = 'a folder holding ' + ' and '.join(f'{split}/<class>/*.jpg' for split in splits)
   if not data_dir or not os.path.isdir(data_dir):
     raise InputError(f"dataset 'image_folder' needs data_dir= {layout}; got {data_dir!r}, "
                      'which is not a folder')
   classes = {}
-  for split in ('train', 'test'):
+  for split in splits:
     split_dir = os.path.join(data_dir, split)
     if not os.path.isdir(split_dir):
       raise InputError(f'{data_dir} has no {split}/ folder; it must be {layout}')
@@ -120,52 +128,44 @@ def check_image_folder(data_dir: str | None) -> tuple[int, int, int]:
       files = os.listdir(os.path.join(split_dir, label))
       if not any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
         raise InputError(f'{split_dir}/{label} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
-  if classes['train'] != classes['test']:
-    raise InputError(f'the class folders of {data_dir}/train and {data_dir}/test differ: '
-                     f'only in train: {sorted(set(classes["train"]) - set(classes["test"]))}, '
-                     f'only in test: {sorted(set(classes["test"]) - set(classes["train"]))}')
-  return image_shape(os.path.join(data_dir, 'train'))
+  first = splits[0]
+  for split in splits[1:]:
+    if classes[split] != classes[first]:
+      raise InputError(
+          f'the class folders of {data_dir}/{first} and {data_dir}/{split} differ: '
+          f'only in {first}: {sorted(set(classes[first]) - set(classes[split]))}, '
+          f'only in {split}: {sorted(set(classes[split]) - set(classes[first]))}')
+  return classes[first]
 
 
-def image_shapes(split_dir: str) -> Iterator[tuple[str, tuple[int, int, int] | None]]:
-  """(path, (height, width, channels)) of every image file; None if unreadable."""
-  from PIL import Image  # Reads headers only, until load().
+def image_folder_dataset(data_dir: str | None) -> Dataset:
+  """Both splits of `data_dir/{train,val|test}/<class>/*`, decoded as the
+  reference pipeline decodes them (PIL, then RGB): TensorFlow's default JPEG
+  decoder (fast integer DCT) differs from PIL's by about one gray level a pixel."""
+  from acnet_jax import streaming  # It builds on this module.
 
-  for label in sorted(os.listdir(split_dir)):
-    for name in sorted(os.listdir(os.path.join(split_dir, label))):
-      if name.lower().endswith(IMAGE_EXTENSIONS):
-        path = os.path.join(split_dir, label, name)
-        try:
-          with Image.open(path) as image:
-            image.load()
-            yield path, (image.height, image.width, len(image.getbands()))
-        except Exception:
-          yield path, None
+  train, test = streaming.image_folder_sources(data_dir)
+  return Dataset(decode_split(train), decode_split(test), train.num_classes)
 
 
-def image_shape(split_dir: str) -> tuple[int, int, int]:
-  for path, shape in image_shapes(split_dir):
-    if shape is None:
-      raise InputError(f'{path} is not a readable image; remove or replace it')
-    return shape
-  raise InputError(f'{split_dir} holds no images')
+def decode_split(source: streaming.ImageFolderSource) -> Split:
+  """Every image of the source as one uint8 array; they must share one size."""
+  from acnet_jax import streaming
 
-
-def describe_bad_images(split_dir: str) -> str:
-  """Names the files that are not decodable images or not of the common size."""
-  shapes: dict[tuple[int, int, int] | None, list[str]] = {}
-  for path, shape in image_shapes(split_dir):
-    shapes.setdefault(shape, []).append(path)
-  broken = shapes.pop(None, [])
-  if broken:
-    return f'{len(broken)} file(s) are not readable images, e.g. {", ".join(broken[:3])}; ' \
-        'remove or replace them'
+  logging.info('Decoding %d images of %s/%s into memory.', len(source), source.root, source.split)
+  decode = lambda i: streaming.decode_image(source[i][0], source.name(i))
+  # PIL releases the GIL while it decodes: threads use every core.
+  with concurrent.futures.ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+    images = list(pool.map(decode, range(len(source))))
+  shapes = collections.Counter(image.shape for image in images)
   if len(shapes) > 1:
-    common = max(shapes, key=lambda s: len(shapes[s]))
-    odd = [p for s, paths in shapes.items() if s != common for p in paths]
-    return (f'images must all have one size (most are {common[1]}x{common[0]}x{common[2]}); '
-            f'{len(odd)} differ, e.g. {", ".join(odd[:3])}')
-  return 'TensorFlow could not decode them (see the error above)'
+    (height, width, _), _ = shapes.most_common(1)[0]
+    odd = [source.name(i) for i, image in enumerate(images) if image.shape[:2] != (height, width)]
+    raise InputError(
+        f'the in-memory pipeline needs images of one size (most in {source.root}/{source.split} '
+        f'are {width}x{height}); {len(odd)} differ, e.g. {", ".join(odd[:3])}. Stream them '
+        'instead, cropped to one size: --config.pipeline=stream --config.image_size=N')
+  return Split(np.stack(images), source.labels.copy())
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -191,10 +191,6 @@ def eval_batches(num_examples: int, batch_size: int) -> list[tuple[np.ndarray, n
     mask = indices < num_examples
     batches.append((np.where(mask, indices, 0).astype(np.int32), mask))
   return batches
-
-
-def normalize(images: jax.Array) -> jax.Array:
-  return (images.astype(jnp.float32) / 255.0 - PIXEL_MEAN) / PIXEL_STD
 
 
 def augment(images: jax.Array, key: jax.Array) -> jax.Array:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acnet_jax import input_pipeline
+from acnet_jax import feeds, input_pipeline
 from acnet_jax.errors import InputError
 
 
@@ -50,9 +50,9 @@ def test_augment_crops_a_shifted_window_and_flips():
   assert len({np.asarray(m).tobytes() for m in many}) > 10
 
 
-def test_normalize_maps_to_minus_one_one():
-  x = input_pipeline.normalize(jnp.array([0, 255], jnp.uint8))
-  np.testing.assert_allclose(x, [-1.0, 1.0])
+def test_normalize_is_per_channel():
+  x = feeds.normalize(jnp.array([[0, 255, 51]], jnp.uint8), (0.5, 0.5, 0.2), (0.5, 0.25, 0.1))
+  np.testing.assert_allclose(x, [[-1.0, 2.0, 0.0]], atol=1e-6)
 
 
 def make_image_folder(root, classes=('cat', 'dog', 'ship'), per_class=4, size=32):
@@ -73,6 +73,20 @@ def test_image_folder_loads_both_splits(tmp_path):
   assert dataset.train.images.shape == (12, 32, 32, 3)
   assert dataset.train.images.dtype == np.uint8
   assert sorted(np.bincount(dataset.test.labels)) == [4, 4, 4]
+
+
+def test_image_folder_pixels_are_pils(tmp_path):
+  """Decoded as torchvision decodes (PIL: libjpeg's accurate integer DCT), not
+  as TensorFlow's default (the fast DCT, about one gray level off a pixel)."""
+  root = make_image_folder(tmp_path)
+  Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)).save(
+      root / 'train' / 'cat' / '0.jpg')
+  dataset = input_pipeline.load_dataset('image_folder', str(root), 3, seed=0)
+  files = sorted((root / 'train').glob('*/*.jpg'))
+  assert len(files) == len(dataset.train)
+  for path, image in zip(files, dataset.train.images):
+    with Image.open(path) as reference:
+      np.testing.assert_array_equal(image, np.asarray(reference.convert('RGB')), err_msg=path)
 
 
 def test_subset_is_random_not_the_first_examples(tmp_path):
@@ -107,10 +121,10 @@ def test_image_folder_with_inconsistent_classes_is_refused(tmp_path):
     input_pipeline.load_dataset('image_folder', str(root), 3, 0)
 
 
-def test_image_folder_without_test_split_is_refused(tmp_path):
+def test_image_folder_without_evaluation_split_is_refused(tmp_path):
   root = make_image_folder(tmp_path / 'data')
-  (root / 'test').rename(root / 'val')
-  with pytest.raises(InputError, match='has no test/ folder'):
+  (root / 'test').rename(root / 'holdout')
+  with pytest.raises(InputError, match='has no val/ folder'):
     input_pipeline.load_dataset('image_folder', str(root), 3, 0)
 
 
@@ -118,7 +132,7 @@ def test_corrupt_image_is_named(tmp_path):
   root = make_image_folder(tmp_path / 'data')
   (root / 'train' / 'cat' / '1.jpg').write_bytes(b'not a jpeg at all')
   before = sorted(p.name for p in (root / 'train' / 'cat').iterdir())
-  with pytest.raises(InputError, match=r'not readable images, e.g. .*train/cat/1.jpg'):
+  with pytest.raises(InputError, match=r'train/cat/1.jpg is not a readable image'):
     input_pipeline.load_dataset('image_folder', str(root), 3, 0)
   assert sorted(p.name for p in (root / 'train' / 'cat').iterdir()) == before
 
@@ -126,5 +140,18 @@ def test_corrupt_image_is_named(tmp_path):
 def test_images_of_another_size_are_named(tmp_path):
   root = make_image_folder(tmp_path / 'data')
   Image.new('RGB', (40, 40)).save(root / 'train' / 'dog' / 'big.jpg')
-  with pytest.raises(InputError, match=r'one size \(most are 32x32x3\); 1 differ, e.g. .*big.jpg'):
+  with pytest.raises(InputError, match=r'one size \(most .* are 32x32\); 1 differ, e.g. .*big.jpg'
+                                       r'.*--config.pipeline=stream'):
     input_pipeline.load_dataset('image_folder', str(root), 3, 0)
+
+
+def test_a_tfds_dataset_that_cannot_be_downloaded_is_one_paragraph(monkeypatch, tmp_path):
+  import tensorflow_datasets as tfds
+
+  def no_network(self, *args, **kwargs):
+    raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', no_network)
+  with pytest.raises(InputError, match=r"tfds could not download or prepare 'cifar10' .*"
+                                       r"ConnectionError: Failed to resolve.*Without internet"):
+    input_pipeline.load_dataset('cifar10', str(tmp_path), 10, seed=0)

@@ -1,0 +1,90 @@
+"""The reference for acnet_jax.pipeline_benchmark: torchvision's ImageNet training
+input on the same folder, the same batch size and the same number of workers.
+
+Needs torch and torchvision, which the project does not install; use a venv of
+their own:
+
+    python3 -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
+    /tmp/tvenv/bin/python benchmarks/torchvision_pipeline.py --data_dir=FOLDER \\
+        [--image_sizes=224,64 --batch_size=64 --num_workers=1,2 --steps=20]
+
+datasets.ImageFolder(FOLDER/train) with RandomResizedCrop(size) +
+RandomHorizontalFlip + PILToTensor, through a DataLoader with num_workers worker
+processes. As in acnet_jax.pipeline_benchmark, the first batch (which starts
+the workers) is not timed, and "cores used" is the CPU seconds of the main
+process and its workers per wall second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torchvision import datasets, transforms
+
+CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+  """User + system CPU seconds of the processes (all their threads), from /proc."""
+  total = 0
+  for pid in pids:
+    with open(f'/proc/{pid}/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()  # after "pid (name)"
+    total += int(fields[11]) + int(fields[12])  # utime, stime
+  return total / CLOCK_TICKS
+
+
+def run(data_dir: str, image_size: int, batch_size: int, num_workers: int,
+        steps: int) -> dict[str, Any]:
+  dataset = datasets.ImageFolder(
+      os.path.join(data_dir, 'train'),
+      transforms.Compose([transforms.RandomResizedCrop(image_size),
+                          transforms.RandomHorizontalFlip(), transforms.PILToTensor()]))
+  sampler = torch.utils.data.RandomSampler(dataset, num_samples=(steps + 1) * batch_size)
+  loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                                       num_workers=num_workers, drop_last=True)
+  batches = iter(loader)
+  next(batches)
+  pids = [os.getpid()] + [w.pid for w in getattr(batches, '_workers', [])]
+  start, start_cpu = time.perf_counter(), cpu_seconds(pids)
+  # next(), not a for loop: the loader ends its workers on StopIteration, and
+  # their CPU time is read after the last batch.
+  images = sum(len(next(batches)[1]) for _ in range(steps))
+  seconds, cpu = time.perf_counter() - start, cpu_seconds(pids) - start_cpu
+  cores = cpu / seconds
+  return {'pipeline': f'torchvision {__import__("torchvision").__version__}',
+          'image_size': image_size, 'batch_size': batch_size, 'num_workers': num_workers,
+          'images': images, 'images_per_s': images / seconds, 'cores_used': cores,
+          'images_per_s_per_core': images / seconds / cores}
+
+
+COLUMNS = {'pipeline': '{}', 'image_size': '{}', 'batch_size': '{}', 'num_workers': '{}',
+           'images_per_s': '{:.0f}', 'cores_used': '{:.2f}', 'images_per_s_per_core': '{:.0f}'}
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+  rows = [tuple(COLUMNS)] + [tuple(f.format(r[c]) for c, f in COLUMNS.items()) for r in results]
+  widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+  return '\n'.join('  '.join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data_dir', required=True, help='A folder holding train/<class>/*.jpg.')
+  parser.add_argument('--image_sizes', default='224,64', help='Comma-separated crop sizes.')
+  parser.add_argument('--batch_size', type=int, default=64)
+  parser.add_argument('--num_workers', default='1,2', help='Comma-separated worker counts.')
+  parser.add_argument('--steps', type=int, default=20, help='Timed batches per measurement.')
+  args = parser.parse_args(argv)
+  print(format_table([run(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
+                      for size in args.image_sizes.split(',')
+                      for workers in args.num_workers.split(',')]))
+
+
+if __name__ == '__main__':
+  main()
