@@ -10,15 +10,17 @@ if [ $# -eq 0 ]; then
   echo "usage: ./run.sh PRESET [--config.KEY=VALUE ...]"
   echo
   echo "presets:"
-  for f in configs/*_*.py; do [ "$f" = configs/__init__.py ] || echo "  $(basename "$f" .py)"; done
+  for f in configs/*_normal*.py configs/*_acnet*.py; do echo "  $(basename "$f" .py)"; done
   echo
   echo "or MODEL:TRY_ARG, MODEL one of:"
   for f in configs/*.py; do
-    case "$f" in configs/*_*.py|configs/default.py) ;; *) printf " %s" "$(basename "$f" .py)" ;; esac
+    case "$f" in configs/*_normal*.py|configs/*_acnet*.py|configs/default.py) ;;
+      *) printf " %s" "$(basename "$f" .py)" ;; esac
   done
   echo
   echo "and TRY_ARG CONV_RECIPE[_cifar100], CONV normal or acnet, RECIPE lrs1, lrs2, cosine or"
-  echo "densenet, e.g. rc56:acnet_lrs1, vc:normal_cosine_cifar100"
+  echo "densenet for the CIFAR models, imagenet for the ImageNet ones; e.g. rc56:acnet_lrs1,"
+  echo "vc:normal_cosine_cifar100, resnet18:acnet_imagenet"
   exit 0
 fi
 

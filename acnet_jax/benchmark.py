@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from jax.sharding import Mesh
 
-from acnet_jax import input_pipeline, presets, train
+from acnet_jax import input_pipeline, pipeline_benchmark, presets, train
 from acnet_jax.errors import InputError
 from acnet_jax.layers import ACB_IMPLS
 
@@ -47,7 +47,16 @@ flags.DEFINE_integer('num_devices', 0, 'Devices of the mesh; 0 = all of the back
 flags.DEFINE_string('backend', None, "jax backend ('cpu', 'gpu', 'tpu'); default: jax's.")
 flags.DEFINE_integer('steps', 5, 'Timed steps per measurement (their median is reported).')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_integer('train_examples', 50_000, 'Size of the synthetic train split on device.')
+flags.DEFINE_integer('train_examples', 0, 'Size of the synthetic train split on device; '
+                     '0 = 50,000 at 32 px, else enough for the timed steps.')
+flags.DEFINE_integer('image_size', 32, 'Side of the synthetic images, e.g. 224 for ImageNet models.')
+flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to train and evaluate in: float32, '
+                  'bfloat16 (ratios and devices use the first).')
+flags.DEFINE_bool('pipeline', False, 'Time the streaming input pipeline on --data_dir instead: '
+                  'decoded+augmented images/s per core, and with --model the share of a '
+                  'streamed train step spent waiting for data.')
+flags.DEFINE_string('data_dir', None, 'With --pipeline: an image folder (train/<class>/*).')
+flags.DEFINE_list('num_workers', ['1', '2'], 'With --pipeline: decoding threads to try.')
 flags.DEFINE_integer('matmul_size', 0, 'Side of the square matmul that measures the peak; '
                      '0 = 2048 on CPU, 8192 elsewhere.')
 flags.DEFINE_bool('breakdown', False, 'Also time the forward, input-gradient and '
@@ -113,11 +122,11 @@ def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
 
 
 def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
-                 train_examples: int) -> ml_collections.ConfigDict:
+                 train_examples: int, dtype: str = 'float32') -> ml_collections.ConfigDict:
   config = presets.get_config()
   config.update(dict(model=model, conv=conv, batch_size=batch_size,
                      eval_batch_size=eval_batch_size, dataset='synthetic',
-                     synthetic_examples=train_examples))
+                     synthetic_examples=train_examples, dtype=dtype))
   config.acb.impl = acb_impl
   train.validate_config(config)
   return config
@@ -131,12 +140,11 @@ def fresh_state(trainer: train.Trainer) -> train.TrainState:
 def time_train_step(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
   """The step as training runs it: host batch indices, on-device pipeline, update."""
   state = fresh_state(trainer)
-  step, compile_s = compile_timed(trainer.train_step, state, *trainer.train_data,
-                                  trainer.batch_indices(0))
+  step, compile_s = compile_timed(trainer.train_step, state, trainer.train_inputs(0))
 
   def run(i: int) -> Any:
     nonlocal state
-    state, metrics = step(state, *trainer.train_data, trainer.batch_indices(i))
+    state, metrics = step(state, trainer.train_inputs(i))
     return metrics
 
   step_s = median_step_time(run, steps, warmup)
@@ -145,11 +153,7 @@ def time_train_step(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
 
 def ready_batch(trainer: train.Trainer) -> tuple[jax.Array, jax.Array]:
   """One train batch through the input pipeline, left on device."""
-  config = trainer.config
-  prepare = jax.jit(functools.partial(train.prepare_batch, seed=config.seed,
-                                      augment=config.augment,
-                                      batch_sharding=trainer.batch_sharding))
-  return prepare(*trainer.train_data, trainer.batch_indices(0), jnp.int32(0))
+  return jax.jit(trainer.feed.prepare_train)(trainer.train_inputs(0), jnp.int32(0))
 
 
 def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) -> Timing:
@@ -157,7 +161,8 @@ def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) 
   x, y = ready_batch(trainer)
   state = fresh_state(trainer)
   state_sharding = jax.tree.map(lambda _: trainer.replicated, state)
-  update = jax.jit(functools.partial(train.update, schedule=trainer.schedule),
+  update = jax.jit(functools.partial(train.update, schedule=trainer.schedule,
+                                     seed=trainer.config.seed),
                    out_shardings=(state_sharding, trainer.replicated), donate_argnums=0)
   step, compile_s = compile_timed(update, state, x, y)
 
@@ -173,10 +178,9 @@ def time_update_on_ready_batch(trainer: train.Trainer, steps: int, warmup: int) 
 def time_eval(model: Any, variables: dict, trainer: train.Trainer, steps: int,
               warmup: int) -> Timing:
   batch_size = trainer.config.eval_batch_size
-  images = trainer.test_data[0]
-  indices = trainer.shard_batch(np.arange(batch_size) % len(images))
-  x = jax.jit(lambda images, i: input_pipeline.normalize(images[i]),
-              out_shardings=trainer.batch_sharding)(images, indices)
+  inputs, _ = next(trainer.feed.eval_inputs())
+  x = jax.jit(lambda inputs: trainer.feed.prepare_eval(inputs)[0],
+              out_shardings=trainer.batch_sharding)(inputs)
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False),
                     out_shardings=trainer.replicated)
   step, compile_s = compile_timed(forward, variables, x)
@@ -212,51 +216,64 @@ def time_gradient_parts(trainer: train.Trainer, steps: int, warmup: int) -> dict
 def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], batch_size: int,
                   eval_batch_size: int, devices: Sequence[jax.Device], steps: int, warmup: int,
                   train_examples: int, matmul_size: int, breakdown: bool = False,
-                  progress: Callable[[str], None] = logging.info) -> dict[str, Any]:
+                  progress: Callable[[str], None] = logging.info, image_size: int = 32,
+                  dtypes: Sequence[str] = ('float32',)) -> dict[str, Any]:
   """Every measurement of the module docstring, as one JSON-able report."""
   progress(f'timing the peak: {matmul_size}x{matmul_size} float32 matmul')
   peak = measure_peak(devices[0], matmul_size)
+  train_examples = train_examples or (
+      50_000 if image_size <= 32 else batch_size * (steps + warmup + 2))
   dataset = input_pipeline.synthetic_dataset(
-      presets.get_config().num_classes, train_examples, seed=0)
+      presets.get_config().num_classes, train_examples, seed=0, image_size=image_size)
   mesh = Mesh(np.array(devices), (train.DATA_AXIS,))
-  variants = [(conv, impl) for conv in convs
+  variants = [(dtype, conv, impl) for dtype in dtypes for conv in convs
               for impl in (acb_impls if conv == 'acnet' else ['-'])]
   report: dict[str, Any] = {
-      'environment': environment(model, devices, batch_size, eval_batch_size, steps, warmup),
+      'environment': environment(model, devices, batch_size, eval_batch_size, steps, warmup,
+                                 image_size),
       'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': [], 'breakdown': []}
+  # Ratios, the breakdown and the device comparison are of the first dtype.
   train_timings: dict[tuple[str, str], Timing] = {}
   eval_timings: dict[tuple[str, str], Timing] = {}
-  for conv, impl in variants:
+  for dtype, conv, impl in variants:
+    first_dtype = dtype == dtypes[0]
     config = bench_config(model, conv, impl if conv == 'acnet' else ACB_IMPLS[0], batch_size,
-                          eval_batch_size, train_examples)
-    trainer = train.Trainer(config, dataset, mesh)
-    progress(f'timing the train step: {conv} {impl}')
+                          eval_batch_size, train_examples, dtype)
+    trainer = train.Trainer(config, mesh, dataset)
+    progress(f'timing the train step: {conv} {impl} {dtype}')
     full = time_train_step(trainer, steps, warmup)
     ready = time_update_on_ready_batch(trainer, steps, warmup)
-    train_timings[conv, impl] = full
-    report['train'].append(full.row(peak, conv=conv, acb_impl=impl, feed='pipeline'))
+    report['train'].append(full.row(peak, conv=conv, acb_impl=impl, dtype=dtype, feed='pipeline'))
     report['train'][-1]['pipeline_overhead'] = 1 - ready.step_s / full.step_s
-    report['train'].append(ready.row(peak, conv=conv, acb_impl=impl, feed='on_device'))
+    report['train'].append(ready.row(peak, conv=conv, acb_impl=impl, dtype=dtype,
+                                     feed='on_device'))
+    progress(f'timing eval: {conv} {impl} {dtype}')
+    state = trainer.initial_state
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    timing = time_eval(trainer.model, variables, trainer, steps, warmup)
+    report['eval'].append(timing.row(peak, conv=conv, acb_impl=impl, dtype=dtype))
+    if conv == 'acnet' and not any(r['conv'] == 'deploy' and r['dtype'] == dtype
+                                   for r in report['eval']):
+      params, stats = trainer.fuse(state.params, state.batch_stats)
+      deploy = time_eval(trainer.deploy_model, {'params': params, 'batch_stats': stats}, trainer,
+                         steps, warmup)
+      report['eval'].append(deploy.row(peak, conv='deploy', acb_impl='-', dtype=dtype))
+      if first_dtype:
+        eval_timings['deploy', '-'] = deploy
+    if not first_dtype:
+      continue
+    train_timings[conv, impl] = full
+    eval_timings[conv, impl] = timing
 
     if breakdown:
       progress(f'timing the parts of the step: {conv} {impl}')
       report['breakdown'].append(
           {'conv': conv, 'acb_impl': impl, **time_gradient_parts(trainer, steps, warmup)})
 
-    progress(f'timing eval: {conv} {impl}')
-    state = trainer.initial_state
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    eval_timings[conv, impl] = time_eval(trainer.model, variables, trainer, steps, warmup)
-    report['eval'].append(eval_timings[conv, impl].row(peak, conv=conv, acb_impl=impl))
-    if conv == 'acnet' and ('deploy', '-') not in eval_timings:
-      params, stats = trainer.fuse(state.params, state.batch_stats)
-      eval_timings['deploy', '-'] = time_eval(
-          trainer.deploy_model, {'params': params, 'batch_stats': stats}, trainer, steps, warmup)
-      report['eval'].append(eval_timings['deploy', '-'].row(peak, conv='deploy', acb_impl='-'))
 
     if len(devices) > 1 and impl in ('-', ACB_IMPLS[0]):
       progress(f'timing the train step on 1 device: {conv}')
-      one = train.Trainer(config, dataset, Mesh(np.array(devices[:1]), (train.DATA_AXIS,)))
+      one = train.Trainer(config, Mesh(np.array(devices[:1]), (train.DATA_AXIS,)), dataset)
       for n, timing in ((1, time_train_step(one, steps, warmup)), (len(devices), full)):
         report['devices'].append({'conv': conv, 'acb_impl': impl, 'num_devices': n,
                                   'step_s': timing.step_s, 'images_per_s': timing.images_per_s})
@@ -290,8 +307,10 @@ def ratios(train_timings: dict[tuple[str, str], Timing],
 
 
 def environment(model: str, devices: Sequence[jax.Device], batch_size: int,
-                eval_batch_size: int, steps: int, warmup: int) -> dict[str, Any]:
-  return {'model': model, 'backend': devices[0].platform, 'device_kind': devices[0].device_kind,
+                eval_batch_size: int, steps: int, warmup: int,
+                image_size: int = 32) -> dict[str, Any]:
+  return {'model': model, 'image_size': image_size, 'backend': devices[0].platform,
+          'device_kind': devices[0].device_kind,
           'num_devices': len(devices), 'batch_size': batch_size,
           'eval_batch_size': eval_batch_size, 'steps': steps, 'warmup': warmup,
           'jax': jax.__version__, 'cpu': platform.processor() or platform.machine(),
@@ -300,17 +319,18 @@ def environment(model: str, devices: Sequence[jax.Device], batch_size: int,
 
 def format_report(report: dict[str, Any]) -> str:
   env = report['environment']
-  lines = [f"{env['model']} on {env['num_devices']} x {env['device_kind']} ({env['backend']}), "
+  lines = [f"{env['model']} at {env['image_size']} px on {env['num_devices']} x "
+           f"{env['device_kind']} ({env['backend']}), "
            f"train batch {env['batch_size']}, eval batch {env['eval_batch_size']}, "
            f"median of {env['steps']} steps; XLA_FLAGS={env['xla_flags'] or '(none)'}",
            f"peak (float32 matmul): {report['peak_flops_per_s'] / 1e9:.1f} GFLOP/s", '',
-           f"{'':6}{'conv':8}{'acb_impl':10}{'feed':11}{'img/s':>9}{'step ms':>10}"
+           f"{'':6}{'conv':8}{'acb_impl':10}{'dtype':10}{'feed':11}{'img/s':>9}{'step ms':>10}"
            f"{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}{'pipeline':>10}"]
   for section in ('train', 'eval'):
     for row in report[section]:
       overhead = row.get('pipeline_overhead')
       lines.append(
-          f"{section:6}{row['conv']:8}{row['acb_impl']:10}{row.get('feed', ''):11}"
+          f"{section:6}{row['conv']:8}{row['acb_impl']:10}{row['dtype']:10}{row.get('feed', ''):11}"
           f"{row['images_per_s']:9.1f}{row['step_s'] * 1e3:10.1f}{row['compile_s']:11.1f}"
           f"{row['flops_per_s'] / 1e9:9.1f}{row['fraction_of_peak']:9.1%}"
           f"{'' if overhead is None else f'{overhead:10.1%}'}")
@@ -333,6 +353,57 @@ def format_report(report: dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def time_streamed_training(model: str, data_dir: str, image_size: int, batch_size: int,
+                           num_workers: int, devices: Sequence[jax.Device], steps: int,
+                           warmup: int) -> dict[str, Any]:
+  """The train step fed by the streaming pipeline as training runs it (at
+  most two steps in flight): median step time and the share of the wall
+  clock spent waiting for the next batch."""
+  config = bench_config(model, 'normal', ACB_IMPLS[0], batch_size, batch_size, 0)
+  config.update(dict(dataset='image_folder', data_dir=data_dir, pipeline='stream',
+                     image_size=image_size, data_workers=num_workers, num_classes=len(
+                         os.listdir(os.path.join(data_dir, 'train')))))
+  trainer = train.Trainer(config, Mesh(np.array(devices), (train.DATA_AXIS,)))
+  state = fresh_state(trainer)
+  previous = None
+  for i in range(warmup + 1):  # Compiles, starts the threads.
+    state, previous = trainer.train_step(state, trainer.train_inputs(i))
+  jax.block_until_ready(previous)
+  waited, start = trainer.feed.wait_seconds, time.perf_counter()
+  for i in range(warmup + 1, warmup + 1 + steps):
+    state, metrics = trainer.train_step(state, trainer.train_inputs(i))
+    jax.block_until_ready(previous)
+    previous = metrics
+  jax.block_until_ready(previous)
+  seconds = time.perf_counter() - start
+  return {'model': model, 'image_size': image_size, 'batch_size': batch_size,
+          'num_workers': trainer.feed.workers, 'step_s': seconds / steps,
+          'images_per_s': steps * batch_size / seconds,
+          'data_wait_share': (trainer.feed.wait_seconds - waited) / seconds}
+
+
+def pipeline_main(devices: Sequence[jax.Device]) -> None:
+  """--pipeline: decode+augment throughput, then a streamed train step."""
+  if not FLAGS.data_dir:
+    raise app.UsageError('--pipeline needs --data_dir=FOLDER holding train/<class>/*')
+  try:
+    results = [pipeline_benchmark.run(FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size,
+                                      int(workers), FLAGS.steps)
+               for workers in FLAGS.num_workers]
+    print(pipeline_benchmark.format_table(results))
+    fed = time_streamed_training(FLAGS.model, FLAGS.data_dir, FLAGS.image_size,
+                                 FLAGS.batch_size, int(FLAGS.num_workers[-1]), devices,
+                                 FLAGS.steps, FLAGS.warmup)
+  except InputError as e:
+    raise app.UsageError(str(e)) from None
+  print(f"\n{fed['model']} normal, train step fed by the stream ({fed['num_workers']} threads): "
+        f"{fed['step_s'] * 1e3:.0f} ms/step, {fed['images_per_s']:.1f} img/s, waiting for data "
+        f"{fed['data_wait_share']:.1%} of the time")
+  with open(FLAGS.output, 'w') as f:
+    json.dump({'pipeline': results, 'streamed_train_step': fed}, f, indent=1)
+  print(f'\nwrote {FLAGS.output}')
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   devices = jax.devices(FLAGS.backend) if FLAGS.backend else jax.devices()
@@ -341,11 +412,14 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f'--num_devices={FLAGS.num_devices} but the backend has '
                            f'{len(devices)} devices')
     devices = devices[:FLAGS.num_devices]
+  if FLAGS.pipeline:
+    return pipeline_main(devices)
   matmul_size = FLAGS.matmul_size or (2048 if devices[0].platform == 'cpu' else 8192)
   try:
     report = run_benchmark(FLAGS.model, FLAGS.convs, FLAGS.acb_impls, FLAGS.batch_size,
                            FLAGS.eval_batch_size, devices, FLAGS.steps, FLAGS.warmup,
-                           FLAGS.train_examples, matmul_size, FLAGS.breakdown, progress=print)
+                           FLAGS.train_examples, matmul_size, FLAGS.breakdown, progress=print,
+                           image_size=FLAGS.image_size, dtypes=FLAGS.dtypes)
   except InputError as e:
     raise app.UsageError(str(e)) from None
   print(format_report(report))

@@ -19,12 +19,13 @@ def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) 
   """Step-wise schedule; warmup multiplies it (torch's WarmupMultiStepLR), so
   milestones stay at their absolute epochs."""
   total_steps = config.num_epochs * steps_per_epoch
+  rate = base_learning_rate(config)
   if config.lr_schedule == 'piecewise':
     boundaries = {int(e * steps_per_epoch): config.lr_decay_factor
                   for e in config.lr_boundaries_epochs}
-    main = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+    main = optax.piecewise_constant_schedule(rate, boundaries)
   elif config.lr_schedule == 'cosine':
-    main = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=0.0)
+    main = optax.cosine_decay_schedule(rate, total_steps, alpha=0.0)
   else:
     raise InputError(f'unknown lr_schedule {config.lr_schedule!r}; valid: {", ".join(LR_SCHEDULES)}')
   warmup_steps = int(config.warmup_epochs * steps_per_epoch)
@@ -32,6 +33,13 @@ def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) 
     return main
   ramp = optax.linear_schedule(config.warmup_factor, 1.0, warmup_steps)
   return lambda step: main(step) * ramp(step)
+
+
+def base_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """learning_rate, scaled linearly with the batch when reference_batch_size > 0."""
+  if not config.reference_batch_size:
+    return config.learning_rate
+  return config.learning_rate * config.batch_size / config.reference_batch_size
 
 
 def weight_decay_mask(params: Any, on_bn_and_bias: bool) -> Any:

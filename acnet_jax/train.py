@@ -1,13 +1,13 @@
 """Training and evaluation: `train_and_evaluate(config, workdir)` is the whole job.
 
-Data flow: config -> `load_dataset` (uint8 arrays, replicated on the mesh)
--> `train_step` (jit; batch indices sharded on 'data'; the batch is gathered,
-augmented and normalised on device) -> Orbax checkpoints -> `evaluate`
-(trained model and its `fuse_params` deploy model, side by side).
+Data flow: config -> `feeds.create_feed` (splits on the mesh, or a stream of
+host batches) -> `train_step` (jit; batch sharded on 'data') -> Orbax
+checkpoints -> `evaluate` (trained model and its `fuse_params` deploy model,
+side by side).
 
-Everything that varies from step to step (data order, augmentation) is a pure
-function of (seed, step), so a checkpoint of the train state is all a resume
-needs.
+Everything that varies from step to step (data order, augmentation, dropout)
+is a pure function of (seed, step), so a checkpoint of the train state is all
+a resume needs.
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ from absl import logging
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from acnet_jax import checkpointing, input_pipeline, models, optim, stopping
+from acnet_jax import checkpointing, feeds, input_pipeline, models, optim, stopping
 from acnet_jax import metrics as metrics_lib
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
-from acnet_jax.layers import ACB_IMPLS, validate_branches
+from acnet_jax.layers import ACB_IMPLS, DTYPES, validate_branches
 
 DATA_AXIS = 'data'
-# Fused and trained logits differ only by float rounding; anything larger is a bug.
-FUSION_TOLERANCE = 1e-3
+# Folded into a step's key for dropout, so that it differs from the augmentation's.
+DROPOUT_STREAM = 1
+# Fused and trained logits differ only by float rounding; anything larger is a
+# bug. bfloat16 rounds each op to 2**-9 relative (float32: 2**-24), and the
+# differences compound over the layers.
+FUSION_TOLERANCE = {'float32': 1e-3, 'bfloat16': 5e-2}
 
 
 class TrainState(train_state.TrainState):
@@ -57,12 +61,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops on a bad value before anything is loaded or written."""
   choices = {'model': (config.model, sorted(models.MODELS)),
              'conv': (config.conv, TRAINABLE_CONVS),
-             'dataset': (config.dataset, input_pipeline.DATASETS),
              'lr_schedule': (config.lr_schedule, optim.LR_SCHEDULES),
-             'acb.impl': (config.acb.impl, ACB_IMPLS)}
+             'acb.impl': (config.acb.impl, ACB_IMPLS),
+             'pipeline': (config.pipeline, feeds.PIPELINES),
+             'dtype': (config.dtype, DTYPES)}
   for key, (value, valid) in choices.items():
     if value not in valid:
       raise InputError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
+  feeds.validate_dataset(config)
   for key in POSITIVE_KEYS:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')
@@ -73,7 +79,7 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
   return models.create_model(
       config.model, conv or config.conv, config.num_classes,
       gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
-      branches=tuple(config.acb.branches), acb_impl=config.acb.impl)
+      branches=tuple(config.acb.branches), acb_impl=config.acb.impl, dtype=config.dtype)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -93,38 +99,40 @@ def count_params(params: Any) -> int:
 
 # -------------------------------------------------------------------- steps
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """Per example, in float32 whatever the compute dtype."""
+  logits = logits.astype(jnp.float32)
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
 
 
-def prepare_batch(images: jax.Array, labels: jax.Array, indices: jax.Array, step: jax.Array,
-                  *, seed: int, augment: bool,
-                  batch_sharding: NamedSharding) -> tuple[jax.Array, jax.Array]:
-  """The input pipeline, on device: gather the batch from the uint8 split,
-  augment it (a pure function of seed and step) and normalise it."""
-  x = images[indices]
-  if augment:
-    x = input_pipeline.augment(x, jax.random.fold_in(jax.random.key(seed), step))
-  x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x), batch_sharding)
-  return x, labels[indices]
-
-
-def gradients(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, Any, Any]:
+def gradients(state: TrainState, x: jax.Array, y: jax.Array, dropout_key: jax.Array,
+              label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, Any, Any]:
   """(loss, logits, the batch statistics after this batch, gradients) of a
   train-mode pass at the state's parameters."""
   def loss_fn(params):
     logits, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, x,
-                                     train=True, mutable=['batch_stats'])
-    return cross_entropy(logits, y).mean(), (logits, updates['batch_stats'])
+                                     train=True, mutable=['batch_stats'],
+                                     rngs={'dropout': dropout_key})
+    loss = cross_entropy(logits, y, label_smoothing).mean()
+    return loss, (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   return loss, logits, batch_stats, grads
 
 
-def update(state: TrainState, x: jax.Array, y: jax.Array,
-           *, schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+def dropout_key(seed: int, step: jax.Array) -> jax.Array:
+  """A pure function of (seed, step), apart from the augmentation's key."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), DROPOUT_STREAM)
+
+
+def update(state: TrainState, x: jax.Array, y: jax.Array, *, schedule: optax.Schedule,
+           seed: int, label_smoothing: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on a ready batch."""
-  loss, logits, batch_stats, grads = gradients(state, x, y)
+  loss, logits, batch_stats, grads = gradients(state, x, y, dropout_key(seed, state.step),
+                                               label_smoothing)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   # A finite loss can still leave Inf parameters behind; never checkpoint those.
   finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]))
@@ -133,23 +141,22 @@ def update(state: TrainState, x: jax.Array, y: jax.Array,
   return state, metrics
 
 
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array,
-               *, schedule: optax.Schedule, seed: int, augment: bool,
-               batch_sharding: NamedSharding) -> tuple[TrainState, dict[str, jax.Array]]:
-  x, y = prepare_batch(images, labels, indices, state.step, seed=seed, augment=augment,
-                       batch_sharding=batch_sharding)
-  return update(state, x, y, schedule=schedule)
+def train_step(state: TrainState, inputs: feeds.Inputs, *, feed: feeds.Feed,
+               schedule: optax.Schedule, seed: int,
+               label_smoothing: float) -> tuple[TrainState, dict[str, jax.Array]]:
+  x, y = feed.prepare_train(inputs, state.step)
+  return update(state, x, y, schedule=schedule, seed=seed, label_smoothing=label_smoothing)
 
 
-def eval_step(trained: nn.Module, deploy: nn.Module, variables: dict, deploy_variables: dict,
-              images: jax.Array, labels: jax.Array, indices: jax.Array,
+def eval_step(trained: nn.Module, deploy: nn.Module, feed: feeds.Feed, variables: dict,
+              deploy_variables: dict, inputs: feeds.Inputs,
               mask: jax.Array) -> dict[str, jax.Array]:
   """Sums over the unmasked examples, for the trained and the deploy model."""
-  x, y = input_pipeline.normalize(images[indices]), labels[indices]
+  x, y = feed.prepare_eval(inputs)
   sums = {'num_examples': mask.sum()}
   outputs = {}
   for prefix, model, v in [('', trained, variables), ('fused_', deploy, deploy_variables)]:
-    logits = model.apply(v, x, train=False)
+    logits = model.apply(v, x, train=False).astype(jnp.float32)
     top5 = jax.lax.top_k(logits, 5)[1]
     sums[f'{prefix}loss'] = jnp.sum(cross_entropy(logits, y) * mask)
     sums[f'{prefix}top1'] = jnp.sum((top5[:, 0] == y) * mask)
@@ -163,10 +170,12 @@ def eval_step(trained: nn.Module, deploy: nn.Module, variables: dict, deploy_var
 # ------------------------------------------------------------------ the job
 
 class Trainer:
-  """The compiled steps and the data of one run on one mesh."""
+  """The compiled steps and the input feed of one run on one mesh."""
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset,
-               mesh: Mesh):
+  def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh,
+               dataset: input_pipeline.Dataset | None = None):
+    """`dataset`: splits to hold in memory; by default the config's data set,
+    held or streamed as `feeds.create_feed` decides."""
     self.config = config
     self.replicated = NamedSharding(mesh, P())
     self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
@@ -174,49 +183,34 @@ class Trainer:
     for name in ('batch_size', 'eval_batch_size'):
       if config[name] % num_devices:
         raise InputError(f'{name}={config[name]} is not divisible by the {num_devices} devices')
-    self.steps_per_epoch = len(dataset.train) // config.batch_size
+    sharder = feeds.Sharder(self.replicated, self.batch_sharding)
+    self.feed = feeds.MemoryFeed(dataset, config, sharder) if dataset is not None \
+        else feeds.create_feed(config, sharder)
+    self.steps_per_epoch = self.feed.num_train // config.batch_size
     if self.steps_per_epoch == 0:
       raise InputError(f'batch_size={config.batch_size} is larger than the '
-                       f'{len(dataset.train)} training examples')
+                       f'{self.feed.num_train} training examples')
     self.total_steps = config.num_epochs * self.steps_per_epoch
-    self.num_train = len(dataset.train)
-    self.num_test = len(dataset.test)
-    self.train_data = self.replicate((dataset.train.images, dataset.train.labels))
-    self.test_data = self.replicate((dataset.test.images, dataset.test.labels))
 
     self.model = create_model(config)
     self.deploy_model = create_model(config, 'deploy')
     self.schedule = optim.create_lr_schedule(config, self.steps_per_epoch)
     state = create_train_state(config, self.model, optim.create_optimizer(config, self.schedule),
-                               dataset.train.images.shape[1:])
+                               self.feed.image_shape)
     state_sharding = jax.tree.map(lambda _: self.replicated, state)
-    self.initial_state = self.replicate(state)
+    self.initial_state = sharder.replicate(state)
 
     self.train_step = jax.jit(
-        functools.partial(train_step, schedule=self.schedule, seed=config.seed,
-                          augment=config.augment, batch_sharding=self.batch_sharding),
+        functools.partial(train_step, feed=self.feed, schedule=self.schedule, seed=config.seed,
+                          label_smoothing=config.label_smoothing),
         out_shardings=(state_sharding, self.replicated), donate_argnums=0)
-    self.eval_step = jax.jit(functools.partial(eval_step, self.model, self.deploy_model),
+    self.eval_step = jax.jit(functools.partial(eval_step, self.model, self.deploy_model, self.feed),
                              out_shardings=self.replicated)
     # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
     self.fuse = jax.jit(fuse_params)
 
-  def replicate(self, tree: Any) -> Any:
-    """Host values, the same in every process -> arrays replicated on the mesh."""
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-        self.replicated, np.asarray(x)), tree)
-
-  def shard_batch(self, global_batch: np.ndarray) -> jax.Array:
-    """A global batch, known to every process -> an array sharded on 'data'
-    from each process's own share of it."""
-    share = len(global_batch) // jax.process_count()
-    start = jax.process_index() * share
-    return jax.make_array_from_process_local_data(
-        self.batch_sharding, global_batch[start:start + share], global_batch.shape)
-
-  def batch_indices(self, step: int) -> jax.Array:
-    return self.shard_batch(input_pipeline.train_batch_indices(
-        self.config.seed, step, self.steps_per_epoch, self.config.batch_size, self.num_train))
+  def train_inputs(self, step: int) -> feeds.Inputs:
+    return self.feed.train_inputs(step, self.steps_per_epoch)
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Test-split metrics of the trained model and of its fused deploy model."""
@@ -224,9 +218,8 @@ class Trainer:
     deploy_params, deploy_stats = self.fuse(state.params, state.batch_stats)
     deploy_variables = {'params': deploy_params, 'batch_stats': deploy_stats}
     totals: dict[str, float] = {}
-    for indices, mask in input_pipeline.eval_batches(self.num_test, self.config.eval_batch_size):
-      sums = self.eval_step(variables, deploy_variables, *self.test_data,
-                            self.shard_batch(indices), self.shard_batch(mask))
+    for inputs, mask in self.feed.eval_inputs():
+      sums = self.eval_step(variables, deploy_variables, inputs, mask)
       for key, value in to_host(sums).items():
         totals[key] = max(totals.get(key, 0.0), float(value)) if key == 'fused_max_rel_diff' \
             else totals.get(key, 0.0) + float(value)
@@ -236,22 +229,17 @@ class Trainer:
       for name in ('top1', 'top5', 'loss'):
         result[f'{prefix}{name}'] = totals[f'{prefix}{name}'] / n
     result['fused_max_rel_diff'] = totals['fused_max_rel_diff']
-    result['fused_matches'] = result['fused_max_rel_diff'] <= FUSION_TOLERANCE
+    tolerance = FUSION_TOLERANCE[self.config.dtype]
+    result['fused_matches'] = result['fused_max_rel_diff'] <= tolerance
     if not result['fused_matches']:
       logging.error('FUSED MODEL DOES NOT MATCH THE TRAINED MODEL: logits differ by %.3g '
                     '(relative) > %g. The deploy model is wrong; please report this.',
-                    result['fused_max_rel_diff'], FUSION_TOLERANCE)
+                    result['fused_max_rel_diff'], tolerance)
     return result
 
 
 def create_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), (DATA_AXIS,))
-
-
-def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
-  return input_pipeline.load_dataset(
-      config.dataset, config.data_dir or None, config.num_classes, config.seed,
-      config.max_train_examples, config.synthetic_examples)
 
 
 class NonFiniteLoss(InputError):
@@ -308,7 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   check_workdir(workdir)
   is_chief = jax.process_index() == 0
   mesh = create_mesh()
-  trainer = Trainer(config, load_dataset(config), mesh)
+  trainer = Trainer(config, mesh)
   logging.info('Config:\n%s', config)
   logging.info('%d devices (%s) in %d processes; %s %s: %d parameters; %d steps of %d '
                'examples, %d per epoch.', mesh.devices.size, jax.devices()[0].platform,
@@ -324,7 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f.write(config.to_json(indent=2))
   writer = metrics_lib.MetricWriter(workdir) if is_chief else None
   step = checked_step = int(state.step)
-  checked_time = time.perf_counter()
+  checked_time, checked_wait = time.perf_counter(), trainer.feed.wait_seconds
   history: list[dict[str, jax.Array]] = []
   # Counts finished steps, not dispatched ones, so that its rate is the real one.
   progress = tqdm.tqdm(total=trainer.total_steps, initial=step, unit='step',
@@ -332,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # A save still in flight when training stops (a signal, a NaN) is a good checkpoint.
   with stopping.stop_requests() as received, contextlib.closing(manager):
     while step < trainer.total_steps:
-      state, metrics = trainer.train_step(state, *trainer.train_data, trainer.batch_indices(step))
+      state, metrics = trainer.train_step(state, trainer.train_inputs(step))
       # At most two steps in flight: this one queued, the previous one running.
       # Dispatching further ahead gains nothing on a busy device and delays a
       # stop request (and the progress shown) by every queued step.
@@ -350,7 +338,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         now = time.perf_counter()
         # Wall clock, evaluations and saves included: what an epoch really costs.
         summary['steps_per_s'] = (step - checked_step) / (now - checked_time)
+        # The share of the wall clock the loop waited for input batches.
+        summary['data_wait_share'] = (trainer.feed.wait_seconds - checked_wait) / (now - checked_time)
         history, checked_step, checked_time = [], step, now
+        checked_wait = trainer.feed.wait_seconds
         if writer:
           writer.write(step, {f'train_{k}': v for k, v in summary.items()})
         progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
@@ -387,7 +378,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   if manager is None or not manager.all_steps():
     raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
                      '--workdir at a trained run')
-  trainer = Trainer(config, load_dataset(config), create_mesh())
+  trainer = Trainer(config, create_mesh())
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
   state, _ = checkpointing.restore_newest(manager, abstract, config)
   result = trainer.evaluate(state)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from acnet_jax import presets
+from acnet_jax import optim, presets
 
 CONFIG_DIR = Path(__file__).parents[1] / 'configs'
 
@@ -84,9 +84,41 @@ def test_unknown_try_arg_lists_the_valid_ones():
     load_config('densenet40.py', 'acnet_cosine')
 
 
+@pytest.mark.parametrize('model', presets.IMAGENET_MODELS)
+def test_imagenet_presets_are_the_authors_recipe(model):
+  config = load_config(f'{model}_acnet.py')
+  assert load_config(f'{model}.py', 'acnet_imagenet') == config
+  assert (config.model, config.conv, config.dataset, config.num_classes) == \
+      (model, 'acnet', 'imagenet2012', 1000)
+  assert (config.batch_size, config.learning_rate, config.num_epochs, config.lr_schedule,
+          config.warmup_epochs) == (256, 0.1, 100, 'cosine', 0)
+  assert (config.weight_decay, config.weight_decay_on_bn_and_bias, config.bias_lr_factor,
+          config.acb.gamma_init, config.label_smoothing) == (1e-4, True, 2.0, 1.0, 0.0)
+  assert (config.image_size, tuple(config.pixel_mean), tuple(config.pixel_std)) == \
+      (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+  assert load_config(f'{model}_normal.py').conv == 'normal'
+
+
+def test_the_imagenet_learning_rate_scales_with_the_batch():
+  config = load_config('resnet18_acnet.py')
+  assert optim.base_learning_rate(config) == 0.1
+  config.batch_size = 64
+  assert optim.base_learning_rate(config) == pytest.approx(0.025)
+  schedule = optim.create_lr_schedule(config, steps_per_epoch=10)
+  assert float(schedule(0)) == pytest.approx(0.025)
+  assert optim.base_learning_rate(load_config('rc56_acnet.py')) == 0.1  # CIFAR: unscaled.
+
+
+def test_imagenet_models_take_only_the_imagenet_recipe():
+  with pytest.raises(ValueError, match='the imagenet recipe is for resnet18'):
+    load_config('resnet18.py', 'acnet_cosine')
+  with pytest.raises(ValueError, match='rc56 with acnet_imagenet is not a preset'):
+    load_config('rc56.py', 'acnet_imagenet')
+
+
 def test_every_config_file_loads():
-  files = sorted(p.name for p in CONFIG_DIR.glob('*.py') if p.name != '__init__.py')
-  assert len(files) == 23
+  files = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
+  assert len(files) == 38
   for filename in files:
     assert load_config(filename).model in presets.MODELS_OF_PRESETS
 

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from test_train import flat, tiny_config
@@ -33,12 +32,16 @@ RUN_CONFIG = dict(model='rc8', conv='acnet', dataset='synthetic', synthetic_exam
 TOTAL_STEPS = 20
 
 
-def start(workdir: Path, *extra: str) -> subprocess.Popen:
+def start_cli(workdir: Path, flags: list[str]) -> subprocess.Popen:
   env = {**os.environ, 'PYTHONPATH': str(ROOT)}
   env.pop('XLA_FLAGS', None)
   return subprocess.Popen([sys.executable, '-m', 'acnet_jax.main', f'--workdir={workdir}',
-                           *RUN_FLAGS, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
+
+
+def start(workdir: Path, *extra: str) -> subprocess.Popen:
+  return start_cli(workdir, [*RUN_FLAGS, *extra])
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -63,8 +66,12 @@ def checkpoint_manager(workdir: Path, config):
 
 
 def final_state(workdir: Path):
-  config = tiny_config(**RUN_CONFIG)
-  trainer = train.Trainer(config, train.load_dataset(config), train.create_mesh())
+  return final_state_of(workdir, tiny_config(**RUN_CONFIG))
+
+
+def final_state_of(workdir: Path, config):
+  """The newest checkpoint's variables and optimizer state by path, and its step."""
+  trainer = train.Trainer(config, train.create_mesh())
   state = train.restore_or_initialize(checkpoint_manager(workdir, config), trainer)
   return flat((state.params, state.batch_stats, state.opt_state)), int(state.step)
 
@@ -140,7 +147,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   bad_step = int(re.search(r'at step (\d+)', str(caught.value)).group(1))
   manager = checkpoint_manager(tmp_path, config)
   assert manager.latest_step() == bad_step - 1
-  trainer = train.Trainer(config, train.load_dataset(config), train.create_mesh())
+  trainer = train.Trainer(config, train.create_mesh())
   state = train.restore_or_initialize(manager, trainer)
   assert all(np.all(np.isfinite(v)) for v in flat(state.params).values())
   assert not (tmp_path / 'eval.json').exists()

@@ -1,0 +1,7 @@
+"""alexnet with any try_arg of its recipe: --config=configs/alexnet.py:acnet_imagenet (or normal_imagenet)."""
+
+from acnet_jax import presets
+
+
+def get_config(try_arg: str = 'acnet_imagenet'):
+  return presets.preset('alexnet', try_arg)

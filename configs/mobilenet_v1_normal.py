@@ -1,0 +1,7 @@
+"""mobilenet_v1, normal, ImageNet (tfds imagenet2012): the authors' ImageNet recipe (cosine, 100 epochs, batch 256)."""
+
+from acnet_jax import presets
+
+
+def get_config():
+  return presets.preset('mobilenet_v1', 'normal_imagenet')

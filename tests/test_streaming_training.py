@@ -1,0 +1,129 @@
+"""Training on the streaming path, end to end: through the CLI from an image
+folder of mixed sizes, from tfds imagenet2012 (mocked), exact resume after
+kill -9, and two processes that each read half of every batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow_datasets as tfds
+from image_folders import ARCHIVE, make_image_folder
+from test_distributed import environment, free_loopback_port, train_losses
+from test_robustness import final_state_of, finish, start_cli, wait_for_steps
+
+from acnet_jax import presets, train
+
+ROOT = Path(__file__).parents[1]
+# rc8 on 16 px crops of a 10-class folder of 80 training images of 40-400 px:
+# 5 steps of 16 an epoch, 15 in all.
+STREAM_FLAGS = [
+    '--config=configs/rc56_acnet.py', '--config.model=rc8', '--config.dataset=image_folder',
+    '--config.image_size=16', '--config.batch_size=16', '--config.eval_batch_size=16',
+    '--config.num_epochs=3', '--config.log_every_steps=1', '--config.eval_every_epochs=100',
+    '--config.warmup_epochs=0', '--config.lr_boundaries_epochs=(2,)', '--config.data_workers=2']
+TOTAL_STEPS = 15
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory) -> Path:
+  return make_image_folder(tmp_path_factory.mktemp('images'), train_per_class=8, val_per_class=4)
+
+
+def stream_config(folder: Path, **overrides):
+  config = presets.preset('rc56', 'acnet_lrs1')
+  config.update(dict(model='rc8', dataset='image_folder', data_dir=str(folder), image_size=16,
+                     batch_size=16, eval_batch_size=16, num_epochs=3, warmup_epochs=0,
+                     lr_boundaries_epochs=(2,), data_workers=2))
+  config.update(overrides)
+  return config
+
+
+def test_a_folder_of_mixed_sizes_streams_and_resumes_exactly_after_kill_9(folder, tmp_path):
+  flags = [*STREAM_FLAGS, f'--config.data_dir={folder}', '--config.checkpoint_every_steps=2']
+  reference = tmp_path / 'reference'
+  output = finish(process := start_cli(reference, flags))
+  assert process.returncode == 0, output[-3000:]
+  assert 'Input pipeline: stream.' in output
+
+  killed = tmp_path / 'killed'
+  process = start_cli(killed, flags)
+  wait_for_steps(killed, 7, process)
+  process.kill()
+  process.wait()
+  output = finish(process := start_cli(killed, flags))
+  assert process.returncode == 0, output[-3000:]
+  assert 'Restored the checkpoint of step' in output
+
+  config = stream_config(folder)
+  (a, a_step), (b, b_step) = final_state_of(killed, config), final_state_of(reference, config)
+  assert a_step == b_step == TOTAL_STEPS
+  for key, value in b.items():
+    assert (a[key] == value).all(), key  # Bitwise.
+  result = json.loads((reference / 'eval.json').read_text())
+  assert json.loads((killed / 'eval.json').read_text()) == result
+  assert result['num_examples'] == 40 and result['fused_matches']
+
+
+def test_imagenet2012_streams_from_tfds(tmp_path):
+  """tfds's mock stands in for a prepared imagenet2012: 1000 classes,
+  evaluation on its 'validation' split."""
+  config = presets.preset('resnet18', 'acnet_imagenet')
+  config.update(dict(model='rc8', image_size=16, batch_size=8, eval_batch_size=8, num_epochs=1,
+                     log_every_steps=1, data_workers=2))
+  with tfds.testing.mock_data(num_examples=16):
+    result = train.train_and_evaluate(config, str(tmp_path))
+  assert result['step'] == 2 and result['num_examples'] == 16
+  assert result['fused_matches']
+
+
+def test_two_processes_each_stream_half_of_every_batch(folder, tmp_path):
+  flags = [*STREAM_FLAGS, f'--config.data_dir={folder}', '--config.num_epochs=1',
+           '--config.checkpoint_every_steps=100']
+  single = tmp_path / 'single'
+  subprocess.run([sys.executable, '-m', 'acnet_jax.main', f'--workdir={single}', *flags],
+                 cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True)
+  multi = tmp_path / 'multi'
+  address = f'127.0.0.1:{free_loopback_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={multi}', *flags,
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, output in zip(processes, outputs):
+    assert p.returncode == 0, output[-3000:]
+  # Two participants in an all-reduce add two numbers: the same sum in any
+  # order, so the runs agree to the last bits (see test_distributed).
+  assert train_losses(multi) == pytest.approx(train_losses(single), rel=1e-5)
+  a = json.loads((single / 'eval.json').read_text())
+  b = json.loads((multi / 'eval.json').read_text())
+  assert (a['num_examples'], a['top1'], a['fused_top1']) == \
+      (b['num_examples'], b['top1'], b['fused_top1'])
+
+
+@pytest.mark.skipif(not ARCHIVE.exists() and not os.environ.get('CI'),
+                    reason=f'needs the CIFAR-10 JPEGs at {ARCHIVE}')
+def test_streamed_real_photos_are_learned_above_chance(tmp_path):
+  """ResNet-8 on real CIFAR-10 photos upscaled to 40-96 px, streamed with
+  RandomResizedCrop to 32 px: above the 10% of chance on held-out images."""
+  data = make_image_folder(tmp_path / 'images', train_per_class=150, val_per_class=50,
+                           max_size=96)
+  workdir = tmp_path / 'run'
+  flags = [*STREAM_FLAGS, f'--config.data_dir={data}', '--config.image_size=32',
+           '--config.batch_size=50', '--config.eval_batch_size=100', '--config.num_epochs=6',
+           '--config.log_every_steps=10', '--config.lr_boundaries_epochs=(4,)',
+           '--config.model=rc8', '--config.conv=normal']
+  output = finish(process := start_cli(workdir, flags))
+  assert process.returncode == 0, output[-3000:]
+  result = json.loads((workdir / 'eval.json').read_text())
+  print(f"streamed ResNet-8: test top-1 {result['top1']:.3f} on {result['num_examples']}")
+  assert result['num_examples'] == 500 and result['top1'] >= 0.2
