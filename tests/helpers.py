@@ -8,6 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Tolerances from float32 arithmetic (unit roundoff u = 2**-24 ~ 6e-8), not
+# from what one machine printed. Two exact computations of one conv (an ACB's
+# branches vs its fused kernel, stacked vs per-branch) sum the same n <= 400
+# products in another order: about sqrt(n) u ~ 1e-6 of the output's scale, as
+# rounding errors add like a random walk; 1e-5 leaves a 10x margin (worst
+# case n u ~ 2e-5 needs every error to point the same way).
+BLOCK_RTOL = 1e-5
+# A whole model compounds that over its tens of layers (and BN folding adds a
+# few roundings per layer): 1e-4. A real fusion error is of order 1.
+MODEL_RTOL = 1e-4
+
 
 def randomize_batch_norm(variables: dict[str, Any], seed: int,
                          spread: float = 1.0) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import pytest
-from helpers import max_relative_error, randomize_batch_norm
+from helpers import MODEL_RTOL, max_relative_error, randomize_batch_norm
 
 from acnet_jax import FusionError, acnet_to_normal, create_model, fuse_params
 
@@ -60,8 +60,8 @@ def test_acnet_deploy_and_mapped_normal_logits_agree(name):
       variables['params'], variables['batch_stats'])
   normal = logits(name, 'normal', {'params': normal_params, 'batch_stats': normal_stats}, x)
 
-  assert max_relative_error(deploy, reference) <= 1e-4
-  assert max_relative_error(normal, reference) <= 1e-4
+  assert max_relative_error(deploy, reference) <= MODEL_RTOL
+  assert max_relative_error(normal, reference) <= MODEL_RTOL
   # The map is not vacuous: the logits differ from class to class.
   assert float(jnp.std(reference)) > 1e-2
 
@@ -95,7 +95,7 @@ def test_normal_model_fuses_exactly_too():
   x = images(101)
   params, stats = fuse_params(variables['params'], variables['batch_stats'])
   deploy = logits('rc56', 'deploy', {'params': params, 'batch_stats': stats}, x)
-  assert max_relative_error(deploy, logits('rc56', 'normal', variables, x)) <= 1e-4
+  assert max_relative_error(deploy, logits('rc56', 'normal', variables, x)) <= MODEL_RTOL
 
 
 def test_pre_activation_bns_stay_in_batch_stats():

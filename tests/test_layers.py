@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import max_relative_error, randomize_batch_norm
+from helpers import BLOCK_RTOL, max_relative_error, randomize_batch_norm
 
 from acnet_jax.fusion import block_to_conv
 from acnet_jax.layers import ACB, ConvBias, ConvBN, ConvSwitch
@@ -40,7 +40,7 @@ def test_acb_equals_fused_conv_in_eval(kernel_size, strides, size, grouping):
   actual = fused_conv_output(acb, variables, x)
 
   assert actual.shape == expected.shape
-  assert max_relative_error(actual, expected) <= 1e-5
+  assert max_relative_error(actual, expected) <= BLOCK_RTOL
 
 
 @pytest.mark.parametrize('options', [
@@ -61,7 +61,7 @@ def test_acb_options_fuse_exactly(options):
     assert set(variables['params']) == set(acb.branches)
   variables = randomize_batch_norm(variables, 1)
   expected = acb.apply(variables, x, train=False)
-  assert max_relative_error(fused_conv_output(acb, variables, x), expected) <= 1e-5
+  assert max_relative_error(fused_conv_output(acb, variables, x), expected) <= BLOCK_RTOL
   assert set(variables['params']) >= set(acb.branches)
   assert not set(variables['params']) & ({'square', 'ver', 'hor'} - set(acb.branches))
 
@@ -93,9 +93,9 @@ def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups):
 
   expected, actual = train_mode('branches'), train_mode('stacked')
   for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
-    assert max_relative_error(got, want) <= 1e-5
+    assert max_relative_error(got, want) <= BLOCK_RTOL
   eval_out = {impl: blocks[impl].apply(variables, x, train=False) for impl in blocks}
-  assert max_relative_error(eval_out['stacked'], eval_out['branches']) <= 1e-5
+  assert max_relative_error(eval_out['stacked'], eval_out['branches']) <= BLOCK_RTOL
 
 
 def test_acb_rejects_bad_options():
@@ -186,7 +186,7 @@ def test_acb_in_train_mode_is_not_one_conv():
   diffs = train_mode_comparison()
   print(diffs)
   # For one batch, the forward pass is one conv (batch statistics are numbers)...
-  assert diffs['batch_folded_output'] <= 1e-5
+  assert diffs['batch_folded_output'] <= BLOCK_RTOL
   # ...but its gradient is not that conv's: the statistics depend on the input.
   assert diffs['batch_folded_grad'] > 0.05
   # Neither the deploy conv nor one BN after summed kernels trains like an ACB.

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import max_relative_error, randomize_batch_norm
+from helpers import MODEL_RTOL, max_relative_error, randomize_batch_norm
 
 from acnet_jax import ConvSwitch, acnet_to_normal, create_model, fuse_params
 from acnet_jax.errors import InputError
@@ -144,8 +144,8 @@ def test_acnet_deploy_and_mapped_normal_logits_agree(name):
     reference = logits(acnet, variables, x)
     fused = logits(deploy, {'params': deploy_params, 'batch_stats': deploy_stats}, x)
     mapped = logits(normal, {'params': normal_params, 'batch_stats': normal_stats}, x)
-    assert max_relative_error(fused, reference) <= 1e-4, size
-    assert max_relative_error(mapped, reference) <= 1e-4, size
+    assert max_relative_error(fused, reference) <= MODEL_RTOL, size
+    assert max_relative_error(mapped, reference) <= MODEL_RTOL, size
     # The map is not vacuous: the logits differ from class to class.
     assert float(jnp.std(reference)) > 1e-2, size
 

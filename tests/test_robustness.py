@@ -154,7 +154,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize('key,value,message', [
-    ('model', 'resnet56', "unknown model 'resnet56'; valid: cfqkbnc, densenet40, rc110, rc20, rc56, rc8, vc, wrnc16"),
+    ('model', 'resnet56', "unknown model 'resnet56'; valid: alexnet, cfqkbnc, densenet40, "
+                          "mobilenet_v1, rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, "
+                          "wrnc16"),
     ('conv', 'deploy', "unknown conv 'deploy'; valid: normal, acnet"),
     ('dataset', 'imagenet', "unknown dataset 'imagenet'; valid: cifar10, cifar100, image_folder"),
     ('lr_schedule', 'step', "unknown lr_schedule 'step'; valid: piecewise, cosine"),
@@ -255,7 +257,7 @@ def test_no_intact_checkpoint_is_one_paragraph_and_nothing_is_deleted(tmp_path):
 
 
 @pytest.mark.parametrize('source,message', [
-    (None, "no config file 'configs/rc56_acnt.py'. Config files in configs/: cfqkbnc,"),
+    (None, "no config file 'configs/rc56_acnt.py'. Config files in configs/: alexnet,"),
     ('x = (\n', "does not load: SyntaxError: '(' was never closed"),
     ('x = 1\n', 'defines no get_config()'),
     ('def get_config():\n  return 1 / 0\n', 'does not load: ZeroDivisionError'),
