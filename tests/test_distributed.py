@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import MODEL_RTOL
+from test_train import GRADIENTS_SCRIPT, assert_same_step, run_first_step
 
 ROOT = Path(__file__).parents[1]
 RUN_FLAGS = [
@@ -39,7 +42,33 @@ def train_losses(workdir: Path) -> list[float]:
   return [l['train_loss'] for l in lines if 'train_loss' in l]
 
 
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
+def test_two_processes_compute_the_same_step_as_one_process_with_two_devices(tmp_path):
+  """Loss, gradients and batch statistics of one step, as test_train compares
+  1 and 2 devices: the processes exchange BN sums and gradients through gloo."""
+  address = f'127.0.0.1:{free_loopback_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, '-c', GRADIENTS_SCRIPT, str(tmp_path / f'process{i}.npz'), 'branches',
+       address, '2', str(i)], cwd=ROOT, env=environment(1), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, output in zip(processes, outputs):
+    assert p.returncode == 0, output[-3000:]
+  one = run_first_step(tmp_path / 'one.npz', 2)
+  for i in range(2):
+    two = dict(np.load(tmp_path / f'process{i}.npz'))
+    assert int(two.pop('devices')) == int(one['devices']) == 2
+    assert_same_step(two, {k: v for k, v in one.items() if k != 'devices'})
+
+
+def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
+  """The whole job on two processes: the first step's loss as one process's
+  (within MODEL_RTOL: one forward pass, BN sums in another order), the same
+  number of steps and test images. Later losses are not compared: rounding
+  differences grow step by step (test_train)."""
   single = tmp_path / 'single'
   subprocess.run([sys.executable, '-m', 'acnet_jax.main', f'--workdir={single}', *RUN_FLAGS],
                  cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True)
@@ -62,12 +91,12 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
 
   one, two = train_losses(single), train_losses(multi)
   assert len(one) == len(two) == 4
-  assert two == pytest.approx(one, rel=1e-5)
+  assert two[0] == pytest.approx(one[0], rel=MODEL_RTOL)
   a = json.loads((single / 'eval.json').read_text())
   b = json.loads((multi / 'eval.json').read_text())
-  for key in ('step', 'num_examples', 'top1', 'top5', 'fused_top1', 'fused_top5'):
+  for key in ('step', 'num_examples'):
     assert a[key] == b[key], key
-  assert b['loss'] == pytest.approx(a['loss'], rel=1e-4)
+  assert a['fused_matches'] and b['fused_matches']
 
 
 def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):

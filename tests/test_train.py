@@ -144,9 +144,12 @@ def test_restoring_another_conv_kind_names_both(tmp_path):
 # steps are not compared: BatchNorm's backward pass on a small batch amplifies
 # rounding step after step (the README shows 1e-2 after three steps from
 # merely reordering a batch), so their differences measure chaos, not bugs.
+# argv: output file, ACB impl[, coordinator address, process count, process id].
 GRADIENTS_SCRIPT = """
-import sys, functools, jax, numpy as np
-from acnet_jax import train
+import sys, jax, numpy as np
+if len(sys.argv) > 3:
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
 from tests.test_train import tiny_config, first_step_gradients
 config = tiny_config(conv='acnet', augment=False)
 config.acb.impl = sys.argv[2]
@@ -161,7 +164,8 @@ def first_step_gradients(config) -> dict[str, np.ndarray]:
   replicated = jax.tree.map(lambda _: trainer.replicated, (0, 0, 0, 0))
   loss, _, batch_stats, grads = jax.jit(train.gradients, out_shardings=replicated)(
       trainer.initial_state, x, y, train.dropout_key(config.seed, 0))
-  return {'loss': np.asarray(loss), **{f'grad{k}': v for k, v in flat(grads).items()},
+  loss, grads, batch_stats = train.to_host((loss, grads, batch_stats))
+  return {'loss': loss, **{f'grad{k}': v for k, v in flat(grads).items()},
           **{f'stats{k}': v for k, v in flat(batch_stats).items()}}
 
 
