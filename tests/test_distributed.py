@@ -37,6 +37,31 @@ def environment(devices_per_process: int) -> dict[str, str]:
           'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}'}
 
 
+def start_two_processes(command: list[str]) -> list[subprocess.Popen]:
+  """`command` + the coordinator flags, once per process, one CPU device each."""
+  address = f'127.0.0.1:{free_loopback_port()}'
+  return [subprocess.Popen(
+      [*command, f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+
+
+def outputs_of(processes: list[subprocess.Popen], returncode: int = 0) -> list[str]:
+  """Waits for all; each must exit with `returncode`."""
+  try:
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, output in zip(processes, outputs):
+    assert p.returncode == returncode, output[-3000:]
+  return outputs
+
+
+def cli(workdir: Path, flags: list[str]) -> list[str]:
+  return [sys.executable, '-m', 'acnet_jax.main', f'--workdir={workdir}', *flags]
+
+
 def train_losses(workdir: Path) -> list[float]:
   lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
   return [l['train_loss'] for l in lines if 'train_loss' in l]
@@ -45,21 +70,11 @@ def train_losses(workdir: Path) -> list[float]:
 def test_two_processes_compute_the_same_step_as_one_process_with_two_devices(tmp_path):
   """Loss, gradients and batch statistics of one step, as test_train compares
   1 and 2 devices: the processes exchange BN sums and gradients through gloo."""
-  address = f'127.0.0.1:{free_loopback_port()}'
-  processes = [subprocess.Popen(
-      [sys.executable, '-c', GRADIENTS_SCRIPT, str(tmp_path / f'process{i}.npz'), 'branches',
-       address, '2', str(i)], cwd=ROOT, env=environment(1), stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  try:
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  for p, output in zip(processes, outputs):
-    assert p.returncode == 0, output[-3000:]
+  outputs_of(start_two_processes([sys.executable, '-c', GRADIENTS_SCRIPT,
+                                   str(tmp_path / 'process.npz'), 'branches']))
   one = run_first_step(tmp_path / 'one.npz', 2)
   for i in range(2):
-    two = dict(np.load(tmp_path / f'process{i}.npz'))
+    two = dict(np.load(tmp_path / f'process.npz.{i}.npz'))
     assert int(two.pop('devices')) == int(one['devices']) == 2
     assert_same_step(two, {k: v for k, v in one.items() if k != 'devices'})
 
@@ -70,23 +85,11 @@ def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
   number of steps and test images. Later losses are not compared: rounding
   differences grow step by step (test_train)."""
   single = tmp_path / 'single'
-  subprocess.run([sys.executable, '-m', 'acnet_jax.main', f'--workdir={single}', *RUN_FLAGS],
-                 cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True)
+  subprocess.run(cli(single, RUN_FLAGS), cwd=ROOT, env=environment(2), check=True, timeout=600,
+                 capture_output=True)
 
   multi = tmp_path / 'multi'
-  address = f'127.0.0.1:{free_loopback_port()}'
-  processes = [subprocess.Popen(
-      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={multi}', *RUN_FLAGS,
-       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
-  try:
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  for p, output in zip(processes, outputs):
-    assert p.returncode == 0, output[-3000:]
+  outputs = outputs_of(start_two_processes(cli(multi, RUN_FLAGS)))
   assert '2 devices (cpu) in 2 processes' in outputs[0]
 
   one, two = train_losses(single), train_losses(multi)
@@ -103,31 +106,21 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
   """A preempted host gets SIGTERM, the others do not: all must agree to stop,
   save the same step together and exit as the signalled one does."""
   workdir = tmp_path / 'run'
-  address = f'127.0.0.1:{free_loopback_port()}'
   flags = [flag for flag in RUN_FLAGS if not flag.startswith('--config.num_epochs')]
-  processes = [subprocess.Popen(
-      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={workdir}', *flags,
-       '--config.num_epochs=100', '--config.checkpoint_every_steps=1000',
-       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
-  try:
-    metrics = workdir / 'metrics.jsonl'
-    deadline = time.time() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-      assert time.time() < deadline and all(p.poll() is None for p in processes), \
-          [p.communicate()[0][-3000:] for p in processes if p.poll() is not None]
-      time.sleep(0.05)
-    processes[1].send_signal(signal.SIGTERM)
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  steps = []
-  for p, output in zip(processes, outputs):
-    assert p.returncode == 128 + signal.SIGTERM, output[-3000:]
-    steps.append(int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);',
-                               output).group(1)))
+  processes = start_two_processes(cli(workdir, [*flags, '--config.num_epochs=100',
+                                                '--config.checkpoint_every_steps=1000']))
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+    if time.time() > deadline or any(p.poll() is not None for p in processes):
+      for p in processes:
+        p.kill()
+      raise AssertionError([p.communicate()[0][-3000:] for p in processes])
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)
+  outputs = outputs_of(processes, 128 + signal.SIGTERM)
+  steps = [int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);', output).group(1))
+           for output in outputs]
   assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]
   assert steps[0] == steps[1] < 400
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import tensorflow_datasets as tfds
 from helpers import MODEL_RTOL
 from image_folders import ARCHIVE, make_image_folder
 from test_configs import load_config
-from test_distributed import environment, free_loopback_port, train_losses
+from test_distributed import cli, environment, outputs_of, start_two_processes, train_losses
 from test_robustness import final_state_of, finish, start_cli, wait_for_steps
 
 from acnet_jax import presets, train
@@ -88,22 +87,10 @@ def test_two_processes_each_stream_half_of_every_batch(folder, tmp_path):
   flags = [*STREAM_FLAGS, f'--config.data_dir={folder}', '--config.num_epochs=1',
            '--config.checkpoint_every_steps=100']
   single = tmp_path / 'single'
-  subprocess.run([sys.executable, '-m', 'acnet_jax.main', f'--workdir={single}', *flags],
-                 cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True)
+  subprocess.run(cli(single, flags), cwd=ROOT, env=environment(2), check=True, timeout=600,
+                 capture_output=True)
   multi = tmp_path / 'multi'
-  address = f'127.0.0.1:{free_loopback_port()}'
-  processes = [subprocess.Popen(
-      [sys.executable, '-m', 'acnet_jax.main', f'--workdir={multi}', *flags,
-       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
-  try:
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  for p, output in zip(processes, outputs):
-    assert p.returncode == 0, output[-3000:]
+  outputs_of(start_two_processes(cli(multi, flags)))
   # The first step sees the same images: its loss differs only by the order
   # of BN sums (MODEL_RTOL); a wrong share would change the images, and the
   # loss by far more. Later steps drift apart by rounding (test_train).

@@ -144,16 +144,21 @@ def test_restoring_another_conv_kind_names_both(tmp_path):
 # steps are not compared: BatchNorm's backward pass on a small batch amplifies
 # rounding step after step (the README shows 1e-2 after three steps from
 # merely reordering a batch), so their differences measure chaos, not bugs.
-# argv: output file, ACB impl[, coordinator address, process count, process id].
+# argv: output file, ACB impl[, --coordinator_address=A --num_processes=N
+# --process_id=I, as main takes them: then each process writes FILE.I.npz].
 GRADIENTS_SCRIPT = """
 import sys, jax, numpy as np
-if len(sys.argv) > 3:
+flags = dict(arg[2:].split('=', 1) for arg in sys.argv[3:])
+out = sys.argv[1]
+if flags:
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+  jax.distributed.initialize(flags['coordinator_address'], int(flags['num_processes']),
+                             int(flags['process_id']))
+  out = f"{out}.{flags['process_id']}.npz"
 from tests.test_train import tiny_config, first_step_gradients
 config = tiny_config(conv='acnet', augment=False)
 config.acb.impl = sys.argv[2]
-np.savez(sys.argv[1], devices=jax.device_count(), **first_step_gradients(config))
+np.savez(out, devices=jax.device_count(), **first_step_gradients(config))
 """
 
 

@@ -14,8 +14,8 @@ from acnet_jax.models.alexnet import AlexNet
 from acnet_jax.models.cifar_quick import CifarQuick
 from acnet_jax.models.densenet_cifar import DenseNetCifar
 from acnet_jax.models.mobilenet import MobileNetV1
-from acnet_jax.models.resnet_cifar import ResNetCifar
-from acnet_jax.models.resnet_imagenet import BasicBlock, Bottleneck, ResNetImageNet
+from acnet_jax.models.resnet_cifar import BasicBlock, ResNetCifar
+from acnet_jax.models.resnet_imagenet import Bottleneck, ResNetImageNet
 from acnet_jax.models.vgg_cifar import VGGCifar
 from acnet_jax.models.wrn_cifar import WideResNetCifar
 

@@ -12,24 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from acnet_jax.layers import ConvSwitch, torch_default_init
+# The same basic block as the CIFAR ResNets: conv3x3-BN-ReLU, conv3x3-BN, + shortcut.
+from acnet_jax.models.resnet_cifar import BasicBlock
 
 BOTTLENECK_EXPANSION = 4
-
-
-class BasicBlock(nn.Module):
-  """conv3x3-BN-ReLU, conv3x3-BN, + shortcut (1x1 conv+BN when shapes change), ReLU."""
-
-  features: int
-  strides: int
-  conv: ConvSwitch
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv1')(x, train))
-    y = self.conv(self.features, 3, name='conv2')(y, train)
-    if self.strides != 1 or x.shape[-1] != self.features:
-      x = self.conv(self.features, 1, strides=self.strides, name='shortcut')(x, train)
-    return nn.relu(x + y)
 
 
 class Bottleneck(nn.Module):
