@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -119,3 +120,15 @@ def test_streamed_real_photos_are_learned_above_chance(tmp_path):
   result = json.loads((workdir / 'eval.json').read_text())
   print(f"streamed ResNet-8: test top-1 {result['top1']:.3f} on {result['num_examples']}")
   assert result['num_examples'] == 500 and result['top1'] >= 0.2
+
+
+def test_an_unreadable_file_met_while_streaming_is_one_paragraph(folder, tmp_path):
+  """The decoding threads' error reaches the CLI as one paragraph naming the file."""
+  data = tmp_path / 'images'
+  shutil.copytree(folder, data)
+  (data / 'train' / 'airplane' / 'zz_broken.jpg').write_bytes(b'not an image')
+  workdir = tmp_path / 'run'
+  output = finish(process := start_cli(workdir, [*STREAM_FLAGS, f'--config.data_dir={data}']))
+  assert process.returncode == 1, output[-3000:]
+  assert 'train/airplane/zz_broken.jpg is not a readable image' in output
+  assert 'Traceback' not in output
