@@ -62,9 +62,9 @@ class Sharder:
 
   def shard_global(self, global_batch: np.ndarray) -> jax.Array:
     """A global batch, known to every process -> sharded on 'data'."""
-    share = len(global_batch) // jax.process_count()
-    start = jax.process_index() * share
-    return self.shard_local(global_batch[start:start + share], len(global_batch))
+    start, stop = streaming.process_share(len(global_batch), jax.process_index(),
+                                          jax.process_count())
+    return self.shard_local(global_batch[start:stop], len(global_batch))
 
   def shard_local(self, local_batch: np.ndarray, global_size: int) -> jax.Array:
     """This process's contiguous share of a global batch -> sharded on 'data'."""
