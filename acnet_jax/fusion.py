@@ -12,6 +12,9 @@ and row of the KxK window, so the three branches add up to one KxK conv:
     kernel = W_square t_s + pad(W_ver t_v) + pad(W_hor t_h)
     bias   = b_s + b_v + b_h
 
+An ACB without branch BNs (one BN after the summed convs) folds its one BN
+into the summed kernel W_square + pad(W_ver) + pad(W_hor).
+
 Nothing here builds a module: the functions take and return the variable
 trees (`params`, `batch_stats`) of the models in `acnet_jax.models`, and
 recognise the blocks of `acnet_jax.layers` by their parameter names.
@@ -31,6 +34,7 @@ from acnet_jax.layers import ACB_BRANCHES, BN_EPSILON, pad_to_centre
 Tree = Mapping[str, Any]
 Block = tuple[dict[str, Any], dict[str, Any] | None]
 ACB_KEYS = frozenset(ACB_BRANCHES) | {f'{b}_bn' for b in ACB_BRANCHES}
+SHARED_BN = 'bn'  # The one BN of an ACB without branch BNs.
 
 
 class FusionError(InputError):
@@ -47,13 +51,19 @@ def fold_batchnorm(kernel: jnp.ndarray, mean: jnp.ndarray, var: jnp.ndarray,
 
 def block_to_conv(params: Tree, stats: Tree, path: str) -> tuple[jnp.ndarray, jnp.ndarray]:
   """One ConvBN or ACB block's variables -> (kernel, bias) of the equal conv."""
-  pairs = _conv_bn_pairs(params, stats)
-  folded = [_fold_pair(params, stats, conv, bn, path) for conv, bn in pairs]
-  height = max(k.shape[0] for k, _ in folded)
-  width = max(k.shape[1] for k, _ in folded)
-  kernel = sum(pad_to_centre(k, height, width) for k, _ in folded)
-  bias = sum(b for _, b in folded)
-  return kernel, bias
+  if _is_acb(params, stats, path) and SHARED_BN in (set(params) | set(stats)):
+    kernels = [_kernel(params, branch, path) for branch in ACB_BRANCHES if branch in params]
+    return _fold(add_centred(kernels), params, stats, SHARED_BN, path)
+  folded = [_fold(_kernel(params, conv, path), params, stats, bn, path)
+            for conv, bn in _conv_bn_pairs(params, stats)]
+  return add_centred([k for k, _ in folded]), sum(b for _, b in folded)
+
+
+def add_centred(kernels: list[jnp.ndarray]) -> jnp.ndarray:
+  """Sum of HWIO kernels of odd sizes, each zero-padded around the largest's centre."""
+  height = max(k.shape[0] for k in kernels)
+  width = max(k.shape[1] for k in kernels)
+  return sum(pad_to_centre(k, height, width) for k in kernels)
 
 
 def fuse_params(params: Tree, batch_stats: Tree | None) -> tuple[dict, dict]:
@@ -122,7 +132,7 @@ def _check_same_shapes(actual: Tree, expected: Tree) -> None:
 
 def _is_acb(params: Tree, stats: Tree, path: str) -> bool:
   keys = set(params) | set(stats)
-  if not keys or not keys <= ACB_KEYS:
+  if not keys or not keys <= ACB_KEYS | {SHARED_BN} or keys == {SHARED_BN}:
     return False
   if 'square' not in params:
     raise FusionError(f"ACB at '{path}' has no 'square' kernel (it has {sorted(keys)})")
@@ -145,12 +155,15 @@ def _conv_bn_pairs(params: Tree, stats: Tree) -> list[tuple[str, str]]:
   return [(b, f'{b}_bn') for b in ACB_BRANCHES if b in params]
 
 
-def _fold_pair(params: Tree, stats: Tree, conv: str, bn: str,
-               path: str) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _kernel(params: Tree, conv: str, path: str) -> jnp.ndarray:
   try:
-    kernel = params[conv]['kernel']
+    return params[conv]['kernel']
   except (KeyError, TypeError):
     raise FusionError(f"no kernel at '{path}/{conv}'") from None
+
+
+def _fold(kernel: jnp.ndarray, params: Tree, stats: Tree, bn: str,
+          path: str) -> tuple[jnp.ndarray, jnp.ndarray]:
   moments = stats.get(bn)
   if not isinstance(moments, Mapping) or not {'mean', 'var'} <= set(moments):
     raise FusionError(
@@ -161,8 +174,8 @@ def _fold_pair(params: Tree, stats: Tree, conv: str, bn: str,
   for name, value in [*moments.items(), *affine.items()]:
     if jnp.shape(value) != (channels,):
       raise FusionError(
-          f"'{path}/{bn}/{name}' has shape {jnp.shape(value)} but the conv at "
-          f"'{path}/{conv}' has {channels} output channels: params and batch_stats "
+          f"'{path}/{bn}/{name}' has shape {jnp.shape(value)} but the conv before it "
+          f'has {channels} output channels: params and batch_stats '
           'come from different models')
   return fold_batchnorm(kernel, moments['mean'], moments['var'],
                         affine.get('scale', 1.0), affine.get('bias', 0.0))

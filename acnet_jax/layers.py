@@ -6,11 +6,13 @@ fused inference form (`deploy`) lives in this one place:
 
     normal   KxK conv (no bias) -> BN                      `ConvBN`
     acnet    KxK conv+BN + Kx1 conv+BN + 1xK conv+BN       `ACB`
+             (or, `branch_bn=False`: (KxK + Kx1 + 1xK conv) -> BN)
     deploy   KxK conv with bias                            `ConvBias`
 
 Parameter names keep the paper's figure visible in a checkpoint:
 `ConvBN` holds `conv`/`bn`, `ACB` holds `square`/`square_bn`, `ver`/`ver_bn`,
-`hor`/`hor_bn`, and `ConvBias` holds `conv` (kernel and bias).
+`hor`/`hor_bn` (without branch BNs: `square`, `ver`, `hor` and one `bn`), and
+`ConvBias` holds `conv` (kernel and bias).
 
 `dtype` is the computation dtype of every conv and BN the switch builds
 (bfloat16 for mixed precision); parameters and batch statistics stay float32,
@@ -132,6 +134,10 @@ class ACB(nn.Module):
   branch; 'stacked' zero-pads the 1D kernels to KxK and runs one conv with
   the branches' kernels side by side (one output channel block per branch):
   fewer, larger ops for more FLOPs. The parameters are the same either way.
+
+  `branch_bn=False` is the paper's ablation "without BN in branches": the
+  branches' convs are summed and followed by one BN (`bn`, initial scale 1:
+  `gamma_init` is the share of each branch BN). It still fuses exactly.
   """
 
   features: int
@@ -142,6 +148,7 @@ class ACB(nn.Module):
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
   impl: AcbImpl = 'branches'
+  branch_bn: bool = True
   dtype: DTypeLike = jnp.float32
 
   @nn.compact
@@ -162,6 +169,10 @@ class ACB(nn.Module):
       ys = stacked_conv(x.astype(self.dtype),
                         [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
                         self.strides, self.feature_group_count)
+    if not self.branch_bn:
+      summed = sum(ys[1:], ys[0])
+      return batch_norm('bn', use_affine=self.use_affine, dtype=self.dtype)(
+          summed, use_running_average=not train)
     outputs = [
         batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine,
                    dtype=self.dtype)(y, use_running_average=not train)
@@ -266,6 +277,7 @@ class ConvSwitch:
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
   acb_impl: AcbImpl = 'branches'
+  branch_bn: bool = True
   dtype: DTypeLike = jnp.float32
 
   def __post_init__(self) -> None:
@@ -282,7 +294,7 @@ class ConvSwitch:
                  feature_group_count=feature_group_count, dtype=self.dtype, name=name)
     if self.kind == 'acnet' and uses_acb(kernel_size):
       return ACB(**shape, gamma_init=self.gamma_init, use_affine=self.use_affine,
-                 branches=self.branches, impl=self.acb_impl)
+                 branches=self.branches, impl=self.acb_impl, branch_bn=self.branch_bn)
     if self.kind == 'deploy' or not with_bn:
       return ConvBias(**shape)
     return ConvBN(**shape)

@@ -68,6 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.acb.gamma_init = 1.0  # Initial BN scale of every ACB branch.
   config.acb.use_affine = True
   config.acb.branches = ('square', 'ver', 'hor')
+  # False: the paper's ablation without BN in branches (the branches' convs
+  # summed, then one BN); fuses exactly either way.
+  config.acb.branch_bn = True
   # 'branches' (a conv per branch) or 'stacked' (one conv, 1D kernels padded
   # to KxK): same parameters, same values; which is faster is measured by
   # `python -m acnet_jax.benchmark` (README, Performance).

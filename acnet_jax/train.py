@@ -79,7 +79,8 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
   return models.create_model(
       config.model, conv or config.conv, config.num_classes,
       gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
-      branches=tuple(config.acb.branches), acb_impl=config.acb.impl, dtype=config.dtype)
+      branches=tuple(config.acb.branches), acb_impl=config.acb.impl,
+      branch_bn=config.acb.branch_bn, dtype=config.dtype)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,

@@ -18,11 +18,11 @@ def images(seed: int, n: int = BATCH) -> jax.Array:
   return jax.random.normal(jax.random.key(seed), (n, 32, 32, 3))
 
 
-def trained_variables(name: str, conv: str, steps: int = 3) -> dict:
+def trained_variables(name: str, conv: str, steps: int = 3, **acb_options) -> dict:
   """Train-mode passes update the running statistics from real activations;
   then every BN scale, bias and statistic is moved at random, as training
   would, so that no term of the fusion can hide."""
-  model = create_model(name, conv)
+  model = create_model(name, conv, **acb_options)
   variables = jax.jit(lambda key: model.init(key, images(0), train=False))(
       jax.random.key(0, impl='rbg'))
   update_stats = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[1])
@@ -32,8 +32,8 @@ def trained_variables(name: str, conv: str, steps: int = 3) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def cached_variables(name: str, conv: str) -> dict:
-  return trained_variables(name, conv)
+def cached_variables(name: str, conv: str, branch_bn: bool = True) -> dict:
+  return trained_variables(name, conv, branch_bn=branch_bn)
 
 
 def normal_template(name: str) -> dict:
@@ -41,16 +41,20 @@ def normal_template(name: str) -> dict:
   return jax.eval_shape(lambda: model.init(jax.random.key(0), images(0), train=False))['params']
 
 
-def logits(name: str, conv: str, variables: dict, x: jax.Array) -> jax.Array:
-  model = create_model(name, conv)
+def logits(name: str, conv: str, variables: dict, x: jax.Array, **acb_options) -> jax.Array:
+  model = create_model(name, conv, **acb_options)
   return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
 
 
-@pytest.mark.parametrize('name', ['rc56', 'wrnc16', 'cfqkbnc', 'vc', 'densenet40'])
-def test_acnet_deploy_and_mapped_normal_logits_agree(name):
-  variables = cached_variables(name, 'acnet')
+# (model, ACB with branch BNs): the paper's ACB, and its ablation with one BN
+# after the summed branches (wrnc16 has both kinds of conv site).
+@pytest.mark.parametrize('name,branch_bn', [
+    ('rc56', True), ('wrnc16', True), ('cfqkbnc', True), ('vc', True), ('densenet40', True),
+    ('wrnc16', False), ('cfqkbnc', False)])
+def test_acnet_deploy_and_mapped_normal_logits_agree(name, branch_bn):
+  variables = cached_variables(name, 'acnet', branch_bn)
   x = images(100)
-  reference = logits(name, 'acnet', variables, x)
+  reference = logits(name, 'acnet', variables, x, branch_bn=branch_bn)
 
   # Both transforms are pure functions of the trees, so they jit.
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])

@@ -49,6 +49,8 @@ def test_acb_equals_fused_conv_in_eval(kernel_size, strides, size, grouping):
     dict(use_affine=False),
     dict(branches=('square', 'ver')),
     dict(branches=('square', 'hor')),
+    dict(branch_bn=False),
+    dict(branch_bn=False, branches=('square', 'ver'), use_affine=False),
 ])
 def test_acb_options_fuse_exactly(options):
   x = jax.random.normal(jax.random.key(3), (2, 9, 9, 4))
@@ -59,6 +61,8 @@ def test_acb_options_fuse_exactly(options):
     np.testing.assert_allclose(np.stack(scales), 1 / 3)
   if options.get('use_affine') is False:
     assert set(variables['params']) == set(acb.branches)
+  if options.get('branch_bn') is False:
+    assert set(variables['batch_stats']) == {'bn'}
   variables = randomize_batch_norm(variables, 1)
   expected = acb.apply(variables, x, train=False)
   assert max_relative_error(fused_conv_output(acb, variables, x), expected) <= BLOCK_RTOL
@@ -66,15 +70,17 @@ def test_acb_options_fuse_exactly(options):
   assert not set(variables['params']) & ({'square', 'ver', 'hor'} - set(acb.branches))
 
 
-STACKED_CASES = [(3, 2, 2), (5, 1, 1), (3, 1, 8)]  # grouped + strided, 5x5, depthwise
+# grouped + strided, 5x5, depthwise, one BN after the summed branches
+STACKED_CASES = [(3, 2, 2, True), (5, 1, 1, True), (3, 1, 8, True), (3, 2, 1, False)]
 
 
-@pytest.mark.parametrize('kernel_size,strides,groups', STACKED_CASES)
-def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups):
+@pytest.mark.parametrize('kernel_size,strides,groups,branch_bn', STACKED_CASES)
+def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups, branch_bn):
   """Same parameter tree and init; same train-mode output, batch statistics
   and gradients (to float rounding) as one conv per branch."""
   x = jax.random.normal(jax.random.key(5), (4, 11, 11, 8))
-  blocks = {impl: ACB(8, kernel_size, strides=strides, feature_group_count=groups, impl=impl)
+  blocks = {impl: ACB(8, kernel_size, strides=strides, feature_group_count=groups, impl=impl,
+                      branch_bn=branch_bn)
             for impl in ('branches', 'stacked')}
   inits = {impl: block.init(jax.random.key(0), x, train=False) for impl, block in blocks.items()}
   assert jax.tree.structure(inits['branches']) == jax.tree.structure(inits['stacked'])

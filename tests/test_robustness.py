@@ -181,7 +181,7 @@ def test_unknown_config_key_lists_the_valid_keys(tmp_path):
                       '--config.num_epoch=3')
   assert completed.returncode == 1
   assert 'Did you mean "num_epochs"' in completed.stderr
-  assert 'Valid keys: acb.branches, acb.gamma_init' in completed.stderr
+  assert 'Valid keys: acb.branch_bn, acb.branches, acb.gamma_init' in completed.stderr
   assert 'Traceback' not in completed.stderr
   assert not list(tmp_path.iterdir())
 
