@@ -6,7 +6,6 @@ user can fix into one paragraph and an exit code.
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import signal
 import sys
@@ -15,7 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from acnet_jax import presets, stopping, train
+from acnet_jax import cli, presets, stopping, train
 from acnet_jax.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -35,11 +34,6 @@ flags.DEFINE_bool('distributed', None, 'Call jax.distributed.initialize(); the d
 flags.DEFINE_string('cpu_collectives', 'gloo', "Collectives between CPU processes ('gloo' or "
                     "'mpi'); only used when the devices are CPUs.")
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def quiet_library_info(record: std_logging.LogRecord) -> bool:
-  """Orbax logs every save at INFO; keep those lines out of the progress display."""
-  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
 # Launchers that start one process per task and tell it how many there are;
@@ -120,8 +114,7 @@ def flatten_keys(tree: dict, prefix: str = '') -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(quiet_library_info)
+  cli.setup_logging()
   initialize_distributed()
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
@@ -131,8 +124,7 @@ def main(argv: list[str]) -> None:
     logging.warning('%s', stop)
     sys.exit(128 + stop.signal_number)
   except InputError as error:
-    logging.error('%s', error)
-    sys.exit(1)
+    cli.fail(error)
   except KeyboardInterrupt:  # Ctrl-C before training started (loading, compiling).
     logging.warning('Interrupted before training started; nothing was saved.')
     sys.exit(128 + signal.SIGINT)

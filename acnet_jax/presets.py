@@ -7,7 +7,13 @@ with conv in {normal, acnet} and recipe in RECIPES.
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Any
+
 import ml_collections
+
+from acnet_jax.errors import InputError
 
 CONVS = ('normal', 'acnet')
 
@@ -153,3 +159,25 @@ def preset(model: str, try_arg: str) -> ml_collections.ConfigDict:
   if recipe in ('cosine', 'densenet'):
     config.acb.gamma_init = 0.333  # do_acnet.py's value; its README says 1/3.
   return config
+
+
+def run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training run used (its workdir's config.json), on top of
+  today's defaults, so that runs from before a key existed load too."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise InputError(f'{workdir} holds no config.json: not the workdir of a training run '
+                     '(python -m acnet_jax.main --mode=train writes it there)')
+  with open(path) as f:
+    saved = json.load(f)
+  config = get_config()
+  _merge(config, saved)
+  return config
+
+
+def _merge(config: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
+      _merge(config[key], value)
+    else:  # JSON has no tuples; the config's sequences are tuples.
+      config[key] = tuple(value) if isinstance(value, list) else value

@@ -370,19 +370,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the newest intact checkpoint in workdir and writes workdir/eval.json."""
-  validate_config(config)
+def trained_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> ocp.CheckpointManager:
+  """The checkpoints of a trained run; InputError if workdir holds none."""
   directory = os.path.join(workdir, 'checkpoints')
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints) \
       if os.path.isdir(directory) else None
   if manager is None or not manager.all_steps():
     raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
                      '--workdir at a trained run')
-  trainer = Trainer(config, create_mesh())
+  return manager
+
+
+def restore_trained(manager: ocp.CheckpointManager, trainer: Trainer) -> TrainState:
+  """The newest intact checkpoint (damaged newer ones are skipped, not moved)."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, trainer.initial_state)
-  state, _ = checkpointing.restore_newest(manager, abstract, config)
-  result = trainer.evaluate(state)
+  with contextlib.closing(manager):
+    state, _ = checkpointing.restore_newest(manager, abstract, trainer.config)
+  return state
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the newest intact checkpoint in workdir and writes workdir/eval.json."""
+  validate_config(config)
+  manager = trained_checkpoints(config, workdir)
+  trainer = Trainer(config, create_mesh())
+  result = trainer.evaluate(restore_trained(manager, trainer))
   if jax.process_index() == 0:
     metrics_lib.write_eval_report(workdir, result)
   return result

@@ -1,0 +1,190 @@
+"""Why ACNet works, measured on trained runs (the paper's Sec. 4.3-4.4):
+
+    python -m acnet_jax.analyze --workdir=runs/normal --workdir=runs/acnet --output=OUT
+
+Each run's newest checkpoint is fused with `fuse_params`; then, on its test
+split:
+  - kernel magnitudes: mean |w| at each KxK position of every fused kernel,
+    normalised by the layer's largest position, averaged over layers;
+  - pruning: top-1 with the corners, the skeleton or (5x5 and larger) the
+    border of every fused KxK kernel zeroed;
+  - robustness: top-1 on the images as they are, flipped left-right or
+    up-down, rotated by 90 and 180 degrees.
+OUT gets report.json (every number), tables.md and three PNG figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import tqdm
+from absl import app, flags, logging
+
+from acnet_jax import cli, feeds, plots, presets, skeleton, train
+from acnet_jax.errors import InputError
+
+# Test-time transforms of a normalised NHWC batch.
+TRANSFORMS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'original': lambda x: x,
+    'flip_lr': lambda x: x[:, :, ::-1],
+    'flip_ud': lambda x: x[:, ::-1],
+    'rot90': lambda x: jnp.rot90(x, 1, axes=(1, 2)),
+    'rot180': lambda x: jnp.rot90(x, 2, axes=(1, 2)),
+}
+UNPRUNED = 'none'
+
+
+def count_correct(trained: nn.Module, deploy: nn.Module, feed: feeds.Feed, variables: dict,
+                  deploy_stats: Any, pruned: dict[str, Any], inputs: feeds.Inputs,
+                  mask: jax.Array) -> dict[str, jax.Array]:
+  """Correct top-1 predictions in one eval batch: of the trained model, and of
+  the deploy model under every pruning (`pruned`: region -> params) and, with
+  its unpruned params, under every transform."""
+  x, y = feed.prepare_eval(inputs)
+  if x.shape[1] != x.shape[2]:
+    raise InputError(f'rotations need square eval images; these are {x.shape[1]}x{x.shape[2]}')
+
+  def correct(model: nn.Module, v: dict, images: jax.Array) -> jax.Array:
+    logits = model.apply(v, images, train=False)
+    return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+
+  counts = {'num_examples': jnp.sum(mask), 'trained': correct(trained, variables, x)}
+  for region, params in pruned.items():
+    counts[f'pruning/{region}'] = correct(deploy, {'params': params, 'batch_stats': deploy_stats}, x)
+  unpruned = {'params': pruned[UNPRUNED], 'batch_stats': deploy_stats}
+  for name, transform in TRANSFORMS.items():
+    counts[f'robustness/{name}'] = counts[f'pruning/{UNPRUNED}'] if name == 'original' \
+        else correct(deploy, unpruned, transform(x))
+  return counts
+
+
+def analyze_run(workdir: str, label: str, data_dir: str | None = None) -> dict[str, Any]:
+  """Every number of one run: kernel magnitudes, pruning and robustness top-1."""
+  config = presets.run_config(workdir)
+  if data_dir:
+    config.data_dir = data_dir
+  train.validate_config(config)
+  manager = train.trained_checkpoints(config, workdir)
+  trainer = train.Trainer(config, train.create_mesh())
+  state = train.restore_trained(manager, trainer)
+  params, stats = trainer.fuse(state.params, state.batch_stats)
+  pruned = {UNPRUNED: params, **{region: skeleton.prune(params, region)
+                                 for region in skeleton.regions_for(params)}}
+  step = jax.jit(functools.partial(count_correct, trainer.model, trainer.deploy_model, trainer.feed))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  totals: dict[str, float] = {}
+  for inputs, mask in tqdm.tqdm(trainer.feed.eval_inputs(), desc=f'{label}: test batches',
+                                unit='batch', total=num_eval_batches(trainer)):
+    for key, value in train.to_host(step(variables, stats, pruned, inputs, mask)).items():
+      totals[key] = totals.get(key, 0.0) + float(value)
+  n = totals.pop('num_examples')
+  top1 = {key: value / n for key, value in totals.items()}
+  kernels = skeleton.square_kernels(params)
+  return {
+      'label': label, 'workdir': workdir, 'model': config.model, 'conv': config.conv,
+      'acb': config.acb.to_dict(), 'seed': config.seed, 'step': int(state.step),
+      'num_examples': int(n), 'trained_top1': top1.pop('trained'),
+      'kernel_magnitudes': {
+          str(k): {'average': matrix.tolist(),
+                   'num_layers': sum(w.shape[0] == k for w in kernels.values())}
+          for k, matrix in skeleton.average_magnitudes(params).items()},
+      'layer_magnitudes': {path: skeleton.position_magnitudes(w).tolist()
+                           for path, w in kernels.items()},
+      'pruning': {region: top1[f'pruning/{region}'] for region in pruned},
+      'robustness': {name: top1[f'robustness/{name}'] for name in TRANSFORMS},
+  }
+
+
+def num_eval_batches(trainer: train.Trainer) -> int | None:
+  """For the progress bar; None when the feed does not say."""
+  num_eval = getattr(trainer.feed, 'num_eval', None)
+  return None if num_eval is None else -(-num_eval // trainer.config.eval_batch_size)
+
+
+def markdown_tables(runs: Sequence[dict[str, Any]]) -> str:
+  """Test top-1 (%) per run: pruning and robustness, as Markdown."""
+  def table(title: str, key: str) -> str:
+    columns = list(dict.fromkeys(c for run in runs for c in run[key]))
+    lines = [f'{title}\n', '| run | ' + ' | '.join(columns) + ' |',
+             '|---|' + '---|' * len(columns)]
+    for run in runs:
+      cells = [f'{100 * run[key][c]:.2f}' if c in run[key] else '-' for c in columns]
+      lines.append(f"| {run['label']} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+  return '\n\n'.join([
+      table('Test top-1 (%) with a region of every fused KxK kernel zeroed', 'pruning'),
+      table('Test top-1 (%) on transformed test images', 'robustness')]) + '\n'
+
+
+def unique_labels(workdirs: Sequence[str], labels: Sequence[str] | None) -> list[str]:
+  if labels:
+    if len(labels) != len(workdirs):
+      raise InputError(f'{len(labels)} labels for {len(workdirs)} workdirs: give one per workdir')
+    chosen = list(labels)
+  else:
+    chosen = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    if len(set(chosen)) < len(chosen):
+      chosen = [os.path.normpath(w) for w in workdirs]
+  if len(set(chosen)) < len(chosen):
+    raise InputError(f'the runs need distinct labels; got {chosen}')
+  return chosen
+
+
+def analyze(workdirs: Sequence[str], output: str, labels: Sequence[str] | None = None,
+            data_dir: str | None = None) -> dict[str, Any]:
+  """Analyses every run and writes OUT/report.json, tables.md and the figures."""
+  if not workdirs:
+    raise InputError('give at least one --workdir of a trained run')
+  for workdir in workdirs:
+    if not os.path.isdir(workdir):
+      raise InputError(f'--workdir {workdir} is not a folder')
+  chosen = unique_labels(workdirs, labels)
+  runs = [analyze_run(w, label, data_dir) for w, label in zip(workdirs, chosen)]
+  os.makedirs(output, exist_ok=True)
+  report = {'runs': runs}
+  with open(os.path.join(output, 'report.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  tables = markdown_tables(runs)
+  with open(os.path.join(output, 'tables.md'), 'w') as f:
+    f.write(tables)
+  plots.magnitude_heatmaps(runs, os.path.join(output, 'kernel_magnitudes.png'))
+  percent = lambda key: {run['label']: {c: 100 * v for c, v in run[key].items()} for run in runs}
+  plots.grouped_bars(percent('pruning'), 'Zeroing a region of every fused KxK kernel',
+                     'test top-1 (%)', os.path.join(output, 'pruning.png'))
+  plots.grouped_bars(percent('robustness'), 'Transformed test images', 'test top-1 (%)',
+                     os.path.join(output, 'robustness.png'))
+  logging.info('Wrote %s:\n%s', output, tables)
+  return report
+
+
+def define_flags() -> None:
+  """Only when run as a command: importing the module defines no global flags."""
+  flags.DEFINE_multi_string('workdir', None, 'A trained run (repeat the flag for several).')
+  flags.DEFINE_string('output', None, 'Folder for report.json, tables.md and the PNG figures.')
+  flags.DEFINE_list('labels', None, 'Names of the runs in plots and tables, one per --workdir '
+                    "(default: the workdirs' folder names).")
+  flags.DEFINE_string('data_dir', None, "Overrides the runs' data_dir (data moved since training).")
+  flags.mark_flags_as_required(['workdir', 'output'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.setup_logging()
+  args = flags.FLAGS
+  try:
+    analyze(args.workdir, args.output, args.labels, args.data_dir)
+  except InputError as error:
+    cli.fail(error)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
