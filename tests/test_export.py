@@ -1,6 +1,6 @@
 """The exported deploy model: each artifact, loaded in a process that cannot
 import acnet_jax, computes the deploy model's logits; bad input is one
-paragraph."""
+paragraph; the fusion notebook runs top to bottom."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import jax
+import nbclient
+import nbformat
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -184,3 +186,11 @@ def test_the_cli_says_bad_input_in_one_paragraph(tmp_path):
   assert 'has no config.json' in completed.stderr and 'Traceback' not in completed.stderr
   assert not list(tmp_path.iterdir())
 
+
+def test_the_fusion_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+  """Every cell, in a fresh kernel: the notebook trains its own tiny run (in
+  the kernel's temporary folder, here tmp_path) and fails on any error."""
+  monkeypatch.setenv('TMPDIR', str(tmp_path))
+  notebook = nbformat.read(ROOT / 'notebooks' / 'fusion.ipynb', as_version=4)
+  nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
+                          resources={'metadata': {'path': str(tmp_path)}}).execute()
