@@ -16,11 +16,11 @@ import jax
 import ml_collections
 from absl import app, flags, logging
 
-from acnet_jax import artifacts, checkpointing, feeds, optim, streaming, train
+from acnet_jax import artifacts, checkpointing, feeds, optim, presets, streaming, train
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 
-# Data sets held in memory at the size they are stored in.
+# Data sets the input pipeline holds in memory, at the size they are stored at.
 STORED_32_PX = ('cifar10', 'cifar100', 'synthetic')
 
 
@@ -29,23 +29,35 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise InputError(f'{workdir} is not the --workdir of a training run: it has no config.json '
                      '(python -m acnet_jax.main --mode=train writes one there)')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except json.JSONDecodeError as error:
+    raise InputError(f'{path} is not the JSON a training run writes: {error}') from None
+  config = presets.get_config()
+  config.update(saved)  # Keys added since the run was trained keep their defaults.
+  return config
 
 
 def input_shape(config: ml_collections.ConfigDict, image_size: int = 0) -> tuple[int, int, int]:
-  """(height, width, channels) of the images the run trained on: `image_size`
-  if given, else the config's crop size, else the size the data set is stored at."""
-  size = image_size or config.image_size
-  if size:
-    return size, size, 3
-  if config.dataset in STORED_32_PX:
+  """(height, width, channels) of the images the run trained on, as its input
+  pipeline chose (`feeds.create_feed`): `image_size` if given; the crop size
+  where it streamed; else the size its data set is stored at."""
+  if image_size:
+    return image_size, image_size, 3
+  if config.dataset in STORED_32_PX and config.pipeline != 'stream':
     return 32, 32, 3
-  try:  # An image folder held in memory: all its images have the size of the first.
+  if config.dataset != 'image_folder' or config.pipeline == 'stream':
+    return config.image_size, config.image_size, 3
+  # An image folder: held in memory at its images' size if it fitted, else streamed.
+  try:
+    if feeds.choose_pipeline(config) == 'stream':
+      return config.image_size, config.image_size, 3
     width, height = feeds.header_size(streaming.ImageFolderSource(config.data_dir, 'train').name(0))
-  except (InputError, IndexError, TypeError):  # No folder, no images, or an unreadable one.
-    raise InputError(f'the run trained on the images of {config.data_dir!r} at their stored size, '
-                     'and no image there says what it is: pass --image_size') from None
+  except (InputError, OSError, TypeError):  # No folder, or no readable image in it.
+    raise InputError(f'the run trained on the image folder {config.data_dir!r}, held in memory '
+                     'or streamed depending on its images, and they are not there to say which '
+                     'size it trained at: pass --image_size') from None
   return height, width, 3
 
 

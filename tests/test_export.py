@@ -18,6 +18,7 @@ import nbformat
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 from helpers import max_relative_error
 from test_train import tiny_config
 
@@ -160,12 +161,18 @@ def empty(run: Path, tmp_path: Path) -> Path:
   return tmp_path
 
 
+def unreadable_config(run: Path, tmp_path: Path) -> Path:
+  (tmp_path / 'config.json').write_text('{"model": ')
+  return tmp_path
+
+
 def copied(run: Path, tmp_path: Path) -> Path:
   return copy_run(run, tmp_path / 'run')
 
 
 @pytest.mark.parametrize('workdir_of,options,message', [
     (empty, {}, 'is not the --workdir of a training run: it has no config.json'),
+    (unreadable_config, {}, 'config.json is not the JSON a training run writes'),
     (config_only, {}, 'no checkpoint in .*checkpoints: train first'),
     (another_models_run, {}, "is of model='rc8' but this config has model='rc20'"),
     (copied, {'step': 3}, 'no checkpoint of step 3 in .*; it has steps 2, 4'),
@@ -185,6 +192,28 @@ def test_the_cli_says_bad_input_in_one_paragraph(tmp_path):
   assert completed.returncode == 1
   assert 'has no config.json' in completed.stderr and 'Traceback' not in completed.stderr
   assert not list(tmp_path.iterdir())
+
+
+def test_the_input_shape_is_the_one_the_run_trained_at(tmp_path):
+  for split in ('train', 'val'):
+    for label in ('a', 'b'):
+      (tmp_path / split / label).mkdir(parents=True)
+      Image.new('RGB', (24, 20)).save(tmp_path / split / label / '0.png')
+  def shape(flag: int = 0, **overrides) -> tuple[int, int, int]:
+    """With --image_size=flag, of a run of tiny_config(**overrides)."""
+    config = tiny_config()
+    config.update(overrides)
+    return export.input_shape(config, flag)
+
+  assert shape() == shape(dataset='cifar10', image_size=64) == (32, 32, 3)
+  assert shape(dataset='imagenet2012', image_size=224) == (224, 224, 3)  # Streamed: the crop.
+  folder = dict(dataset='image_folder', data_dir=str(tmp_path), image_size=64)
+  assert shape(**folder) == (20, 24, 3)  # Held in memory, at the images' size.
+  assert shape(**folder, pipeline='stream') == (64, 64, 3)
+  gone = {**folder, 'data_dir': str(tmp_path / 'gone')}
+  with pytest.raises(InputError, match='pass --image_size'):
+    shape(**gone)
+  assert shape(48, **gone) == (48, 48, 3)
 
 
 def test_the_fusion_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
