@@ -129,6 +129,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 10
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 3
+  # Comma-separated formats of acnet_jax.artifacts (e.g. 'stablehlo,savedmodel')
+  # to write DIR/export/ with at the end of training; '' = none.
+  config.export_formats = ''
   return config
 
 

@@ -31,7 +31,7 @@ from absl import logging
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from acnet_jax import checkpointing, feeds, input_pipeline, models, optim, stopping
+from acnet_jax import artifacts, checkpointing, feeds, input_pipeline, models, optim, stopping
 from acnet_jax import metrics as metrics_lib
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
@@ -69,6 +69,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if value not in valid:
       raise InputError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
   feeds.validate_dataset(config)
+  artifacts.parse_formats(config.export_formats)
   for key in POSITIVE_KEYS:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')
@@ -287,7 +288,8 @@ def restore_or_initialize(manager: ocp.CheckpointManager, trainer: Trainer) -> T
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from the newest checkpoint in workdir), then evaluates the
-  trained and the fused model and saves the fused deploy variables.
+  trained and the fused model and saves the fused deploy variables (and, with
+  config.export_formats, exports the deploy model to workdir/export/).
 
   Raises TrainingInterrupted after saving a checkpoint on SIGTERM/SIGINT (to
   any process), and NonFiniteLoss (saving nothing more) when the loss stops
@@ -362,11 +364,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress.close()
 
   result = trainer.evaluate(state)
-  checkpointing.save_deploy_variables(workdir, step, *trainer.fuse(state.params, state.batch_stats))
+  deploy_params, deploy_stats = trainer.fuse(state.params, state.batch_stats)
+  checkpointing.save_deploy_variables(workdir, step, deploy_params, deploy_stats)
   if writer:
     writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
     writer.close()
     metrics_lib.write_eval_report(workdir, result)
+  formats = artifacts.parse_formats(config.export_formats)
+  if is_chief and formats:
+    artifacts.write_export(os.path.join(workdir, artifacts.EXPORT_DIR), config,
+                           *to_host((deploy_params, deploy_stats)), trainer.feed.image_shape,
+                           step, result['fused_top1'], formats)
   return result
 
 

@@ -162,6 +162,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ('lr_schedule', 'step', "unknown lr_schedule 'step'; valid: piecewise, cosine"),
     ('batch_size', 0, 'batch_size must be positive'),
     ('acb.impl', 'fused', "unknown acb.impl 'fused'; valid: branches, stacked"),
+    ('export_formats', 'stablehlo,onnx',
+     "unknown export format 'onnx'; valid: stablehlo, savedmodel"),
 ])
 def test_bad_config_values_are_refused_before_anything_is_written(key, value, message, tmp_path):
   config = tiny_config()
