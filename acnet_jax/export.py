@@ -9,34 +9,27 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import jax
 import ml_collections
 from absl import app, flags, logging
 
-from acnet_jax import artifacts, checkpointing, feeds, optim, presets, streaming, train
+from acnet_jax import (
+  artifacts,
+  checkpointing,
+  cli,
+  feeds,
+  optim,
+  presets,
+  streaming,
+  train,
+)
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 
 # Data sets the input pipeline holds in memory, at the size they are stored at.
 STORED_32_PX = ('cifar10', 'cifar100', 'synthetic')
-
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise InputError(f'{workdir} is not the --workdir of a training run: it has no config.json '
-                     '(python -m acnet_jax.main --mode=train writes one there)')
-  try:
-    with open(path) as f:
-      saved = json.load(f)
-  except json.JSONDecodeError as error:
-    raise InputError(f'{path} is not the JSON a training run writes: {error}') from None
-  config = presets.get_config()
-  config.update(saved)  # Keys added since the run was trained keep their defaults.
-  return config
 
 
 def input_shape(config: ml_collections.ConfigDict, image_size: int = 0) -> tuple[int, int, int]:
@@ -73,13 +66,8 @@ def abstract_train_state(config: ml_collections.ConfigDict,
 def restore_state(workdir: str, config: ml_collections.ConfigDict, step: int | None,
                   image_shape: tuple[int, int, int]) -> train.TrainState:
   """The state of `step`, or the newest intact one."""
-  directory = os.path.join(workdir, 'checkpoints')
-  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints) \
-      if os.path.isdir(directory) else None
-  steps = manager.all_steps() if manager else []
-  if not steps:
-    raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
-                     '--workdir at a trained run')
+  manager = train.trained_checkpoints(config, workdir)
+  steps, directory = manager.all_steps(), manager.directory
   abstract = abstract_train_state(config, image_shape)
   if step is None:
     state, _ = checkpointing.restore_newest(manager, abstract, config)
@@ -110,7 +98,7 @@ def export_run(workdir: str, step: int | None = None,
   formats = artifacts.parse_formats(formats)
   if not formats:
     raise InputError(f'no export format given; valid: {", ".join(artifacts.FORMATS)}')
-  config = load_run_config(workdir)
+  config = presets.run_config(workdir)
   image_shape = input_shape(config, image_size)
   state = restore_state(workdir, config, step, image_shape)
   step = int(state.step)
@@ -121,14 +109,15 @@ def export_run(workdir: str, step: int | None = None,
       evaluated_top1(workdir, step), formats)
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
-flags.DEFINE_integer('step', None, 'The checkpoint to export; default: the newest intact one.')
-flags.DEFINE_string('format', ','.join(artifacts.FORMATS),
-                    f'Comma-separated, of: {", ".join(artifacts.FORMATS)}.')
-flags.DEFINE_integer('image_size', 0, 'Input height and width; default: those the run trained '
-                     'at. Needed only for an image folder held in memory that is gone.')
-flags.mark_flags_as_required(['workdir'])
+def define_flags() -> None:
+  """Only when run as a command: importing the module defines no global flags."""
+  flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
+  flags.DEFINE_integer('step', None, 'The checkpoint to export; default: the newest intact one.')
+  flags.DEFINE_string('format', ','.join(artifacts.FORMATS),
+                      f'Comma-separated, of: {", ".join(artifacts.FORMATS)}.')
+  flags.DEFINE_integer('image_size', 0, 'Input height and width; default: those the run '
+                       'trained at. Needed only for an image folder held in memory that is gone.')
+  flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv: list[str]) -> None:
@@ -137,15 +126,16 @@ def main(argv: list[str]) -> None:
   # Warnings (a damaged checkpoint skipped) and errors, without the INFO lines
   # Orbax and TensorFlow log for every restore and save.
   logging.set_verbosity(logging.WARNING)
+  args = flags.FLAGS
   try:
-    card = export_run(FLAGS.workdir, FLAGS.step, FLAGS.format, FLAGS.image_size)
+    card = export_run(args.workdir, args.step, args.format, args.image_size)
   except InputError as error:
-    logging.error('%s', error)
-    sys.exit(1)
-  directory = os.path.join(FLAGS.workdir, artifacts.EXPORT_DIR)
+    cli.fail(error)
+  directory = os.path.join(args.workdir, artifacts.EXPORT_DIR)
   print(f"Exported the deploy model of step {card['step']} to {directory}: "
         f"{', '.join([*card['files'].values(), artifacts.CARD_FILE])}")
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -169,10 +169,13 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   today's defaults, so that runs from before a key existed load too."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
-    raise InputError(f'{workdir} holds no config.json: not the workdir of a training run '
-                     '(python -m acnet_jax.main --mode=train writes it there)')
-  with open(path) as f:
-    saved = json.load(f)
+    raise InputError(f'{workdir} is not the --workdir of a training run: it has no config.json '
+                     '(python -m acnet_jax.main --mode=train writes one there)')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except json.JSONDecodeError as error:
+    raise InputError(f'{path} is not the JSON a training run writes: {error}') from None
   config = get_config()
   _merge(config, saved)
   return config

@@ -155,7 +155,7 @@ def test_pruning_and_robustness_match_a_direct_computation(report):
 
 def test_bad_input_is_one_paragraph(tmp_path, report):
   root, _, _ = report
-  with pytest.raises(InputError, match='holds no config.json'):
+  with pytest.raises(InputError, match='it has no config.json'):
     analyze.analyze([str(tmp_path)], str(tmp_path / 'out'))
   with pytest.raises(InputError, match='distinct labels'):
     analyze.analyze([str(root / 'acnet')] * 2, str(tmp_path / 'out'), labels=['a', 'a'])
