@@ -15,6 +15,7 @@ OUT gets report.json (every number), tables.md and three PNG figures.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -41,27 +42,45 @@ TRANSFORMS: dict[str, Callable[[jax.Array], jax.Array]] = {
 UNPRUNED = 'none'
 
 
-def count_correct(trained: nn.Module, deploy: nn.Module, feed: feeds.Feed, variables: dict,
-                  deploy_stats: Any, pruned: dict[str, Any], inputs: feeds.Inputs,
-                  mask: jax.Array) -> dict[str, jax.Array]:
+def count_correct(model: nn.Module, variables: dict, x: jax.Array, y: jax.Array,
+                  mask: jax.Array) -> jax.Array:
+  """Correct top-1 predictions among the unmasked examples of a batch."""
+  logits = model.apply(variables, x, train=False)
+  return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+  """The compiled steps of one run's analysis."""
+  prepare: Callable[[feeds.Inputs], tuple[jax.Array, jax.Array]]
+  trained: Callable[..., jax.Array]  # count_correct of the trained model
+  deploy: Callable[..., jax.Array]  # count_correct of the deploy model
+
+  @classmethod
+  def of(cls, trainer: train.Trainer) -> Counters:
+    return cls(jax.jit(trainer.feed.prepare_eval),
+               jax.jit(functools.partial(count_correct, trainer.model)),
+               jax.jit(functools.partial(count_correct, trainer.deploy_model)))
+
+
+def batch_counts(counters: Counters, variables: dict, pruned: dict[str, Any],
+                 deploy_stats: Any, inputs: feeds.Inputs, mask: jax.Array) -> dict[str, jax.Array]:
   """Correct top-1 predictions in one eval batch: of the trained model, and of
   the deploy model under every pruning (`pruned`: region -> params) and, with
-  its unpruned params, under every transform."""
-  x, y = feed.prepare_eval(inputs)
+  its unpruned params, under every transform. One compiled forward pass per
+  model serves every variant (same shapes), not one program holding them all."""
+  x, y = counters.prepare(inputs)
   if x.shape[1] != x.shape[2]:
     raise InputError(f'rotations need square eval images; these are {x.shape[1]}x{x.shape[2]}')
-
-  def correct(model: nn.Module, v: dict, images: jax.Array) -> jax.Array:
-    logits = model.apply(v, images, train=False)
-    return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
-
-  counts = {'num_examples': jnp.sum(mask), 'trained': correct(trained, variables, x)}
+  counts = {'num_examples': jnp.sum(mask),
+            'trained': counters.trained(variables, x, y, mask)}
   for region, params in pruned.items():
-    counts[f'pruning/{region}'] = correct(deploy, {'params': params, 'batch_stats': deploy_stats}, x)
+    counts[f'pruning/{region}'] = counters.deploy(
+        {'params': params, 'batch_stats': deploy_stats}, x, y, mask)
   unpruned = {'params': pruned[UNPRUNED], 'batch_stats': deploy_stats}
   for name, transform in TRANSFORMS.items():
     counts[f'robustness/{name}'] = counts[f'pruning/{UNPRUNED}'] if name == 'original' \
-        else correct(deploy, unpruned, transform(x))
+        else counters.deploy(unpruned, transform(x), y, mask)
   return counts
 
 
@@ -77,12 +96,13 @@ def analyze_run(workdir: str, label: str, data_dir: str | None = None) -> dict[s
   params, stats = trainer.fuse(state.params, state.batch_stats)
   pruned = {UNPRUNED: params, **{region: skeleton.prune(params, region)
                                  for region in skeleton.regions_for(params)}}
-  step = jax.jit(functools.partial(count_correct, trainer.model, trainer.deploy_model, trainer.feed))
+  counters = Counters.of(trainer)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   totals: dict[str, float] = {}
   for inputs, mask in tqdm.tqdm(trainer.feed.eval_inputs(), desc=f'{label}: test batches',
                                 unit='batch', total=num_eval_batches(trainer)):
-    for key, value in train.to_host(step(variables, stats, pruned, inputs, mask)).items():
+    counts = batch_counts(counters, variables, pruned, stats, inputs, mask)
+    for key, value in train.to_host(counts).items():
       totals[key] = totals.get(key, 0.0) + float(value)
   n = totals.pop('num_examples')
   top1 = {key: value / n for key, value in totals.items()}
