@@ -1,10 +1,11 @@
 """Numbers, not tests: python -m acnet_jax.benchmark [--model=rc56 --batch_size=64 ...]
 
 After compilation and warm-up, the median time of several steps of
-  train    the jitted train step of `normal` and `acnet` (each ACB impl), fed
-           by the on-device input pipeline (gather, augment, normalise) and by
-           a batch already on device;
-  eval     the forward pass of `normal`, unfused `acnet` and the fused `deploy`
+  train    the jitted train step of each conv kind (--convs: `normal`,
+           `acnet` in each ACB impl, `dbb`, `repvgg`), fed by the on-device
+           input pipeline (gather, augment, normalise) and by a batch already
+           on device;
+  eval     the forward pass of each kind (unfused) and of the fused `deploy`
            model;
   devices  the train step on 1 device and on all N, when N > 1;
   parts    (--breakdown) forward, + input gradients, + weight gradients;
@@ -39,7 +40,8 @@ from acnet_jax.layers import ACB_IMPLS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'rc56', 'Model name, e.g. rc56, cfqkbnc, wrnc16.')
-flags.DEFINE_list('convs', ['normal', 'acnet'], 'Conv kinds to train: normal, acnet.')
+flags.DEFINE_list('convs', ['normal', 'acnet'], 'Conv kinds to train: normal, acnet, dbb, '
+                  'repvgg.')
 flags.DEFINE_list('acb_impls', list(ACB_IMPLS), 'ACB computations to time for acnet.')
 flags.DEFINE_integer('batch_size', 64, 'Global train batch size.')
 flags.DEFINE_integer('eval_batch_size', 500, 'Global eval batch size.')
@@ -252,8 +254,8 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     timing = time_eval(trainer.model, variables, trainer, steps, warmup)
     report['eval'].append(timing.row(peak, conv=conv, acb_impl=impl, dtype=dtype))
-    if conv == 'acnet' and not any(r['conv'] == 'deploy' and r['dtype'] == dtype
-                                   for r in report['eval']):
+    if conv != 'normal' and not any(r['conv'] == 'deploy' and r['dtype'] == dtype
+                                    for r in report['eval']):
       params, stats = trainer.fuse(state.params, state.batch_stats)
       deploy = time_eval(trainer.deploy_model, {'params': params, 'batch_stats': stats}, trainer,
                          steps, warmup)
@@ -284,25 +286,24 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
 
 def ratios(train_timings: dict[tuple[str, str], Timing],
            eval_timings: dict[tuple[str, str], Timing]) -> dict[str, float]:
-  """ACNet/normal train-step time next to its FLOPs ratio (XLA's count of the
-  'branches' computation: the work an ACB needs), and deploy eval throughput
-  relative to normal and to unfused acnet."""
+  """Each training-time kind's train-step time relative to normal, next to its
+  FLOPs ratio (XLA's count of the first computation: for acnet 'branches', the
+  work an ACB needs), and deploy eval throughput relative to normal and to
+  each unfused kind. Keys name the kind and, for acnet, the impl."""
   out: dict[str, float] = {}
+  label = lambda conv, impl: conv if impl == '-' else f'{conv}_{impl}'
   normal = train_timings.get(('normal', '-'))
-  branches = train_timings.get(('acnet', 'branches'))
   for (conv, impl), timing in train_timings.items():
-    if conv == 'acnet' and normal:
-      out[f'train_time_acnet_{impl}/normal'] = timing.step_s / normal.step_s
-  if normal and branches:
-    out['train_flops_acnet/normal'] = branches.flops / normal.flops
+    if conv != 'normal' and normal:
+      out[f'train_time_{label(conv, impl)}/normal'] = timing.step_s / normal.step_s
+      if f'train_flops_{conv}/normal' not in out:
+        out[f'train_flops_{conv}/normal'] = timing.flops / normal.flops
   deploy = eval_timings.get(('deploy', '-'))
   if deploy:
-    if ('normal', '-') in eval_timings:
-      out['eval_throughput_deploy/normal'] = (
-          deploy.images_per_s / eval_timings['normal', '-'].images_per_s)
     for (conv, impl), timing in eval_timings.items():
-      if conv == 'acnet':
-        out[f'eval_throughput_deploy/acnet_{impl}'] = deploy.images_per_s / timing.images_per_s
+      if conv != 'deploy':
+        out[f'eval_throughput_deploy/{label(conv, impl)}'] = (
+            deploy.images_per_s / timing.images_per_s)
   return out
 
 

@@ -1,18 +1,21 @@
-"""The convolution switch: one conv site, three kinds.
+"""The convolution switch: one conv site, five kinds.
 
 Every model builds its convolutions through a `ConvSwitch`, so the choice
-between the baseline (`normal`), the training-time ACNet (`acnet`) and the
-fused inference form (`deploy`) lives in this one place:
+between the baseline (`normal`), the training-time blocks (`acnet`, `dbb`,
+`repvgg`) and the fused inference form (`deploy`) lives in this one place:
 
     normal   KxK conv (no bias) -> BN                      `ConvBN`
     acnet    KxK conv+BN + Kx1 conv+BN + 1xK conv+BN       `ACB`
              (or, `branch_bn=False`: (KxK + Kx1 + 1xK conv) -> BN)
+    dbb      Diverse Branch Block (ACNet v2)               `DBB` (acnet_jax.dbb)
+    repvgg   KxK conv+BN + 1x1 conv+BN + identity BN       `RepVGG` (acnet_jax.repvgg)
     deploy   KxK conv with bias                            `ConvBias`
 
 Parameter names keep the paper's figure visible in a checkpoint:
 `ConvBN` holds `conv`/`bn`, `ACB` holds `square`/`square_bn`, `ver`/`ver_bn`,
 `hor`/`hor_bn` (without branch BNs: `square`, `ver`, `hor` and one `bn`), and
-`ConvBias` holds `conv` (kernel and bias).
+`ConvBias` holds `conv` (kernel and bias). Each block declares beside it the
+`BlockKind` by which fusion recognises and fuses it; `BLOCK_KINDS` is the table.
 
 `dtype` is the computation dtype of every conv and BN the switch builds
 (bfloat16 for mixed precision); parameters and batch statistics stay float32,
@@ -30,11 +33,19 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from acnet_jax.block_kinds import BlockKind, BlockVariables
+from acnet_jax.dbb import DBB, DBB_KIND
 from acnet_jax.errors import InputError
+from acnet_jax.kernel_algebra import Conv, add_branches, add_centred
+from acnet_jax.primitives import (ConvSiteModule, batch_norm, conv2d, pad_to_centre,
+                                  symmetric_padding, torch_default_init)
+from acnet_jax.repvgg import REPVGG_KIND, RepVGG
 
-ConvKind = Literal['normal', 'acnet', 'deploy']
+ConvKind = Literal['normal', 'acnet', 'dbb', 'repvgg', 'deploy']
 CONV_KINDS: tuple[str, ...] = get_args(ConvKind)
+TRAINABLE_KINDS: tuple[str, ...] = tuple(k for k in CONV_KINDS if k != 'deploy')
 ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
+ACB_SHARED_BN = 'bn'  # The one BN of an ACB without branch BNs.
 # How an ACB computes its branches in training; both give the same values
 # from the same parameter tree (see `ACB`).
 AcbImpl = Literal['branches', 'stacked']
@@ -42,78 +53,9 @@ ACB_IMPLS: tuple[str, ...] = get_args(AcbImpl)
 # Computation dtypes of a ConvSwitch; parameters are float32 either way.
 DTYPES: tuple[str, ...] = ('float32', 'bfloat16')
 
-# PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
-# which is flax's momentum=0.9 (flax weighs the old value, torch the new).
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
 
-# torch.nn.Conv2d's default init (kaiming_uniform with a=sqrt(5)) is a uniform
-# distribution of variance 1/(3 fan_in).
-torch_default_init = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
-
-
-def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
-               dtype: DTypeLike = jnp.float32) -> nn.BatchNorm:
-  """Statistics are reduced in float32 whatever `dtype` (flax's default)."""
-  return nn.BatchNorm(
-      momentum=BN_MOMENTUM,
-      epsilon=BN_EPSILON,
-      use_scale=use_affine,
-      use_bias=use_affine,
-      scale_init=nn.initializers.constant(scale),
-      # Two-pass variance: E[x^2]-E[x]^2 loses digits that fusion tests see.
-      use_fast_variance=False,
-      dtype=dtype,
-      name=name,
-  )
-
-
-def bn_relu(x: jax.Array, train: bool, name: str, dtype: DTypeLike = jnp.float32) -> jax.Array:
-  """The pre-activation of a BN-ReLU-conv site: a BN that follows no conv."""
-  return nn.relu(batch_norm(name, dtype=dtype)(x, use_running_average=not train))
-
-
-def symmetric_padding(kernel_shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
-  """k//2 on both sides of every spatial axis.
-
-  XLA's 'SAME' pads stride-2 convs on even inputs by (0, 1); a 1D branch
-  padded that way would be off the square kernel's centre and the fused conv
-  would no longer equal the ACB.
-  """
-  return tuple((k // 2, k // 2) for k in kernel_shape)
-
-
-def pad_to_centre(kernel: jax.Array, height: int, width: int) -> jax.Array:
-  """Zero-pads an HWIO kernel (e.g. Kx1) to height x width around its centre."""
-  kh, kw = kernel.shape[:2]
-  dh, dw = (height - kh) // 2, (width - kw) // 2
-  return jnp.pad(kernel, ((dh, height - kh - dh), (dw, width - kw - dw), (0, 0), (0, 0)))
-
-
-def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
-           feature_group_count: int, use_bias: bool, name: str,
-           dtype: DTypeLike = jnp.float32) -> nn.Conv:
-  return nn.Conv(
-      features,
-      kernel_shape,
-      strides=strides,
-      padding=symmetric_padding(kernel_shape),
-      feature_group_count=feature_group_count,
-      use_bias=use_bias,
-      kernel_init=torch_default_init,
-      dtype=dtype,
-      name=name,
-  )
-
-
-class ConvBN(nn.Module):
+class ConvBN(ConvSiteModule):
   """The baseline block: KxK conv without bias, then BatchNorm."""
-
-  features: int
-  kernel_size: int
-  strides: int = 1
-  feature_group_count: int = 1
-  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -123,7 +65,15 @@ class ConvBN(nn.Module):
     return batch_norm('bn', dtype=self.dtype)(y, use_running_average=not train)
 
 
-class ACB(nn.Module):
+def conv_bn_to_conv(block: BlockVariables) -> Conv:
+  return block.conv_bn('conv', 'bn')
+
+
+CONV_BN_KIND = BlockKind('ConvBN', skeleton='conv', names=frozenset({'conv', 'bn'}),
+                         to_conv=conv_bn_to_conv)
+
+
+class ACB(ConvSiteModule):
   """Asymmetric Convolution Block (Ding et al. 2019, Fig. 2).
 
   Sum of KxK, Kx1 and 1xK conv+BN branches. With symmetric padding every
@@ -140,16 +90,11 @@ class ACB(nn.Module):
   `gamma_init` is the share of each branch BN). It still fuses exactly.
   """
 
-  features: int
-  kernel_size: int
-  strides: int = 1
-  feature_group_count: int = 1
   gamma_init: float = 1.0
   use_affine: bool = True
   branches: tuple[str, ...] = ACB_BRANCHES
   impl: AcbImpl = 'branches'
   branch_bn: bool = True
-  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -171,13 +116,26 @@ class ACB(nn.Module):
                         self.strides, self.feature_group_count)
     if not self.branch_bn:
       summed = sum(ys[1:], ys[0])
-      return batch_norm('bn', use_affine=self.use_affine, dtype=self.dtype)(
+      return batch_norm(ACB_SHARED_BN, use_affine=self.use_affine, dtype=self.dtype)(
           summed, use_running_average=not train)
     outputs = [
         batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine,
                    dtype=self.dtype)(y, use_running_average=not train)
         for branch, y in zip(self.branches, ys)]
     return sum(outputs[1:], outputs[0])
+
+
+def acb_to_conv(block: BlockVariables) -> Conv:
+  """The branches' kernels centred on the square one; with branch BNs each
+  folded with its BN, else their sum folded with the one BN."""
+  branches = [b for b in ACB_BRANCHES if b in block.params]
+  if block.has(ACB_SHARED_BN):
+    return block.fold(add_centred([block.kernel(b) for b in branches]), ACB_SHARED_BN)
+  return add_branches([block.conv_bn(b, f'{b}_bn') for b in branches])
+
+
+ACB_KIND = BlockKind('ACB', skeleton='square', to_conv=acb_to_conv, names=frozenset(
+    {*ACB_BRANCHES, *(f'{b}_bn' for b in ACB_BRANCHES), ACB_SHARED_BN}))
 
 
 class KernelOf(nn.Module):
@@ -212,15 +170,9 @@ def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
   return [y[..., i, :].reshape(*y.shape[:-3], features) for i in range(n)]
 
 
-class ConvBias(nn.Module):
+class ConvBias(ConvSiteModule):
   """One KxK conv with bias: the deploy form of every block, and the plain
   conv of a pre-activation (BN-ReLU-conv) site in the baseline."""
-
-  features: int
-  kernel_size: int
-  strides: int = 1
-  feature_group_count: int = 1
-  dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -254,9 +206,16 @@ def validate_dtype(dtype: DTypeLike) -> jnp.dtype:
   return canonical
 
 
-def uses_acb(kernel_size: int) -> bool:
-  """The authors' builder: 1x1 convs and large stems (7x7) stay normal."""
+def uses_block(kernel_size: int) -> bool:
+  """The authors' builders (ACNet's and DBB's): 1x1 convs and large stems
+  (7x7 and up) stay normal in every training-time kind."""
   return 1 < kernel_size < 7
+
+
+# How fusion recognises every block a ConvSwitch builds (not ConvBias: it is
+# the deploy form already). The baseline's ConvBN is not re-parameterized.
+REPARAMETERIZED_KINDS: tuple[BlockKind, ...] = (ACB_KIND, DBB_KIND, REPVGG_KIND)
+BLOCK_KINDS: tuple[BlockKind, ...] = (CONV_BN_KIND, *REPARAMETERIZED_KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,8 +225,9 @@ class ConvSwitch:
   A model calls `conv(features, kernel_size, strides=..., name=...)` and gets a
   module `(x, train) -> y`. `with_bn=False` marks a conv that is not followed
   by its own BN in the baseline (a BN-ReLU-conv pre-activation site): it is a
-  plain conv with bias there, an ACB in `acnet` and a conv with bias in
-  `deploy`. `dtype` ('float32' or 'bfloat16', or the jnp dtype) is the
+  plain conv with bias there, the training-time block in `acnet`, `dbb` and
+  `repvgg`, and a conv with bias in `deploy`. The ACB options (gamma_init,
+  use_affine, branches, acb_impl, branch_bn) shape ACBs only. `dtype` ('float32' or 'bfloat16', or the jnp dtype) is the
   computation dtype; it is stored canonical, so models can hand
   `conv.dtype` to their dense layers.
   """
@@ -292,9 +252,13 @@ class ConvSwitch:
                name: str | None = None) -> nn.Module:
     shape = dict(features=features, kernel_size=kernel_size, strides=strides,
                  feature_group_count=feature_group_count, dtype=self.dtype, name=name)
-    if self.kind == 'acnet' and uses_acb(kernel_size):
+    if self.kind == 'acnet' and uses_block(kernel_size):
       return ACB(**shape, gamma_init=self.gamma_init, use_affine=self.use_affine,
                  branches=self.branches, impl=self.acb_impl, branch_bn=self.branch_bn)
+    if self.kind == 'dbb' and uses_block(kernel_size):
+      return DBB(**shape)
+    if self.kind == 'repvgg' and uses_block(kernel_size):
+      return RepVGG(**shape)
     if self.kind == 'deploy' or not with_bn:
       return ConvBias(**shape)
     return ConvBN(**shape)

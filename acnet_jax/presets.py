@@ -2,7 +2,8 @@
 
 Every knob a run uses is here; presets differ from the base only where they
 differ. A preset is named by the original code's `try_arg`: '<conv>_<recipe>'
-with conv in {normal, acnet} and recipe in RECIPES.
+with conv in CONVS (normal, acnet, dbb, repvgg) and recipe in RECIPES; the
+original code has the normal_ and acnet_ ones.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import ml_collections
 
 from acnet_jax.errors import InputError
+from acnet_jax.layers import TRAINABLE_KINDS
 
-CONVS = ('normal', 'acnet')
+CONVS = TRAINABLE_KINDS
 
 # torchvision's normalisation of ImageNet pixels in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,9 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.try_arg = ''  # The preset this config came from, for the record.
 
   config.model = 'rc56'
-  config.conv = 'acnet'  # 'normal' | 'acnet'
+  config.conv = 'acnet'  # 'normal' | 'acnet' | 'dbb' | 'repvgg'
   config.num_classes = 10
-  config.acb = ml_collections.ConfigDict()
+  config.acb = ml_collections.ConfigDict()  # Options of conv='acnet' only.
   config.acb.gamma_init = 1.0  # Initial BN scale of every ACB branch.
   config.acb.use_affine = True
   config.acb.branches = ('square', 'ver', 'hor')

@@ -35,7 +35,7 @@ from acnet_jax import artifacts, checkpointing, feeds, input_pipeline, models, o
 from acnet_jax import metrics as metrics_lib
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
-from acnet_jax.layers import ACB_IMPLS, DTYPES, validate_branches
+from acnet_jax.layers import ACB_IMPLS, DTYPES, TRAINABLE_KINDS, validate_branches
 
 DATA_AXIS = 'data'
 # Folded into a step's key for dropout, so that it differs from the augmentation's.
@@ -52,7 +52,6 @@ class TrainState(train_state.TrainState):
 
 # ----------------------------------------------------------------- building
 
-TRAINABLE_CONVS = ('normal', 'acnet')
 POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
                  'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints')
 
@@ -60,7 +59,7 @@ POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops on a bad value before anything is loaded or written."""
   choices = {'model': (config.model, sorted(models.MODELS)),
-             'conv': (config.conv, TRAINABLE_CONVS),
+             'conv': (config.conv, TRAINABLE_KINDS),
              'lr_schedule': (config.lr_schedule, optim.LR_SCHEDULES),
              'acb.impl': (config.acb.impl, ACB_IMPLS),
              'pipeline': (config.pipeline, feeds.PIPELINES),

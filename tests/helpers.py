@@ -1,4 +1,4 @@
-"""Shared test helpers: random but valid BatchNorm variables."""
+"""Shared test helpers: random but valid BatchNorm variables, fused blocks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from acnet_jax.fusion import block_to_conv
+from acnet_jax.layers import ConvBias
 
 # Tolerances from float32 arithmetic (unit roundoff u = 2**-24 ~ 6e-8), not
 # from what one machine printed. Two exact computations of one conv (an ACB's
@@ -50,3 +53,10 @@ def randomize_batch_norm(variables: dict[str, Any], seed: int,
 def max_relative_error(actual: jax.Array, expected: jax.Array) -> float:
   """max |actual - expected| / max |expected|."""
   return float(jnp.max(jnp.abs(actual - expected)) / jnp.max(jnp.abs(expected)))
+
+
+def fused_conv_output(block: Any, variables: dict[str, Any], x: jax.Array) -> jax.Array:
+  """The output of the one conv that `fusion` makes of a block (ACB, DBB, ...)."""
+  kernel, bias = block_to_conv(variables['params'], variables['batch_stats'], 'block')
+  conv = ConvBias(block.features, block.kernel_size, block.strides, block.feature_group_count)
+  return conv.apply({'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x, train=False)

@@ -25,7 +25,8 @@ def test_benchmark_reports_every_field(tmp_path):
   completed = subprocess.run(
       [sys.executable, '-m', 'acnet_jax.benchmark', '--model=cfqkbnc', '--batch_size=8',
        '--eval_batch_size=16', '--steps=2', '--warmup=1', '--train_examples=64',
-       '--matmul_size=256', '--breakdown', f'--output={out}'],
+       '--matmul_size=256', '--breakdown', '--convs=normal,acnet,dbb,repvgg',
+       f'--output={out}'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert completed.returncode == 0, completed.stderr[-3000:]
   report = json.loads(out.read_text())
@@ -33,7 +34,8 @@ def test_benchmark_reports_every_field(tmp_path):
   assert report['environment']['num_devices'] == 2
   assert report['environment']['backend'] == 'cpu'
   assert positive(report['peak_flops_per_s'])
-  variants = [('normal', '-'), ('acnet', 'branches'), ('acnet', 'stacked')]
+  variants = [('normal', '-'), ('acnet', 'branches'), ('acnet', 'stacked'), ('dbb', '-'),
+              ('repvgg', '-')]
   train_rows = {(r['conv'], r['acb_impl'], r['feed']): r for r in report['train']}
   assert set(train_rows) == {(*v, feed) for v in variants for feed in ('pipeline', 'on_device')}
   eval_rows = {(r['conv'], r['acb_impl']): r for r in report['eval']}
@@ -48,13 +50,15 @@ def test_benchmark_reports_every_field(tmp_path):
     assert all(positive(row[f'{part}_{field}']) for part in
                ('forward', 'input_gradients', 'all_gradients') for field in ('s', 'flops')), row
   devices = {(r['conv'], r['num_devices']) for r in report['devices']}
-  assert devices == {('normal', 1), ('normal', 2), ('acnet', 1), ('acnet', 2)}
+  assert devices == {(conv, n) for conv in ('normal', 'acnet', 'dbb', 'repvgg') for n in (1, 2)}
   assert all(positive(r['images_per_s']) for r in report['devices'])
   assert set(report['ratios']) == {
       'train_time_acnet_branches/normal', 'train_time_acnet_stacked/normal',
-      'train_flops_acnet/normal', 'eval_throughput_deploy/normal',
-      'eval_throughput_deploy/acnet_branches', 'eval_throughput_deploy/acnet_stacked'}
+      'train_time_dbb/normal', 'train_time_repvgg/normal', 'train_flops_acnet/normal',
+      'train_flops_dbb/normal', 'train_flops_repvgg/normal', 'eval_throughput_deploy/normal',
+      'eval_throughput_deploy/acnet_branches', 'eval_throughput_deploy/acnet_stacked',
+      'eval_throughput_deploy/dbb', 'eval_throughput_deploy/repvgg'}
   assert all(positive(v) for v in report['ratios'].values())
   # The printed table has a row per measurement.
-  assert completed.stdout.count('\ntrain ') == 6 and completed.stdout.count('\neval ') == 4
-  assert completed.stdout.count('\nparts ') == 3
+  assert completed.stdout.count('\ntrain ') == 10 and completed.stdout.count('\neval ') == 6
+  assert completed.stdout.count('\nparts ') == 5

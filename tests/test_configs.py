@@ -77,8 +77,17 @@ def test_try_arg_as_config_argument_equals_the_named_shortcut():
   assert load_config('rc56.py', 'normal_cosine') == load_config('rc56_normal_cosine.py')
 
 
+@pytest.mark.parametrize('conv', ['dbb', 'repvgg'])
+def test_dbb_and_repvgg_take_the_recipes_of_acnet(conv):
+  config = load_config('cfqkbnc.py', f'{conv}_cosine')
+  expected = load_config('cfqkbnc.py', 'acnet_cosine')
+  expected.update(dict(conv=conv, try_arg=f'{conv}_cosine'))
+  assert config == expected
+
+
 def test_unknown_try_arg_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='valid: normal_lrs1, acnet_lrs1, normal_lrs2'):
+  with pytest.raises(ValueError, match='valid: normal_lrs1, acnet_lrs1, dbb_lrs1, repvgg_lrs1, '
+                                       'normal_lrs2'):
     load_config('rc56.py', 'acnet_lrs9')
   with pytest.raises(ValueError, match='no settings for densenet40'):
     load_config('densenet40.py', 'acnet_cosine')

@@ -8,21 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import BLOCK_RTOL, max_relative_error, randomize_batch_norm
+from helpers import BLOCK_RTOL, fused_conv_output, max_relative_error, randomize_batch_norm
 
 from acnet_jax.fusion import block_to_conv
+from acnet_jax.dbb import DBB
 from acnet_jax.layers import ACB, ConvBias, ConvBN, ConvSwitch
+from acnet_jax.repvgg import RepVGG
 
 
 def init_acb(acb: ACB, x: jax.Array, seed: int = 0) -> dict:
   variables = acb.init(jax.random.key(seed), x, train=False)
   return randomize_batch_norm(variables, seed + 1)
-
-
-def fused_conv_output(acb: ACB, variables: dict, x: jax.Array) -> jax.Array:
-  kernel, bias = block_to_conv(variables['params'], variables['batch_stats'], 'acb')
-  conv = ConvBias(acb.features, acb.kernel_size, acb.strides, acb.feature_group_count)
-  return conv.apply({'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x, train=False)
 
 
 CASES = list(itertools.product([3, 5], [1, 2], [16, 17], ['dense', 'depthwise']))
@@ -110,7 +106,7 @@ def test_acb_rejects_bad_options():
     ACB(4, 4).init(jax.random.key(0), x, train=False)
   with pytest.raises(ValueError, match="include 'square'"):
     ConvSwitch('acnet', branches=('ver', 'hor'))
-  with pytest.raises(ValueError, match='valid kinds: normal, acnet, deploy'):
+  with pytest.raises(ValueError, match='valid kinds: normal, acnet, dbb, repvgg, deploy'):
     ConvSwitch('acb')
   with pytest.raises(ValueError, match='ACB impl'):
     ConvSwitch('acnet', acb_impl='fused')
@@ -124,6 +120,11 @@ def test_switch_picks_the_block_of_each_kind():
   assert isinstance(ConvSwitch('normal')(8, 3), ConvBN)
   assert isinstance(ConvSwitch('normal')(8, 3, with_bn=False), ConvBias)
   assert isinstance(ConvSwitch('deploy')(8, 3), ConvBias)
+  for kind, block in [('dbb', DBB), ('repvgg', RepVGG)]:  # At the ACB's sites.
+    assert isinstance(ConvSwitch(kind)(8, 5), block)
+    assert isinstance(ConvSwitch(kind)(8, 3, with_bn=False), block)
+    assert isinstance(ConvSwitch(kind)(8, 1), ConvBN)
+    assert isinstance(ConvSwitch(kind)(8, 7), ConvBN)
 
 
 def train_mode_comparison(seed: int = 0) -> dict[str, float]:

@@ -15,7 +15,7 @@ from helpers import MODEL_RTOL, max_relative_error, randomize_batch_norm
 
 from acnet_jax import ConvSwitch, acnet_to_normal, create_model, fuse_params
 from acnet_jax.errors import InputError
-from acnet_jax.layers import BN_MOMENTUM
+from acnet_jax.primitives import BN_MOMENTUM
 
 CLASSES = 1000
 # bfloat16 keeps 8 significant bits: each rounding is off by at most u = 2^-9.

@@ -128,6 +128,24 @@ def test_train_then_eval_reproduces_the_final_metrics(tmp_path):
   assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
 
 
+@pytest.mark.parametrize('conv', ['dbb', 'repvgg'])
+def test_cli_trains_the_new_kinds_and_fuses_them_exactly(conv, tmp_path):
+  """The try_arg route: cfqkbnc (5x5 convs) with the cosine recipe, two steps."""
+  completed = subprocess.run(
+      [sys.executable, '-m', 'acnet_jax.main', f'--config=configs/cfqkbnc.py:{conv}_cosine',
+       f'--workdir={tmp_path}', '--config.dataset=synthetic', '--config.synthetic_examples=32',
+       '--config.batch_size=16', '--config.eval_batch_size=16', '--config.num_epochs=1',
+       '--config.eval_every_epochs=1', '--config.log_every_steps=1'],
+      cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)}, capture_output=True, text=True,
+      timeout=600)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  result = json.loads((tmp_path / 'eval.json').read_text())
+  assert (result['step'], result['num_examples']) == (2, 8)
+  assert result['fused_matches'] and result['fused_max_rel_diff'] < 1e-4
+  assert (result['top1'], result['top5']) == (result['fused_top1'], result['fused_top5'])
+  assert json.loads((tmp_path / 'config.json').read_text())['conv'] == conv
+
+
 def test_eval_of_an_empty_workdir_says_so(tmp_path):
   with pytest.raises(InputError, match='no checkpoint in'):
     train.evaluate(tiny_config(), str(tmp_path))

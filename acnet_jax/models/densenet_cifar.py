@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, bn_relu, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import bn_relu, torch_default_init
 
 
 class DenseNetCifar(nn.Module):

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import torch_default_init
 
 # (pointwise width, stride of the depthwise conv) of the 13 blocks.
 MOBILENET_V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),

@@ -6,7 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import torch_default_init
 
 
 class BasicBlock(nn.Module):

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import torch_default_init
 # The same basic block as the CIFAR ResNets: conv3x3-BN-ReLU, conv3x3-BN, + shortcut.
 from acnet_jax.models.resnet_cifar import BasicBlock
 

@@ -7,7 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import torch_default_init
 
 POOL = 'M'
 VGG16_WIDTHS = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL,

@@ -10,7 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch, batch_norm, bn_relu, torch_default_init
+from acnet_jax.layers import ConvSwitch
+from acnet_jax.primitives import batch_norm, bn_relu, torch_default_init
 
 
 class PreActBlock(nn.Module):
