@@ -59,8 +59,10 @@ def shapes(tree: dict) -> dict:
     ('rc56', 'acnet', True), ('wrnc16', 'acnet', True), ('cfqkbnc', 'acnet', True),
     ('vc', 'acnet', True), ('densenet40', 'acnet', True),
     ('wrnc16', 'acnet', False), ('cfqkbnc', 'acnet', False),
+    # vc is a plain stack of conv sites, as cfqkbnc: left out for dbb and repvgg
+    # to save the suite's time.
     *((name, conv, True) for conv in ('dbb', 'repvgg')
-      for name in ('rc20', 'wrnc16', 'cfqkbnc', 'vc', 'mobilenet_v1'))])
+      for name in ('rc20', 'wrnc16', 'cfqkbnc', 'mobilenet_v1'))])
 def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn):
   variables = cached_variables(name, conv, branch_bn)
   x = images(100)
