@@ -33,7 +33,7 @@ def magnitude_heatmaps(runs: Sequence[Mapping], path: str) -> None:
                 color='black' if value > 0.6 else 'white')
       ax.set_title(f"{run['label']}\n{k}x{k}, {entry['num_layers']} layers", fontsize=9)
   fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
   plt.close(fig)
 
 
@@ -51,7 +51,8 @@ def grouped_bars(values: Mapping[str, Mapping[str, float]], title: str, ylabel: 
   ax.set_xticks(np.arange(len(categories)), categories)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
-  ax.legend(fontsize=8, ncol=min(len(labels), 4))
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  # Below the axes: inside, it would hide the bars.
+  ax.legend(fontsize=8, ncol=min(len(labels), 5), loc='upper center',
+            bbox_to_anchor=(0.5, -0.1), frameon=False)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
   plt.close(fig)
