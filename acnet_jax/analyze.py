@@ -99,8 +99,9 @@ def analyze_run(workdir: str, label: str, data_dir: str | None = None) -> dict[s
   counters = Counters.of(trainer)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   totals: dict[str, float] = {}
+  num_batches = -(-trainer.feed.num_eval // config.eval_batch_size)
   for inputs, mask in tqdm.tqdm(trainer.feed.eval_inputs(), desc=f'{label}: test batches',
-                                unit='batch', total=num_eval_batches(trainer)):
+                                unit='batch', total=num_batches):
     counts = batch_counts(counters, variables, pruned, stats, inputs, mask)
     for key, value in train.to_host(counts).items():
       totals[key] = totals.get(key, 0.0) + float(value)
@@ -120,12 +121,6 @@ def analyze_run(workdir: str, label: str, data_dir: str | None = None) -> dict[s
       'pruning': {region: top1[f'pruning/{region}'] for region in pruned},
       'robustness': {name: top1[f'robustness/{name}'] for name in TRANSFORMS},
   }
-
-
-def num_eval_batches(trainer: train.Trainer) -> int | None:
-  """For the progress bar; None when the feed does not say."""
-  num_eval = getattr(trainer.feed, 'num_eval', None)
-  return None if num_eval is None else -(-num_eval // trainer.config.eval_batch_size)
 
 
 def markdown_tables(runs: Sequence[dict[str, Any]]) -> str:

@@ -31,7 +31,6 @@ class ConvSiteModule(nn.Module):
   dtype: DTypeLike = jnp.float32
 
 
-
 def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
                dtype: DTypeLike = jnp.float32) -> nn.BatchNorm:
   """Statistics are reduced in float32 whatever `dtype` (flax's default)."""
@@ -72,8 +71,7 @@ def pad_to_centre(kernel: jax.Array, height: int, width: int) -> jax.Array:
 
 def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
            feature_group_count: int, use_bias: bool, name: str,
-           dtype: DTypeLike = jnp.float32, padded: bool = True,
-           kernel_init: nn.initializers.Initializer = torch_default_init) -> nn.Conv:
+           dtype: DTypeLike = jnp.float32, padded: bool = True) -> nn.Conv:
   """`padded=False`: no padding, for a conv whose input is padded already."""
   return nn.Conv(
       features,
@@ -82,7 +80,7 @@ def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
       padding=symmetric_padding(kernel_shape) if padded else 'VALID',
       feature_group_count=feature_group_count,
       use_bias=use_bias,
-      kernel_init=kernel_init,
+      kernel_init=torch_default_init,
       dtype=dtype,
       name=name,
   )

@@ -44,12 +44,17 @@ REGIONS: dict[str, Callable[[int], np.ndarray]] = {
     'corners': corners, 'skeleton': skeleton, 'border': border}
 
 
+def is_square_kernel(name: str, leaf: Any) -> bool:
+  """A KxK conv kernel (HWIO) with K > 1."""
+  return name == 'kernel' and jnp.ndim(leaf) == 4 and leaf.shape[0] == leaf.shape[1] > 1
+
+
 def square_kernels(params: Tree) -> dict[str, jax.Array]:
   """'path/to/conv' -> HWIO kernel, for every KxK conv kernel with K > 1."""
   found = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     names = [str(p.key) for p in path]
-    if names[-1] == 'kernel' and jnp.ndim(leaf) == 4 and leaf.shape[0] == leaf.shape[1] > 1:
+    if is_square_kernel(names[-1], leaf):
       found['/'.join(names[:-1])] = leaf
   return found
 
@@ -74,9 +79,7 @@ def prune(params: Tree, region: str) -> Any:
   mask_of = REGIONS[region]
 
   def zero_region(path, leaf):
-    is_square = path[-1].key == 'kernel' and jnp.ndim(leaf) == 4 and \
-        leaf.shape[0] == leaf.shape[1] > 1
-    if not is_square:
+    if not is_square_kernel(str(path[-1].key), leaf):
       return leaf
     keep = ~mask_of(leaf.shape[0])
     return leaf * jnp.asarray(keep, leaf.dtype)[:, :, None, None]

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import BLOCK_RTOL
 
 from acnet_jax import analyze, create_model, fuse_params, input_pipeline, presets, skeleton, train
 from acnet_jax.errors import InputError
@@ -148,8 +149,10 @@ def test_pruning_and_robustness_match_a_direct_computation(report):
 
   kernels = [np.asarray(w) for w in jax.tree.leaves(params) if w.ndim == 4 and w.shape[0] == 5]
   per_layer = [np.abs(w).mean((2, 3)) / np.abs(w).mean((2, 3)).max() for w in kernels]
+  # Float32 means of up to 2,048 magnitudes in another order: about sqrt(n) u
+  # ~ 3e-6 apart (tests/helpers.py).
   np.testing.assert_allclose(run['kernel_magnitudes']['5']['average'], np.mean(per_layer, 0),
-                             rtol=1e-6)
+                             rtol=BLOCK_RTOL)
   assert run['kernel_magnitudes']['5']['num_layers'] == len(kernels) == 3
 
 
