@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from acnet_jax import optim, train
 from acnet_jax.errors import InputError
@@ -125,7 +126,12 @@ def test_train_then_eval_reproduces_the_final_metrics(tmp_path):
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert {'train_loss', 'train_lr', 'train_top1', 'train_steps_per_s'} <= set(lines[0])
   assert any('test_fused_top1' in l for l in lines)
-  assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
+  # TensorBoard's own reader finds every logged value at its step.
+  events = event_accumulator.EventAccumulator(str(tmp_path / 'tensorboard'))
+  events.Reload()
+  logged = [(s.step, s.value) for s in events.Scalars('train_loss')]
+  assert logged == [(l['step'], pytest.approx(l['train_loss'])) for l in lines if 'train_loss' in l]
+  assert len(logged) >= 2
 
 
 @pytest.mark.parametrize('conv', ['dbb', 'repvgg'])
