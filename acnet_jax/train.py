@@ -234,8 +234,11 @@ class Trainer:
     result['fused_matches'] = result['fused_max_rel_diff'] <= tolerance
     if not result['fused_matches']:
       logging.error('FUSED MODEL DOES NOT MATCH THE TRAINED MODEL: logits differ by %.3g '
-                    '(relative) > %g. The deploy model is wrong; please report this.',
-                    result['fused_max_rel_diff'], tolerance)
+                    '(relative) > %g. Either the eval-mode activations overflow %s (a deep '
+                    'model a few steps into training at a high rate: its BN running '
+                    'statistics lag far behind; a later checkpoint tells) or the deploy model '
+                    'is wrong: then please report this.',
+                    result['fused_max_rel_diff'], tolerance, self.config.dtype)
     return result
 
 
