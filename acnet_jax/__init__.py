@@ -1,12 +1,20 @@
 """ACNet (Ding et al., ICCV 2019) in JAX/Flax: train with ACBs (or DBBs, RepVGG
-blocks), deploy one conv."""
+blocks), deploy one conv.
+
+The packages, from the bottom up: `blocks` (conv blocks and their fuse rules),
+`fusion` (fuse_params, to_normal), `models`, `data` (input pipelines),
+`training`, `deploy` (export), `analysis`, `benchmarking`; and the commands
+`main`, `export`, `analyze`, `benchmark`, `pipeline_benchmark`.
+"""
 
 from acnet_jax import models
-from acnet_jax.dbb import DBB
+from acnet_jax.blocks.acb import ACB
+from acnet_jax.blocks.conv_bn import ConvBias, ConvBN
+from acnet_jax.blocks.dbb import DBB
+from acnet_jax.blocks.repvgg import RepVGG
+from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.fusion import FusionError, acnet_to_normal, fuse_params, to_normal
-from acnet_jax.layers import ACB, ConvBias, ConvBN, ConvSwitch
 from acnet_jax.models import create_model
-from acnet_jax.repvgg import RepVGG
 
 __all__ = ['ACB', 'DBB', 'ConvBN', 'ConvBias', 'ConvSwitch', 'FusionError', 'RepVGG',
            'acnet_to_normal', 'create_model', 'fuse_params', 'models', 'to_normal']

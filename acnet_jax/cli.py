@@ -10,11 +10,14 @@ from absl import logging
 
 from acnet_jax.errors import InputError
 
+# Libraries whose INFO lines are noise around the progress bar: Orbax logs
+# every save and restore, JAX every accelerator it looks for and does not find.
+QUIET_INFO = ('/orbax/', '/jax/_src/xla_bridge.py')
+
 
 def quiet_library_info(record: std_logging.LogRecord) -> bool:
-  """Orbax logs every save and restore at INFO; keep those lines out of the
-  progress display."""
-  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+  return record.levelno >= std_logging.WARNING or not any(
+      part in record.pathname for part in QUIET_INFO)
 
 
 def setup_logging() -> None:

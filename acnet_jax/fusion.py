@@ -7,8 +7,8 @@ variance var) is, in eval mode, one conv with a bias:
 
 with t applied per output channel. Every training-time block (ACB, DBB,
 RepVGG) is a sum of branches that are each such chains of linear maps, so in
-eval mode it is one conv too; `acnet_jax.kernel_algebra` has the steps and
-each block's `BlockKind` (in `acnet_jax.layers.BLOCK_KINDS`) its rule.
+eval mode it is one conv too; `acnet_jax.blocks.algebra` has the steps and
+each block's `BlockKind` (in `acnet_jax.blocks.switch.BLOCK_KINDS`) its rule.
 
 Nothing here builds a module: the functions take and return the variable
 trees (`params`, `batch_stats`) of the models in `acnet_jax.models`, and
@@ -23,10 +23,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.block_kinds import BlockKind, BlockVariables, FusionError
-from acnet_jax.kernel_algebra import Conv
-from acnet_jax.layers import BLOCK_KINDS, CONV_BN_KIND, REPARAMETERIZED_KINDS
-from acnet_jax.primitives import BN_EPSILON
+from acnet_jax.blocks.algebra import Conv
+from acnet_jax.blocks.conv_bn import CONV_BN_KIND
+from acnet_jax.blocks.kinds import BlockKind, BlockVariables, FusionError
+from acnet_jax.blocks.primitives import BN_EPSILON
+from acnet_jax.blocks.switch import BLOCK_KINDS, REPARAMETERIZED_KINDS, TRAINING_BLOCKS
 
 Tree = Mapping[str, Any]
 Block = tuple[dict[str, Any], dict[str, Any] | None]
@@ -76,8 +77,8 @@ def fuse_params(params: Tree, batch_stats: Tree | None) -> tuple[dict, dict]:
 
 
 def to_normal(params: Tree, batch_stats: Tree | None, normal_params: Tree) -> tuple[dict, dict]:
-  """Variables of an `acnet`, `dbb` or `repvgg` model -> variables of its
-  `normal` (baseline) model.
+  """Variables of a re-parameterized model (`acnet`, `dbb`, `repvgg`) ->
+  variables of its `normal` (baseline) model.
 
   Each ACB, DBB or RepVGG block becomes the block the baseline has at its
   place, computing exactly what it did in eval mode: a ConvBN whose BN only
@@ -99,9 +100,10 @@ def to_normal(params: Tree, batch_stats: Tree | None, normal_params: Tree) -> tu
   new_params, new_stats, count = _map_blocks(params, batch_stats or {}, REPARAMETERIZED_KINDS,
                                              to_normal_block)
   if count == 0:
-    names = ', '.join(kind.name for kind in REPARAMETERIZED_KINDS)
-    raise FusionError(f'to_normal found no {names} block: these are not the variables of '
-                      "an 'acnet', 'dbb' or 'repvgg' model")
+    blocks = ', '.join(kind.name for kind in REPARAMETERIZED_KINDS)
+    kinds = ' or '.join(repr(kind) for kind in TRAINING_BLOCKS)
+    raise FusionError(f'to_normal found no {blocks} block: these are not the variables of '
+                      f'a model of conv kind {kinds}')
   _check_same_shapes(new_params, normal_params)
   return new_params, new_stats
 

@@ -6,6 +6,7 @@ user can fix into one paragraph and an exit code.
 
 from __future__ import annotations
 
+import difflib
 import os
 import signal
 import sys
@@ -14,16 +15,20 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from acnet_jax import cli, presets, stopping, train
+from acnet_jax import cli
 from acnet_jax.errors import InputError
+from acnet_jax.training import loop, stopping
+from acnet_jax.training.config import get_config
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/rc56_acnet.py '
                                 'or configs/rc56.py:acnet_lrs1.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and eval.json.')
-flags.DEFINE_enum('mode', 'train', sorted(train.MODES),
+flags.DEFINE_enum('mode', 'train', sorted(loop.MODES),
                   'train: train (resuming from workdir), then evaluate; eval: evaluate the '
                   'newest checkpoint in workdir.')
+flags.DEFINE_bool('show_config', False, 'Print the whole config before the run (it is always '
+                  'written to WORKDIR/config.json).')
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0, to run as one of several processes (hosts). '
                     'Without it, jax.distributed detects SLURM/Open MPI/cloud TPU clusters.')
@@ -65,21 +70,39 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f'FATAL: no config file {config_file!r}. {list_presets(config_file)}')
   try:
     return FLAGS(argv)
-  except flags.Error as error:
-    # config_flags puts the config file's whole traceback in the message; the
-    # last line is the error itself (e.g. the valid try_args).
-    sys.exit(f'FATAL: {str(error).strip().splitlines()[-1]}')
-  except (AttributeError, KeyError) as error:  # ml_collections' words for a missing key.
+  except (flags.Error, AttributeError, KeyError) as error:
+    # An unknown override is a KeyError, or absl's unknown flag where
+    # config_flags did not see it in sys.argv (a parse from Python).
+    unknown = unknown_override(argv)
+    if unknown:
+      sys.exit(unknown)
+    if isinstance(error, flags.Error):
+      # config_flags puts the config file's whole traceback in the message; the
+      # last line is the error itself (e.g. the valid try_args).
+      sys.exit(f'FATAL: {str(error).strip().splitlines()[-1]}')
     if 'get_config' in str(error):
       sys.exit(f'FATAL: the config file {config_file!r} defines no get_config(); a config file '
                'is a Python file whose get_config() returns an ml_collections.ConfigDict.')
-    keys = sorted(flatten_keys(presets.get_config().to_dict()))
-    sys.exit(f'FATAL: a --config.KEY override names no config key: {error}\n'
-             f'Valid keys: {", ".join(keys)}')
+    raise
   except Exception as error:  # The config file itself fails: a syntax or runtime error.
     message = str(error).strip().splitlines() or [type(error).__name__]
     sys.exit(f'FATAL: the config file {config_file!r} does not load: '
              f'{type(error).__name__}: {message[-1]}')
+
+
+def unknown_override(argv: list[str]) -> str | None:
+  """The paragraph for the first --config.KEY=VALUE whose KEY the config does
+  not have (with the closest key), or None if every key is known."""
+  keys = sorted(flatten_keys(get_config().to_dict()))
+  for arg in argv:
+    if arg.startswith('--config.'):
+      key = arg[len('--config.'):].split('=')[0]
+      if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f' Did you mean --config.{close[0]}?' if close else ''
+        return (f'FATAL: --config.{key} names no config key.{hint} '
+                f'Valid keys: {", ".join(keys)}.')
+  return None
 
 
 def config_file_argument(argv: list[str]) -> str | None:
@@ -118,16 +141,20 @@ def main(argv: list[str]) -> None:
   initialize_distributed()
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
+  if FLAGS.show_config:
+    logging.info('Config:\n%s', FLAGS.config)
   try:
-    train.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+    loop.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except stopping.TrainingInterrupted as stop:
     logging.warning('%s', stop)
     sys.exit(128 + stop.signal_number)
   except InputError as error:
     cli.fail(error)
-  except KeyboardInterrupt:  # Ctrl-C before training started (loading, compiling).
-    logging.warning('Interrupted before training started; nothing was saved.')
-    sys.exit(128 + signal.SIGINT)
+  except KeyboardInterrupt:  # Ctrl-C outside the loop (loading, compiling, final evaluation).
+    logging.warning('Interrupted outside the training loop; nothing more was saved.')
+    logging.flush()
+    # At once: XLA may still be compiling in a thread that would hold the exit.
+    os._exit(128 + signal.SIGINT)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """alexnet with any try_arg of its recipe: --config=configs/alexnet.py:acnet_imagenet (or normal_imagenet)."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config(try_arg: str = 'acnet_imagenet'):

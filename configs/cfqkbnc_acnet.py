@@ -1,6 +1,6 @@
 """cfqkbnc, acnet, CIFAR-10: the authors' later recipe (cosine). CIFAR-100: configs/cfqkbnc.py:acnet_cosine_cifar100."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

@@ -1,7 +1,3 @@
 """The base config, every knob at its default: --config=configs/default.py"""
 
-from acnet_jax import presets
-
-
-def get_config():
-  return presets.get_config()
+from acnet_jax.training.config import get_config  # noqa: F401  (config_flags calls it)

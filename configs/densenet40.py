@@ -1,6 +1,6 @@
 """densenet40 with any try_arg, e.g. --config=configs/densenet40.py:acnet_densenet (or acnet_densenet_cifar100)."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config(try_arg: str = 'acnet_densenet'):

@@ -1,6 +1,6 @@
 """densenet40, normal, CIFAR-10: the standard DenseNet recipe. CIFAR-100: configs/densenet40.py:normal_densenet_cifar100."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

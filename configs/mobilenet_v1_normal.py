@@ -1,6 +1,6 @@
 """mobilenet_v1, normal, ImageNet (tfds imagenet2012): the authors' ImageNet recipe (cosine, 100 epochs, batch 256)."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

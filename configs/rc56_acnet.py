@@ -1,6 +1,6 @@
 """rc56, acnet: the original try_arg acnet_lrs1."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

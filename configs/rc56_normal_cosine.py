@@ -1,6 +1,6 @@
 """rc56, normal: the authors' later recipe (cosine, 400 epochs)."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

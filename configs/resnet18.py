@@ -1,6 +1,6 @@
 """resnet18 with any try_arg of its recipe: --config=configs/resnet18.py:acnet_imagenet (or normal_imagenet)."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config(try_arg: str = 'acnet_imagenet'):

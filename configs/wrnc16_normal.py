@@ -1,6 +1,6 @@
 """wrnc16, normal: the original try_arg normal_lrs2."""
 
-from acnet_jax import presets
+from acnet_jax.training import presets
 
 
 def get_config():

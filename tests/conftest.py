@@ -1,11 +1,32 @@
-import os
-import sys
-import tempfile
-from pathlib import Path
+"""Test tiers (README, Tests): the default run is the fast tier; `-m full` runs
+what needs subprocesses, several processes, the notebook or real data; `-m
+slow` the minutes-long compilations. Shared here: the compilation cache and
+the one tiny finished run that tests only read."""
 
-sys.path.insert(0, str(Path(__file__).parent))
+import os
+import tempfile
+
+import pytest
+
 # Tests compile the same small models many times, in this process and in
 # subprocesses: a persistent compilation cache shared by all of them saves minutes.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'acnet_jax_test_jax_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+
+from acnet_jax.training.loop import train_and_evaluate  # noqa: E402  (after the cache settings)
+from tests.support.runs import tiny_config  # noqa: E402
+
+# The tiny finished run: rc8 ACNet, 4 steps, checkpoints at 2 and 4, exported
+# as jax.export at the end.
+TINY_RUN = dict(conv='acnet', num_epochs=1, checkpoint_every_steps=2,
+                export_formats='stablehlo')
+TINY_RUN_STEPS = 4
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """The workdir of the tiny run, finished; tests must not change it (copy it first)."""
+  workdir = tmp_path_factory.mktemp('tiny_run')
+  train_and_evaluate(tiny_config(**TINY_RUN), str(workdir))
+  return workdir

@@ -1,4 +1,16 @@
-"""Model registry: `create_model(name, conv, num_classes, dtype=...)`."""
+"""The models, one family a module, each building its convs through a ConvSwitch;
+`create_model(name, conv, num_classes, dtype=...)` is the registry (`MODELS`).
+
+    cifar_quick      Cifar-quick with BN (cfqkbnc)
+    vgg_cifar        VGG-16 with BN (vc)
+    resnet_cifar     ResNets for CIFAR (rc8, rc20, rc56, rc110)
+    wrn_cifar        WRN-16-8 (wrnc16)
+    densenet_cifar   DenseNet-40 (densenet40)
+    resnet_imagenet  ResNet-18/34/50 in torchvision's layout
+    mobilenet        MobileNet v1
+    alexnet          the authors' AlexNet with BN
+    common           what they share: dense layers, the classifier head
+"""
 
 from __future__ import annotations
 
@@ -8,8 +20,8 @@ from collections.abc import Callable
 import flax.linen as nn
 from jax.typing import DTypeLike
 
+from acnet_jax.blocks.switch import ConvKind, ConvSwitch
 from acnet_jax.errors import InputError
-from acnet_jax.layers import ConvKind, ConvSwitch
 from acnet_jax.models.alexnet import AlexNet
 from acnet_jax.models.cifar_quick import CifarQuick
 from acnet_jax.models.densenet_cifar import DenseNetCifar
@@ -38,7 +50,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10,
                  dtype: DTypeLike | None = None, **acb_options) -> nn.Module:
-  """`conv` is a kind ('normal', 'acnet', 'deploy') or a ConvSwitch; `dtype`
+  """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch; `dtype`
   ('float32', the default, or 'bfloat16': the computation dtype; parameters
   stay float32, logits are float32) and `acb_options` (gamma_init, use_affine,
   branches, acb_impl, branch_bn) go to the ConvSwitch."""

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import dense, logits
 
 WIDTHS = (64, 192, 384, 384, 256)
 
@@ -47,8 +46,7 @@ class AlexNet(nn.Module):
     x = nn.relu(conv(4, 3)(x, train))
     x = pool(nn.relu(conv(5, 3)(x, train)))
     x = x.reshape(x.shape[0], -1)
-    dense = lambda features, name: nn.Dense(features, kernel_init=torch_default_init,
-                                            dtype=self.conv.dtype, name=name)
     for name in ('fc1', 'fc2'):
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(dense(4096, name)(x)))
-    return dense(self.num_classes, 'fc3')(x).astype(jnp.float32)
+      x = nn.relu(dense(4096, name, self.conv.dtype)(x))
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return logits(x, self.num_classes, self.conv.dtype, name='fc3')

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import dense, logits
 
 
 class CifarQuick(nn.Module):
@@ -27,7 +26,5 @@ class CifarQuick(nn.Module):
     x = nn.relu(self.conv(64, 5, name='conv3')(x, train))
     x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding='VALID')
     x = x.reshape(x.shape[0], -1)
-    dtype = self.conv.dtype
-    x = nn.relu(nn.Dense(64, kernel_init=torch_default_init, dtype=dtype, name='fc1')(x))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=dtype, name='fc2')(x)
-    return x.astype(jnp.float32)
+    x = nn.relu(dense(64, 'fc1', self.conv.dtype)(x))
+    return logits(x, self.num_classes, self.conv.dtype, name='fc2')

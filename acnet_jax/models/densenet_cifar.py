@@ -11,8 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import bn_relu, torch_default_init
+from acnet_jax.blocks.primitives import bn_relu
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import pooled_logits
 
 
 class DenseNetCifar(nn.Module):
@@ -39,7 +40,5 @@ class DenseNetCifar(nn.Module):
         x = self.conv(x.shape[-1], 1, with_bn=False, name=name)(
             bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = jnp.mean(bn_relu(x, train, 'final_bn', self.conv.dtype), axis=(1, 2))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
-                 name='linear')(x)
-    return x.astype(jnp.float32)
+    return pooled_logits(bn_relu(x, train, 'final_bn', self.conv.dtype), self.num_classes,
+                         self.conv.dtype)

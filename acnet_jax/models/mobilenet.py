@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import pooled_logits
 
 # (pointwise width, stride of the depthwise conv) of the 13 blocks.
 MOBILENET_V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -46,7 +45,4 @@ class MobileNetV1(nn.Module):
     x = nn.relu(self.conv(32, 3, strides=2, name='stem')(x, train))
     for i, (width, strides) in enumerate(self.blocks):
       x = DepthwiseSeparable(width, strides, self.conv, name=f'block{i + 1}')(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
-                 name='linear')(x)
-    return x.astype(jnp.float32)
+    return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import pooled_logits
 
 
 class BasicBlock(nn.Module):
@@ -41,7 +40,4 @@ class ResNetCifar(nn.Module):
       for block in range(self.blocks_per_stage):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
-                 name='linear')(x)
-    return x.astype(jnp.float32)
+    return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import pooled_logits
+
 # The same basic block as the CIFAR ResNets: conv3x3-BN-ReLU, conv3x3-BN, + shortcut.
 from acnet_jax.models.resnet_cifar import BasicBlock
 
@@ -60,7 +60,4 @@ class ResNetImageNet(nn.Module):
         strides = 2 if stage > 0 and block == 0 else 1
         x = self.block(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(
             x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
-                 name='linear')(x)
-    return x.astype(jnp.float32)
+    return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import torch_default_init
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import dense, logits
 
 POOL = 'M'
 VGG16_WIDTHS = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL,
@@ -30,7 +29,5 @@ class VGGCifar(nn.Module):
         convs += 1
         x = nn.relu(self.conv(width, 3, name=f'conv{convs}')(x, train))
     x = x.reshape(x.shape[0], -1)
-    dtype = self.conv.dtype
-    x = nn.relu(nn.Dense(512, kernel_init=torch_default_init, dtype=dtype, name='fc1')(x))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=dtype, name='fc2')(x)
-    return x.astype(jnp.float32)
+    x = nn.relu(dense(512, 'fc1', self.conv.dtype)(x))
+    return logits(x, self.num_classes, self.conv.dtype, name='fc2')

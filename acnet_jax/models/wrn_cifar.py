@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from acnet_jax.layers import ConvSwitch
-from acnet_jax.primitives import batch_norm, bn_relu, torch_default_init
+from acnet_jax.blocks.primitives import batch_norm, bn_relu
+from acnet_jax.blocks.switch import ConvSwitch
+from acnet_jax.models.common import pooled_logits
 
 
 class PreActBlock(nn.Module):
@@ -53,7 +53,4 @@ class WideResNetCifar(nn.Module):
         x = PreActBlock(width, strides=2 if stage > 0 and block == 0 else 1, project=block == 0,
                         conv=self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
     x = batch_norm('final_bn', dtype=self.conv.dtype)(x, use_running_average=not train)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, kernel_init=torch_default_init, dtype=self.conv.dtype,
-                 name='linear')(x)
-    return x.astype(jnp.float32)
+    return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -1,0 +1,8 @@
+"""Numbers, not tests: what `python -m acnet_jax.benchmark` and
+`python -m acnet_jax.pipeline_benchmark` measure.
+
+    timing     compile time, median step time, XLA FLOPs, the matmul peak
+    suite      train and eval steps of each conv kind, their parts, 1 vs N devices
+    report     ratios between kinds, the printed table
+    pipeline   the streaming input path: decoding throughput, a streamed train step
+"""

@@ -1,0 +1,9 @@
+"""Conv blocks and their fusion rules.
+
+    primitives   BN, conv and symmetric padding as the authors use them
+    algebra      kernel algebra: fold BN, centre kernels, 1x1-then-KxK, pooling and identity kernels
+    kinds        BlockKind: how fusion recognises a block and turns it into one conv
+    conv_bn      ConvBN (the baseline) and ConvBias (the deploy form)
+    acb          the ACB (ACNet)       dbb   the Diverse Branch Block     repvgg   the RepVGG block
+    switch       ConvSwitch: every conv site of a model as one kind; the table of kinds
+"""

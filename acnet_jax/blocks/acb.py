@@ -1,0 +1,148 @@
+"""Asymmetric Convolution Block (Ding et al., ICCV 2019, Fig. 2): the `acnet` conv kind.
+
+Three branches on one input, summed:
+
+    square   KxK conv -> BN     `square`, `square_bn`
+    ver      Kx1 conv -> BN     `ver`, `ver_bn`
+    hor      1xK conv -> BN     `hor`, `hor_bn`
+
+With symmetric padding every branch's window is centred on the same input
+pixel, so in eval mode the block is one KxK conv: each BN folded into its
+conv, the 1D kernels added onto the centre column and row of the square one.
+
+`branch_bn=False` is the paper's ablation "without BN in branches": the
+branches' convs are summed and followed by one BN (`bn`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from acnet_jax.blocks.algebra import Conv, add_branches, add_centred
+from acnet_jax.blocks.kinds import BlockKind, BlockVariables
+from acnet_jax.blocks.primitives import (
+  ConvSiteModule,
+  batch_norm,
+  conv2d,
+  pad_to_centre,
+  symmetric_padding,
+  torch_default_init,
+)
+from acnet_jax.errors import InputError
+
+ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
+ACB_SHARED_BN = 'bn'  # The one BN of an ACB without branch BNs.
+# How an ACB computes its branches in training; both give the same values
+# from the same parameter tree (see `ACB`).
+AcbImpl = Literal['branches', 'stacked']
+ACB_IMPLS: tuple[str, ...] = get_args(AcbImpl)
+
+
+class ACB(ConvSiteModule):
+  """Sum of KxK, Kx1 and 1xK conv+BN branches.
+
+  `impl` picks the computation, not the math: 'branches' runs one conv per
+  branch; 'stacked' zero-pads the 1D kernels to KxK and runs one conv with
+  the branches' kernels side by side (one output channel block per branch):
+  fewer, larger ops for more FLOPs. The parameters are the same either way.
+
+  `gamma_init` is the initial scale of each branch BN; without branch BNs the
+  one BN starts at 1.
+  """
+
+  gamma_init: float = 1.0
+  use_affine: bool = True
+  branches: tuple[str, ...] = ACB_BRANCHES
+  impl: AcbImpl = 'branches'
+  branch_bn: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    validate_branches(self.branches)
+    validate_acb_impl(self.impl)
+    k = self.kernel_size
+    if k % 2 != 1:
+      raise InputError(f'ACB needs an odd kernel size, got {k}')
+    branch_shapes = {'square': (k, k), 'ver': (k, 1), 'hor': (1, k)}
+    if self.impl == 'branches':
+      ys = [conv2d(self.features, branch_shapes[branch], self.strides,
+                   self.feature_group_count, use_bias=False, name=branch, dtype=self.dtype)(x)
+            for branch in self.branches]
+    else:
+      kernels = [KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
+                          name=branch)(x) for branch in self.branches]
+      ys = stacked_conv(x.astype(self.dtype),
+                        [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
+                        self.strides, self.feature_group_count)
+    if not self.branch_bn:
+      summed = sum(ys[1:], ys[0])
+      return batch_norm(ACB_SHARED_BN, use_affine=self.use_affine, dtype=self.dtype)(
+          summed, use_running_average=not train)
+    outputs = [
+        batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine,
+                   dtype=self.dtype)(y, use_running_average=not train)
+        for branch, y in zip(self.branches, ys)]
+    return sum(outputs[1:], outputs[0])
+
+
+def acb_to_conv(block: BlockVariables) -> Conv:
+  """The branches' kernels centred on the square one; with branch BNs each
+  folded with its BN, else their sum folded with the one BN."""
+  branches = [b for b in ACB_BRANCHES if b in block.params]
+  if block.has(ACB_SHARED_BN):
+    return block.fold(add_centred([block.kernel(b) for b in branches]), ACB_SHARED_BN)
+  return add_branches([block.conv_bn(b, f'{b}_bn') for b in branches])
+
+
+ACB_KIND = BlockKind('ACB', skeleton='square', to_conv=acb_to_conv, names=frozenset(
+    {*ACB_BRANCHES, *(f'{b}_bn' for b in ACB_BRANCHES), ACB_SHARED_BN}))
+
+
+class KernelOf(nn.Module):
+  """The kernel that `conv2d` would create for `x`, under the same name, shape
+  and init, without applying it."""
+
+  features: int
+  kernel_shape: tuple[int, int]
+  feature_group_count: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (*self.kernel_shape, x.shape[-1] // self.feature_group_count, self.features)
+    return self.param('kernel', torch_default_init, shape)
+
+
+def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
+                 feature_group_count: int) -> list[jax.Array]:
+  """conv(x, w) for every HWIO kernel w of one shape, as a single conv.
+
+  Output channels are grouped: a grouped conv reads the kernels' outputs
+  group by group, so the kernels are interleaved per group, not concatenated.
+  """
+  groups, n = feature_group_count, len(kernels)
+  kh, kw, per_group_in, features = kernels[0].shape
+  per_group = [w.reshape(kh, kw, per_group_in, groups, features // groups) for w in kernels]
+  stacked = jnp.concatenate(per_group, axis=-1).reshape(kh, kw, per_group_in, n * features)
+  y = jax.lax.conv_general_dilated(
+      x, stacked, (strides, strides), symmetric_padding((kh, kw)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+  y = y.reshape(*y.shape[:-1], groups, n, features // groups)
+  return [y[..., i, :].reshape(*y.shape[:-3], features) for i in range(n)]
+
+
+def validate_branches(branches: Sequence[str]) -> None:
+  unknown = set(branches) - set(ACB_BRANCHES)
+  if unknown or 'square' not in branches or len(set(branches)) != len(branches):
+    raise InputError(
+        f'ACB branches must be distinct names from {ACB_BRANCHES} and include '
+        f"'square' (the KxK skeleton the others are fused onto); got {tuple(branches)}")
+
+
+def validate_acb_impl(impl: str) -> None:
+  if impl not in ACB_IMPLS:
+    raise InputError(f'unknown ACB impl {impl!r}; valid: {", ".join(ACB_IMPLS)}')

@@ -1,0 +1,13 @@
+"""Training and evaluating a run.
+
+    config         every knob at its default, and the check of a config
+    presets        the original code's try_args as configs
+    optim          SGD as torch runs it: schedules, weight decay, bias learning rate
+    steps          the pure train and eval steps
+    trainer        what one run compiles on one mesh: model, feed, steps
+    loop           the jobs: train_and_evaluate (the loop), evaluate
+    workdir        what a run leaves in its workdir, and reading it back
+    checkpointing  Orbax checkpoints with a fingerprint of the values
+    stopping       SIGTERM/SIGINT as a stop every process agrees on
+    metrics        metrics.jsonl, TensorBoard events, eval.json
+"""

@@ -1,0 +1,63 @@
+"""The benchmark's arithmetic, from known timings: ratios, FLOP/s and the
+fraction of the peak, and the table's rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from acnet_jax.benchmarking.report import format_report, ratios
+from acnet_jax.benchmarking.timing import Timing, step_times
+
+NORMAL = Timing(compile_s=1.0, step_s=0.2, flops=4e9, batch_size=64)
+ACNET = Timing(compile_s=2.0, step_s=0.5, flops=7e9, batch_size=64)
+STACKED = Timing(compile_s=2.0, step_s=0.4, flops=12e9, batch_size=64)
+DEPLOY = Timing(compile_s=0.5, step_s=0.1, flops=2e9, batch_size=500)
+NORMAL_EVAL = Timing(compile_s=0.5, step_s=0.125, flops=2.5e9, batch_size=500)
+
+
+def test_ratios_of_known_timings():
+  train = {('normal', '-'): NORMAL, ('acnet', 'branches'): ACNET, ('acnet', 'stacked'): STACKED}
+  evals = {('normal', '-'): NORMAL_EVAL, ('deploy', '-'): DEPLOY}
+  assert ratios(train, evals) == pytest.approx({
+      'train_time_acnet_branches/normal': 2.5, 'train_time_acnet_stacked/normal': 2.0,
+      # The FLOPs of the first computation of a kind: branches, not stacked.
+      'train_flops_acnet/normal': 1.75, 'eval_throughput_deploy/normal': 1.25})
+
+
+def test_a_row_is_flop_per_s_and_its_share_of_the_peak():
+  row = ACNET.row(28e9, conv='acnet', acb_impl='branches')
+  assert row['images_per_s'] == pytest.approx(128.0)
+  assert row['flops_per_s'] == pytest.approx(14e9)
+  assert row['fraction_of_peak'] == pytest.approx(0.5)
+
+
+def test_the_table_prints_every_row_and_ratio():
+  report = {
+      'environment': {'model': 'rc56', 'image_size': 32, 'num_devices': 1, 'device_kind': 'cpu',
+                      'backend': 'cpu', 'batch_size': 64, 'eval_batch_size': 500, 'steps': 5,
+                      'xla_flags': ''},
+      'peak_flops_per_s': 28e9,
+      'train': [{**ACNET.row(28e9, conv='acnet', acb_impl='branches', dtype='float32',
+                             feed='pipeline'), 'pipeline_overhead': 0.03}],
+      'eval': [DEPLOY.row(28e9, conv='deploy', acb_impl='-', dtype='float32')],
+      'breakdown': [{'conv': 'acnet', 'acb_impl': 'branches', 'forward_s': 0.1,
+                     'forward_flops': 2e9, 'input_gradients_s': 0.25,
+                     'input_gradients_flops': 4e9, 'all_gradients_s': 0.5,
+                     'all_gradients_flops': 7e9}],
+      'devices': [], 'ratios': {'train_time_acnet_branches/normal': 2.5}}
+  table = format_report(report).splitlines()
+  assert 'peak (float32 matmul): 28.0 GFLOP/s' in table
+  assert table[4].split() == ['train', 'acnet', 'branches', 'float32', 'pipeline', '128.0',
+                              '500.0', '2.0', '14.0', '50.0%', '3.0%']
+  assert table[5].split() == ['eval', 'deploy', '-', 'float32', '5000.0', '100.0', '0.5',
+                              '20.0', '71.4%']
+  # forward 2 GFLOP in 100 ms; + 2 GFLOP in 150 ms; + 3 GFLOP in 250 ms.
+  assert 'forward 100 ms (20 GFLOP/s), + input grads 150 ms (13 GFLOP/s), ' \
+         '+ weight grads 250 ms (12 GFLOP/s)' in table[7]
+  assert table[-1].split() == ['train_time_acnet_branches/normal', '2.500']
+
+
+def test_step_times_wait_for_each_step_and_skip_the_warmup():
+  calls = []
+  times = step_times(lambda i: calls.append(i), steps=3, warmup=2)
+  assert calls == [0, 1, 2, 3, 4] and len(times) == 3 and all(t >= 0 for t in times)
