@@ -15,6 +15,7 @@ from tests.support.runs import ROOT
 
 
 def execute(notebook, folder) -> None:
+  """In a kernel that imports this checkout's acnet_jax (the caller sets PYTHONPATH)."""
   nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
                           resources={'metadata': {'path': str(folder)}}).execute()
 
@@ -22,6 +23,7 @@ def execute(notebook, folder) -> None:
 @pytest.mark.full
 def test_the_fusion_notebook_trains_its_own_run_when_given_none(tmp_path, monkeypatch):
   monkeypatch.setenv('TMPDIR', str(tmp_path))  # Where it trains and exports.
+  monkeypatch.setenv('PYTHONPATH', str(ROOT))
   execute(nbformat.read(ROOT / 'notebooks' / 'fusion.ipynb', as_version=4), tmp_path)
 
 
@@ -34,6 +36,7 @@ def test_the_fusion_notebook_finds_a_run_relative_to_the_repository(tiny_run, tm
   before = files()
   try:
     monkeypatch.setenv('TMPDIR', str(tmp_path))
+    monkeypatch.setenv('PYTHONPATH', str(ROOT))
     notebook = nbformat.read(ROOT / 'notebooks' / 'fusion.ipynb', as_version=4)
     (cell,) = [c for c in notebook.cells if c.source.startswith('WORKDIR = ')]
     cell.source = f'WORKDIR = {relative!r}'
