@@ -61,6 +61,14 @@ TRY_ARGS = tuple(f'{conv}_{recipe}' for recipe in RECIPES for conv in CONVS)
 CIFAR100_SUFFIX = '_cifar100'
 
 
+def recipes_of(model: str) -> tuple[str, ...]:
+  """The recipes a model's presets take: the ImageNet one for the ImageNet
+  models, the CIFAR ones for the others (the later recipe where it has settings)."""
+  if model in IMAGENET_MODELS:
+    return ('imagenet',)
+  return tuple(r for r in RECIPES if r != 'imagenet' and (r != 'cosine' or model in LATER_RECIPE))
+
+
 def preset(model: str, try_arg: str) -> ml_collections.ConfigDict:
   """The config of `model` with one of the original code's `try_arg`s:
   '<conv>_<recipe>', and '_cifar100' at the end for CIFAR-100."""
