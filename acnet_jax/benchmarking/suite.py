@@ -27,8 +27,8 @@ from acnet_jax.benchmarking.timing import (
   xla_flops,
 )
 from acnet_jax.blocks.acb import ACB_IMPLS
-from acnet_jax.training.config import get_config, validate_config
 from acnet_jax.training import steps as train_steps
+from acnet_jax.training.config import get_config, validate_config
 from acnet_jax.training.trainer import DATA_AXIS, Trainer
 
 

@@ -66,7 +66,7 @@ class StopAgreement:
     self.agree_seconds = agree_seconds
     self.next_step = 0  # The first step boundary agrees.
     self.last_step: int | None = None
-    self.last_time = time.perf_counter()
+    self.last_time = 0.0
 
   def check(self, step: int) -> tuple[int, int] | None:
     mine = self.received[0] if self.received else 0
@@ -74,13 +74,17 @@ class StopAgreement:
       return (mine, 0) if mine else None
     if step < self.next_step:
       return None
+    # The loop waits for step - 1 before it agrees at step: the time between two
+    # agreements is that of the steps finished between them.
     now = time.perf_counter()
-    steps = step - (self.last_step if self.last_step is not None else step - 1)
-    seconds_per_step = (now - self.last_time) / max(steps, 1)
+    seconds_per_step = 0.0 if self.last_step is None else \
+        (now - self.last_time) / max(step - self.last_step, 1)
     gathered = np.asarray(multihost_utils.process_allgather(
         np.array([mine, seconds_per_step], np.float64))).reshape(-1, 2)
     signals, slowest = gathered[:, 0].astype(int), float(gathered[:, 1].max())
+    # The first agreement has no step time yet: the next step agrees again.
+    interval = 1 if self.last_step is None else int(self.agree_seconds / max(slowest, 1e-9))
     self.last_step, self.last_time = step, now
-    self.next_step = step + max(1, int(self.agree_seconds / max(slowest, 1e-9)))
+    self.next_step = step + max(1, interval)
     asked = np.flatnonzero(signals)
     return (int(signals[asked[0]]), int(asked[0])) if asked.size else None

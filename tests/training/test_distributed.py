@@ -127,7 +127,7 @@ def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
 
   multi = tmp_path / 'multi'
   outputs = outputs_of(start_two_processes(cli(multi, RUN_FLAGS)))
-  assert '2 devices (cpu) in 2 processes' in outputs[0]
+  assert '2 cpu devices in 2 processes' in outputs[0]
 
   one, two = train_losses(single), train_losses(multi)
   assert len(one) == len(two) == 4
@@ -139,13 +139,14 @@ def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
   assert a['fused_matches'] and b['fused_matches']
 
 
-def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
-  """A preempted host gets SIGTERM, the others do not: all must agree to stop,
-  save the same step together and exit as the signalled one does."""
+def test_a_signal_to_one_process_stops_both_at_the_same_step_within_30_s(tmp_path):
+  """A preempted host gets SIGTERM, the others do not: all must agree to stop
+  (about every stopping.AGREE_SECONDS), save the same step together and exit
+  as the signalled one does."""
   workdir = tmp_path / 'run'
   flags = [flag for flag in RUN_FLAGS if not flag.startswith('--config.num_epochs')]
-  processes = start_two_processes(cli(workdir, [*flags, '--config.num_epochs=100',
-                                                '--config.checkpoint_every_steps=1000']))
+  processes = start_two_processes(cli(workdir, [*flags, '--config.num_epochs=100000',
+                                                '--config.checkpoint_every_steps=100000']))
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
   while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
@@ -155,9 +156,11 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
       raise AssertionError([p.communicate()[0][-3000:] for p in processes])
     time.sleep(0.05)
   processes[1].send_signal(signal.SIGTERM)
+  signalled = time.time()
   outputs = outputs_of(processes, 128 + signal.SIGTERM)
+  assert time.time() - signalled < 30
   steps = [int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);', output).group(1))
            for output in outputs]
   assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]
-  assert steps[0] == steps[1] < 400
+  assert steps[0] == steps[1]
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]
