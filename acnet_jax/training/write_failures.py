@@ -26,7 +26,8 @@ WRITE_ONLY_CODES = (*NO_SPACE, errno.EROFS)
 
 
 class WriteFailed(InputError):
-  """Writing into the workdir failed; what was written before is intact."""
+  """Writing into a folder (a run's workdir, an export's, an analysis's) failed;
+  what was written before is intact."""
 
 
 def os_error(error: BaseException) -> tuple[int, str] | None:

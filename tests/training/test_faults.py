@@ -184,3 +184,18 @@ def test_a_data_fault_mid_run_saves_the_last_step_and_the_rerun_ends_bitwise(tmp
   assert a_step == b_step == 3 * steps_per_epoch
   for key, value in b.items():
     assert (a[key] == value).all(), key  # Bitwise.
+
+
+def test_an_export_and_an_analysis_that_cannot_write_are_one_paragraph(tiny_run, tmp_path):
+  """A read-only folder (a file where a folder must go): the commands' writes
+  fail as the run's do."""
+  from acnet_jax import export
+  from acnet_jax.analysis import report
+
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run', ignore=shutil.ignore_patterns('export'))
+  (workdir / 'export.partial').write_text('a file in the way')
+  with pytest.raises(write_failures.WriteFailed, match=rf'cannot write to {workdir} \('):
+    export.export_run(str(workdir), formats='stablehlo')
+  (tmp_path / 'out').write_text('a file in the way')
+  with pytest.raises(write_failures.WriteFailed, match=rf'cannot write to {tmp_path}/out \('):
+    report.analyze([str(workdir)], str(tmp_path / 'out'))
