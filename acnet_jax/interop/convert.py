@@ -290,7 +290,7 @@ def build_variables(plan: Plan, state: StateDict) -> dict[str, Any]:
     node = variables
     for key in leaf[:-1]:
       node = node.setdefault(key, {})
-    node[leaf[-1]] = np.ascontiguousarray(values[leaf], np.float32)
+    node[leaf[-1]] = np.array(values[leaf], np.float32, order='C')  # A copy: theirs may change.
   return variables
 
 

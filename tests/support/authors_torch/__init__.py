@@ -9,7 +9,7 @@ for tests only (torch is the `torch` extra):
     saving        their weights as they save them (.pth of their engines, .hdf5, the
                   deploy conversions), and random but valid weights
     checkpoints   a model of a repository and kind with random weights, saved as they save it
-    training      their optimizer and schedule (ndp_train.py, utils/lr_scheduler.py)
+    training      their optimizer and schedule (ndp_train.py) in lockstep with ours
 
 Module and key names, paddings, crops, stems and heads are theirs; where their
 code as published does not run, the change is the smallest that makes it run
