@@ -8,8 +8,8 @@ Needs the torch extra; from the repository root:
     python -m benchmarks.lockstep --data_dir=CIFAR10_FOLDER [--steps=50 --convs=normal,acnet]
 
 Prints, per conv kind, a markdown table of each step: both losses and their
-difference, the difference of the gradients both compute at their parameters,
-and how far apart the two runs' parameters and batch statistics are
+difference, the difference of the gradients both compute at their parameters
+(and, for scale, their float32 gradients' distance from float64), and how far apart the two runs' parameters and batch statistics are
 (tests/support/authors_torch/training.py says how each is measured).
 """
 
@@ -34,11 +34,12 @@ def main() -> None:
     print(f'\n{conv} (batch {config.batch_size}, lr {config.learning_rate}, '
           f'{config.num_epochs}-epoch cosine, wd {config.weight_decay})\n')
     print('| step | loss ours | loss theirs | loss difference | gradient difference '
-          '| parameters apart | batch statistics apart |')
-    print('|---|---|---|---|---|---|---|')
+          '| their float32 vs float64 gradient | parameters apart | batch statistics apart |')
+    print('|---|---|---|---|---|---|---|---|')
     for r in lockstep(config, args.steps, args.seed):
       print(f'| {r.step} | {r.loss_ours:.7f} | {r.loss_theirs:.7f} | {r.loss_difference:.1e} | '
-            f'{r.gradient_difference:.1e} | {r.params_drift:.1e} | {r.stats_drift:.1e} |',
+            f'{r.gradient_difference:.1e} | {r.gradient_rounding:.1e} | {r.params_drift:.1e} | '
+            f'{r.stats_drift:.1e} |',
             flush=True)
 
 

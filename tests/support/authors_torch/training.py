@@ -13,6 +13,7 @@ batch our feed augments.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 
@@ -54,6 +55,10 @@ class StepRecord:
   loss_ours: float
   loss_theirs: float
   gradient_difference: float
+  # Their float32 gradients' distance from the same computation in float64:
+  # what rounding alone does to them on this batch, the scale to judge the
+  # gradient difference by.
+  gradient_rounding: float
   params_drift: float
   stats_drift: float
 
@@ -95,12 +100,15 @@ def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0) -
     x, y = (np.asarray(a) for a in prepare(trainer.train_inputs(step), step))
     state, metrics = update(state, x, y)
     at = convert_state_dict(saving.numpy_state_dict(net), config.model)
-    loss = criterion(net(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()),
-                     torch.from_numpy(y).long())
+    images, labels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
+    exact = copy.deepcopy(net).double()
+    criterion(exact(images.double()), labels).backward()
+    loss = criterion(net(images), labels)
     loss.backward()
     # Their gradients, named as their parameters, go through the same converter.
-    their_gradients = convert_state_dict({**saving.numpy_state_dict(net), **{
-        key: value.grad.numpy() for key, value in net.named_parameters()}}, config.model).params
+    their_gradients, exact_gradients = (convert_state_dict({**saving.numpy_state_dict(net), **{
+        key: value.grad.numpy() for key, value in model.named_parameters()}}, config.model).params
+        for model in (net, exact))
     our_gradients = gradients(state.replace(params=at.params, batch_stats=at.batch_stats), x, y)
     optimizer.step()
     optimizer.zero_grad()
@@ -108,6 +116,7 @@ def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0) -
     theirs = convert_state_dict(saving.numpy_state_dict(net), config.model)
     records.append(StepRecord(step + 1, float(metrics['loss']), loss.item(),
                               relative_drift(our_gradients, their_gradients),
+                              relative_drift(their_gradients, exact_gradients),
                               relative_drift(state.params, theirs.params, start.params),
                               relative_drift(state.batch_stats, theirs.batch_stats)))
   return records
