@@ -15,6 +15,7 @@ from acnet_jax import cli
 from acnet_jax.errors import InputError
 from acnet_jax.interop import convert
 from acnet_jax.interop.layouts import MODEL_LAYOUTS
+from acnet_jax.training.presets import CIFAR100_SUFFIX
 
 
 def define_flags() -> None:
@@ -39,10 +40,11 @@ def main(argv: list[str]) -> None:
   except InputError as error:
     cli.fail(error)
   layout = converted.layout
+  preset = f"{config.try_arg}{CIFAR100_SUFFIX if config.dataset == 'cifar100' else ''}"
   print(f"Converted the authors' {layout.their_model} ({layout.repository}, "
         f'{converted.their_kind}) into {args.workdir}: {converted.model}, conv '
         f'{converted.conv}, {converted.num_classes} classes. Evaluate it with: python -m '
-        f'acnet_jax.main --config=configs/{converted.model}.py:{config.try_arg} '
+        f'acnet_jax.main --config=configs/{converted.model}.py:{preset} '
         f'--workdir={args.workdir} --mode=eval')
 
 
