@@ -26,12 +26,13 @@ def test_the_first_steps_agree_with_the_authors_within_rounding(conv):
   # One mean of 128 cross-entropies, at parameters equal or a rounding apart.
   for record in records:
     assert record.loss_difference <= BLOCK_RTOL * record.loss_theirs, record
-  # Each step's gradients at the same parameters, and the first update: two
-  # float32 computations differ by about what rounding does to either (their
-  # distance from float64: ~1e-5, more where a BN bias's gradient is a sum
-  # that nearly cancels), twice that at most, plus numerics.py's model bound.
-  # A wrong rate, decay mask or bias factor moves the update by >= 1e-3.
-  for record in records:
-    assert record.gradient_difference <= 2 * record.gradient_rounding + MODEL_RTOL, record
+  # The first step's gradients, at the same parameters, and the first update:
+  # two float32 computations differ by about what rounding does to either
+  # (their distance from float64: ~1e-5, more where a BN bias's gradient is a
+  # sum that nearly cancels), twice that at most, plus numerics.py's model
+  # bound. A wrong rate, decay mask or bias factor moves the update by >= 1e-3.
+  # (Later steps can also meet a ReLU input within rounding of zero, which
+  # switches one example's path on one side only: docs/authors.md.)
   first = records[0]
+  assert first.gradient_difference <= 2 * first.gradient_rounding + MODEL_RTOL, first
   assert first.params_drift <= 2 * first.gradient_rounding + MODEL_RTOL, first
