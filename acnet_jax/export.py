@@ -1,4 +1,4 @@
-"""python -m acnet_jax.export --workdir=DIR [--step=N] [--format=stablehlo,savedmodel]
+"""python -m acnet_jax.export --workdir=DIR [--step=N] [--format=stablehlo,savedmodel,torchvision]
 
 Fuses a trained run's newest intact checkpoint (or that of --step) and writes
 its deploy model into DIR/export/ as files that run without this package
@@ -34,13 +34,13 @@ def evaluated_top1(workdir: str, step: int) -> float | None:
 
 
 def export_run(workdir: str, step: int | None = None,
-               formats: str | tuple[str, ...] = artifacts.FORMATS,
+               formats: str | tuple[str, ...] = artifacts.DEFAULT_FORMATS,
                image_size: int = 0) -> dict[str, Any]:
   """Writes DIR/export/ from the run in `workdir`; returns its model.json's content."""
-  formats = artifacts.parse_formats(formats)
+  run = runs.read_run(workdir)
+  formats = artifacts.parse_formats(formats, run.config.model)
   if not formats:
     raise InputError(f'no export format given; valid: {", ".join(artifacts.FORMATS)}')
-  run = runs.read_run(workdir)
   image_shape = (image_size, image_size, 3) if image_size else run.input_shape
   if image_shape is None:
     raise InputError(f'{workdir}/config.json does not record the input shape the run trained '
@@ -59,8 +59,9 @@ def define_flags() -> None:
   """Only when run as a command: importing the module defines no global flags."""
   flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
   flags.DEFINE_integer('step', None, 'The checkpoint to export; default: the newest intact one.')
-  flags.DEFINE_string('format', ','.join(artifacts.FORMATS),
-                      f'Comma-separated, of: {", ".join(artifacts.FORMATS)}.')
+  flags.DEFINE_string('format', ','.join(artifacts.DEFAULT_FORMATS),
+                      f'Comma-separated, of: {", ".join(artifacts.FORMATS)} (torchvision: '
+                      'resnet18/34/50 only).')
   flags.DEFINE_integer('image_size', 0, 'Input height and width; default: those the run '
                        'trained at (its config.json records them).')
   flags.mark_flags_as_required(['workdir'])

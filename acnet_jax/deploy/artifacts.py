@@ -6,6 +6,8 @@
 - `saved_model/`: a TensorFlow SavedModel of the same function (jax2tf),
   signature `serving_default(images) -> {'logits'}`.
 - `model.json`: what the function expects and where it came from.
+- `torchvision.safetensors` (ResNets only, not by default): the fused
+  ResNet as torchvision's (`torchvision_format`).
 
 The function is the `deploy` model in eval mode, in float32 whatever dtype the
 run trained in, with the fused variables baked in as constants. It takes
@@ -27,14 +29,21 @@ import ml_collections
 import numpy as np
 
 from acnet_jax import models
+from acnet_jax.deploy.torchvision_format import (
+  TORCHVISION_FILE,
+  TORCHVISION_MODELS,
+  save_torchvision,
+)
 from acnet_jax.errors import InputError
 
-FORMATS = ('stablehlo', 'savedmodel')
+FORMATS = ('stablehlo', 'savedmodel', 'torchvision')
+DEFAULT_FORMATS = ('stablehlo', 'savedmodel')  # Those of every model.
 EXPORT_DIR = 'export'  # In a run's workdir.
 STABLEHLO_FILE = 'model.jax_exported'
 SAVEDMODEL_DIR = 'saved_model'
 CARD_FILE = 'model.json'
-FILES = {'stablehlo': STABLEHLO_FILE, 'savedmodel': SAVEDMODEL_DIR}
+FILES = {'stablehlo': STABLEHLO_FILE, 'savedmodel': SAVEDMODEL_DIR,
+         'torchvision': TORCHVISION_FILE}
 # The exported code runs on each of these: jax.export lowers for all of them
 # on any machine (a conv net lowers to the same StableHLO everywhere, so the
 # file is hardly larger than for one).
@@ -45,8 +54,9 @@ INPUT_NOTE = ('NHWC float32 images, normalised: (pixel / 255 - pixel_mean) / pix
 Logits = Callable[[jax.Array], jax.Array]
 
 
-def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
-  """'stablehlo,savedmodel' (or a sequence of names) -> the names, checked."""
+def parse_formats(formats: str | Sequence[str], model: str | None = None) -> tuple[str, ...]:
+  """'stablehlo,savedmodel' (or a sequence of names) -> the names, checked
+  (against `model` too, where given: torchvision is for the ResNets)."""
   names = tuple(f.strip() for f in formats.split(',')) if isinstance(formats, str) \
       else tuple(formats)
   names = tuple(name for name in names if name)
@@ -54,6 +64,9 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     if name not in FORMATS:
       raise InputError(f'unknown export format {name!r}; valid: {", ".join(FORMATS)} '
                        '(comma-separated)')
+  if 'torchvision' in names and model is not None and model not in TORCHVISION_MODELS:
+    raise InputError(f'the torchvision format is for {", ".join(TORCHVISION_MODELS)}, not '
+                     f'{model}; export it as {", ".join(DEFAULT_FORMATS)}')
   return names
 
 
@@ -129,6 +142,8 @@ def write_export(directory: str, config: ml_collections.ConfigDict, params: Any,
       f.write(export_stablehlo(logits, image_shape))
   if 'savedmodel' in formats:
     save_savedmodel(logits, image_shape, os.path.join(staging, SAVEDMODEL_DIR))
+  if 'torchvision' in formats:
+    save_torchvision(os.path.join(staging, TORCHVISION_FILE), config.model, params)
   card = model_card(config, image_shape, step, test_top1, formats, class_names)
   with open(os.path.join(staging, CARD_FILE), 'w') as f:
     json.dump(card, f, indent=2)

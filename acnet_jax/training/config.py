@@ -140,7 +140,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if value not in valid:
       raise InputError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
   feeds.validate_dataset(config)
-  artifacts.parse_formats(config.export_formats)
+  artifacts.parse_formats(config.export_formats, config.model)
   for key in POSITIVE_KEYS:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')

@@ -95,6 +95,8 @@ def copied(run: Path, tmp_path: Path) -> Path:
     (copied, {'formats': 'stablehlo,onnx'},
      "unknown export format 'onnx'; valid: stablehlo, savedmodel"),
     (copied, {'formats': ''}, 'no export format given'),
+    (copied, {'formats': 'torchvision'}, 'the torchvision format is for resnet18, resnet34, '
+     'resnet50, not rc8'),
 ])
 def test_bad_input_is_refused_before_anything_is_written(workdir_of, options, message, tiny_run,
                                                          tmp_path):

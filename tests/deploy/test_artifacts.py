@@ -77,7 +77,7 @@ def both_formats(tiny_run, tmp_path_factory) -> Path:
   record = runs.read_run(str(tiny_run))
   artifacts.write_export(str(directory), record.config, variables['params'],
                          variables['batch_stats'], record.input_shape, TINY_RUN_STEPS, None,
-                         artifacts.FORMATS, record.class_names)
+                         artifacts.DEFAULT_FORMATS, record.class_names)
   return directory
 
 
