@@ -1,0 +1,158 @@
+"""acnet_jax beside PyTorch eager on the same models, one after the other.
+
+For each model and conv kind: the train step (a batch already in memory,
+SGD with momentum 0.9 and weight decay, as training runs it), the eval
+forward pass of the trained form, and that of the deploy form (ACNet's fused
+convs); the PyTorch side is the authors' module structure (ACB = three
+conv+BN branches summed), from tests/support/authors_torch. Each side runs in
+a process of its own, JAX then PyTorch, adjacent, with the same number of
+threads; the ratio is PyTorch's time over ours (above 1: we are faster).
+
+Needs acnet_jax and torch in one environment (the `torch` extra):
+
+    pip install -e '.[torch]'
+    python -m benchmarks.pytorch_peer [--models=cfqkbnc,rc56 --convs=normal,acnet --steps=10]
+
+Time only on idle cores: PyTorch's threads slow 4-8x when anything else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+# The project's benchmark batch sizes for these models (Cifar-quick's recipe
+# trains at 128, ResNet-56's at 64).
+BATCH_SIZES = {'cfqkbnc': 128, 'rc56': 64}
+EVAL_BATCH = 500
+IMAGE_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+
+
+def timed(run, steps: int, warmup: int) -> float:
+  """Median seconds of `steps` calls after `warmup` (run waits for its result)."""
+  for _ in range(warmup):
+    run()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:
+  import torch
+
+  from tests.support.authors_torch import acnet_models
+
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  batch = BATCH_SIZES[model]
+  net = acnet_models.build(model, conv, NUM_CLASSES)
+  optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+  x = torch.randn(batch, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2])
+  y = torch.randint(0, NUM_CLASSES, (batch,))
+  loss_fn = torch.nn.CrossEntropyLoss()
+  net.train()
+
+  def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(net(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+  result = {'train_step_s': timed(train_step, steps, warmup)}
+  images = torch.randn(EVAL_BATCH, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2])
+  forms = {'eval_s': net}
+  if conv == 'acnet':
+    forms['deploy_eval_s'] = acnet_models.build(model, 'acnet_deploy', NUM_CLASSES)
+  for key, form in forms.items():
+    form.eval()
+    with torch.no_grad():
+      result[key] = timed(lambda: form(images).sum().item(), steps, warmup)
+  return result
+
+
+def jax_side(model: str, conv: str, steps: int, warmup: int) -> dict[str, float]:
+  """acnet_jax's benchmark: the update on a batch already on device, the eval
+  of the trained form and of the fused deploy model."""
+  with tempfile.TemporaryDirectory() as folder:
+    output = os.path.join(folder, 'bench.json')
+    subprocess.run([sys.executable, '-m', 'acnet_jax.benchmark', f'--model={model}',
+                    f'--convs={conv}', '--acb_impls=branches', f'--batch_size={BATCH_SIZES[model]}',
+                    f'--eval_batch_size={EVAL_BATCH}', f'--steps={steps}', f'--warmup={warmup}',
+                    '--matmul_size=256', f'--output={output}'],
+                   check=True, capture_output=True, text=True)
+    with open(output) as f:
+      report = json.load(f)
+  train = next(r for r in report['train'] if r['feed'] == 'on_device')
+  evals = {r['conv']: r for r in report['eval']}
+  result = {'train_step_s': train['step_s'], 'eval_s': evals[conv]['step_s']}
+  if 'deploy' in evals:
+    result['deploy_eval_s'] = evals['deploy']['step_s']
+  return result
+
+
+def measure(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, Any]:
+  """Both sides, adjacent: JAX in a process, then PyTorch in another."""
+  ours = jax_side(model, conv, steps, warmup)
+  completed = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.pytorch_peer', '--side=torch', f'--models={model}',
+       f'--convs={conv}', f'--steps={steps}', f'--warmup={warmup}', f'--threads={threads}'],
+      check=True, capture_output=True, text=True)
+  theirs = json.loads(completed.stdout.strip().splitlines()[-1])
+  return {'model': model, 'conv': conv, 'batch_size': BATCH_SIZES[model], 'acnet_jax': ours,
+          'pytorch': theirs,
+          'ratio': {key: theirs[key] / ours[key] for key in ours if key in theirs}}
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+  lines = [f"{'model':9}{'conv':8}{'batch':>6}  {'measure':15}{'acnet_jax ms':>13}"
+           f"{'PyTorch ms':>12}{'ratio':>8}"]
+  for row in rows:
+    for key, ratio in row['ratio'].items():
+      lines.append(f"{row['model']:9}{row['conv']:8}{row['batch_size']:6}  "
+                   f"{key.removesuffix('_s'):15}{row['acnet_jax'][key] * 1e3:13.1f}"
+                   f"{row['pytorch'][key] * 1e3:12.1f}{ratio:8.2f}")
+  return '\n'.join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--models', default='cfqkbnc,rc56')
+  parser.add_argument('--convs', default='normal,acnet')
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument('--side', choices=['both', 'torch'], default='both',
+                      help='torch: only the PyTorch side, as JSON (what `both` runs).')
+  parser.add_argument('--output', default=os.path.join(tempfile.gettempdir(),
+                                                       'acnet_jax_pytorch_peer.json'))
+  args = parser.parse_args()
+  models, convs = args.models.split(','), args.convs.split(',')
+  if args.side == 'torch':
+    print(json.dumps(torch_side(models[0], convs[0], args.steps, args.warmup, args.threads)))
+    return
+  rows = []
+  for model in models:
+    for conv in convs:
+      rows.append(measure(model, conv, args.steps, args.warmup, args.threads))
+      print('\n'.join(format_rows(rows[-1:]).splitlines()[1:]), flush=True)
+  print()
+  print(format_rows(rows))
+  with open(args.output, 'w') as f:
+    json.dump(rows, f, indent=1)
+  print(f'\nwrote {args.output}')
+
+
+if __name__ == '__main__':
+  main()
