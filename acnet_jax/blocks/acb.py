@@ -27,11 +27,11 @@ from acnet_jax.blocks.algebra import Conv, add_branches, add_centred
 from acnet_jax.blocks.kinds import BlockKind, BlockVariables
 from acnet_jax.blocks.primitives import (
   ConvSiteModule,
+  KernelOf,
   batch_norm,
   conv2d,
+  conv_with_kernel,
   pad_to_centre,
-  symmetric_padding,
-  torch_default_init,
 )
 from acnet_jax.errors import InputError
 
@@ -75,7 +75,7 @@ class ACB(ConvSiteModule):
             for branch in self.branches]
     else:
       kernels = [KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
-                          name=branch)(x) for branch in self.branches]
+                          name=branch)(x.shape[-1]) for branch in self.branches]
       ys = stacked_conv(x.astype(self.dtype),
                         [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
                         self.strides, self.feature_group_count)
@@ -103,20 +103,6 @@ ACB_KIND = BlockKind('ACB', skeleton='square', to_conv=acb_to_conv, names=frozen
     {*ACB_BRANCHES, *(f'{b}_bn' for b in ACB_BRANCHES), ACB_SHARED_BN}))
 
 
-class KernelOf(nn.Module):
-  """The kernel that `conv2d` would create for `x`, under the same name, shape
-  and init, without applying it."""
-
-  features: int
-  kernel_shape: tuple[int, int]
-  feature_group_count: int = 1
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    shape = (*self.kernel_shape, x.shape[-1] // self.feature_group_count, self.features)
-    return self.param('kernel', torch_default_init, shape)
-
-
 def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
                  feature_group_count: int) -> list[jax.Array]:
   """conv(x, w) for every HWIO kernel w of one shape, as a single conv.
@@ -128,9 +114,7 @@ def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
   kh, kw, per_group_in, features = kernels[0].shape
   per_group = [w.reshape(kh, kw, per_group_in, groups, features // groups) for w in kernels]
   stacked = jnp.concatenate(per_group, axis=-1).reshape(kh, kw, per_group_in, n * features)
-  y = jax.lax.conv_general_dilated(
-      x, stacked, (strides, strides), symmetric_padding((kh, kw)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+  y = conv_with_kernel(x, stacked, strides, groups, x.dtype)
   y = y.reshape(*y.shape[:-1], groups, n, features // groups)
   return [y[..., i, :].reshape(*y.shape[:-3], features) for i in range(n)]
 

@@ -46,6 +46,7 @@ from acnet_jax.blocks.primitives import (
   batch_norm,
   conv2d,
   conv_then_bn,
+  conv_with_kernel,
   symmetric_padding,
 )
 from acnet_jax.errors import InputError
@@ -97,9 +98,7 @@ class IdentityBasedConv1x1(nn.Module):
     per_group = channels // self.feature_group_count
     delta = self.param('kernel', nn.initializers.zeros, (1, 1, per_group, channels))
     kernel = delta + identity_kernel(channels, per_group)
-    return jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype), (1, 1), 'VALID',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.feature_group_count)
+    return conv_with_kernel(x, kernel, 1, self.feature_group_count, self.dtype)
 
 
 def batch_norm_and_pad(x: jax.Array, name: str, *, pad: int, train: bool,
