@@ -94,8 +94,8 @@ def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step
   height, width, channels = feed.image_shape
   resume = f'resuming at step {start_step:,}' if start_step else 'from scratch'
   return '\n'.join([
-      f'model: {config.model}, conv {config.conv}, {config.dtype}, '
-      f'{count_params(trainer.abstract_state.params):,} parameters to train',
+      f'model: {config.model}, conv {config.conv}{" online" if config.online else ""}, '
+      f'{config.dtype}, {count_params(trainer.abstract_state.params):,} parameters to train',
       f'data: {config.dataset} ({data}), {path}: {feed.num_train:,} training and '
       f'{feed.num_eval:,} test images of {height}x{width}x{channels}, '
       f'{config.num_classes} classes',

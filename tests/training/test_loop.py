@@ -162,7 +162,15 @@ def test_eval_of_an_empty_workdir_says_so(tmp_path):
 def test_a_checkpoint_of_another_model_or_kind_names_both_and_is_left_intact(tiny_run, tmp_path):
   workdir = shutil.copytree(tiny_run, tmp_path / 'run')
   before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
-  for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet')]:
-    with pytest.raises(InputError, match=f"{key}='{saved}' but this config has {key}='{value}'"):
+  for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet'),
+                            ('online', True, False)]:
+    with pytest.raises(InputError, match=f"{key}={saved!r} but this config has {key}={value!r}"):
       loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir))
   assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+
+
+def test_a_checkpoint_from_before_online_existed_is_an_offline_one():
+  saved = {'model': 'rc8', 'conv': 'acnet', 'num_classes': 10}  # No 'online' key.
+  checkpointing.check_identity(saved, tiny_config(), 4, 'DIR')
+  with pytest.raises(InputError, match='is of online=False but this config has online=True'):
+    checkpointing.check_identity(saved, tiny_config(online=True), 4, 'DIR')
