@@ -118,5 +118,6 @@ def conv_with_kernel(x: jax.Array, kernel: jax.Array, strides: int, feature_grou
   """x convolved with an HWIO kernel given as an array, padded symmetrically,
   computed in `dtype` (as `conv2d` computes)."""
   return jax.lax.conv_general_dilated(
-      x.astype(dtype), kernel.astype(dtype), (strides, strides), symmetric_padding(kernel.shape[:2]),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=feature_group_count)
+      x.astype(dtype), kernel.astype(dtype), (strides, strides),
+      symmetric_padding(kernel.shape[:2]), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=feature_group_count)
