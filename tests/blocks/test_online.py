@@ -102,10 +102,11 @@ def scales_as_one(grads: tuple[dict, jax.Array]) -> tuple[dict, jax.Array, jax.A
   return {k: g for k, g in params.items() if not k.endswith('_scale')}, inputs, scales
 
 
-# The fast tier: each kind at 3x3 stride 1 dense (RepVGG's identity branch) and
-# 5x5 stride 2 depthwise; the full tier: the rest of the product.
-FAST_CASES = [(kind, 3, 1, 'dense') for kind in ONLINE] + \
-    [(kind, 5, 2, 'depthwise') for kind in ONLINE]
+# The fast tier: each kind, each size, stride, grouping, the DBB both dense and
+# depthwise (its two structures), RepVGG at stride 1 (its identity branch); the
+# full tier: the rest of the product.
+FAST_CASES = [('acnet', 5, 2, 'depthwise'), ('dbb', 3, 1, 'dense'), ('dbb', 5, 2, 'depthwise'),
+              ('repvgg', 3, 1, 'dense')]
 CASES = [*FAST_CASES, *(pytest.param(*case, marks=pytest.mark.full)
                         for case in itertools.product(ONLINE, [3, 5], [1, 2], GROUPINGS)
                         if case not in FAST_CASES)]
@@ -162,20 +163,27 @@ def test_online_blocks_keep_the_offline_names_and_start_as_the_offline_conv():
       'dbb': {'origin', '1x1', 'avg_conv', '1x1_kxk_idconv1', '1x1_kxk_conv2', 'origin_scale',
               '1x1_scale', 'avg_scale', '1x1_kxk_scale', 'bn'},
       'repvgg': {'dense', '1x1', 'dense_scale', '1x1_scale', 'identity_scale', 'bn'}}
-  for kind, names in online_names.items():
-    options = {'gamma_init': 1 / 3} if kind == 'acnet' else {}
-    blocks = [blocks[kind](8, 3, **options) for blocks in (ONLINE, OFFLINE)]
-    online, offline = [init_block(block, x) for block in blocks]
-    assert set(online['params']) == names and set(online['batch_stats']) == {'bn'}
+  gamma_init = {'acnet': 1 / 3, 'dbb': 1.0, 'repvgg': 1.0}
+  options = lambda kind: {'gamma_init': gamma_init[kind]} if kind == 'acnet' else {}
+  blocks = {kind: [table[kind](8, 3, **options(kind)) for table in (ONLINE, OFFLINE)]
+            for kind in ONLINE}
+  # One program for all (eager or one jit each compiles slowly); one key: the same draws.
+  inits = jax.jit(lambda key, x: {kind: [b.init(key, x, train=False) for b in pair]
+                                  for kind, pair in blocks.items()})(
+      jax.random.key(0, impl='rbg'), x)
+  outputs = jax.jit(lambda inits, x: {kind: [b.apply(v, x, train=False) for b, v in
+                                             zip(blocks[kind], inits[kind])]
+                                      for kind in blocks})(inits, x)
+  for kind, (online, offline) in inits.items():
+    assert set(online['params']) == online_names[kind] and set(online['batch_stats']) == {'bn'}
     for name, value in online['params'].items():
       if name.endswith('_scale'):
-        np.testing.assert_array_equal(value, np.full(8, options.get('gamma_init', 1.0), np.float32))
+        np.testing.assert_array_equal(value, np.full(8, gamma_init[kind], np.float32))
       elif name != 'bn':
         np.testing.assert_array_equal(value['kernel'], offline['params'][name]['kernel'])
-    outputs = [jax.jit(lambda v, x, b=block: b.apply(v, x, train=False))(v, x)
-               for block, v in zip(blocks, (online, offline))]
-    assert max_relative_error(*outputs) <= BLOCK_RTOL + BN_EPSILON / 2, kind
-  depthwise = init_block(OnlineDBB(8, 3, feature_group_count=8), x)['params']
+    assert max_relative_error(*outputs[kind]) <= BLOCK_RTOL + BN_EPSILON / 2, kind
+  depthwise = jax.eval_shape(lambda: OnlineDBB(8, 3, feature_group_count=8).init(
+      jax.random.key(0), x, train=False))['params']
   assert set(depthwise) == {'origin', '1x1_kxk_conv1', '1x1_kxk_conv2', 'origin_scale',
                             'avg_scale', '1x1_kxk_scale', 'bn'}
 
@@ -193,27 +201,27 @@ def test_the_acb_without_branch_bns_computed_online_is_the_same_block(options):
   move them away from it."""
   x = jax.random.normal(jax.random.key(5), (4, 11, 11, 8))
   ablation = [block(8, branch_bn=False, **options) for block in (ACB, OnlineACB)]
-  inits = [init_block(block, x) for block in ablation]
+  scaled = OnlineACB(8, **options)
+  *inits, scaled_init = jax.jit(lambda key, x: [b.init(key, x, train=False) for b in (
+      *ablation, scaled)])(jax.random.key(0, impl='rbg'), x)
   jax.tree.map(np.testing.assert_array_equal, *inits)
   variables = randomize_batch_norm(inits[0], 1)
-  scaled = OnlineACB(8, **options)
-  scaled_variables = init_block(scaled, x)  # Its scales are 1 (gamma_init); the rest as above.
-  scaled_variables = {'batch_stats': variables['batch_stats'],
-                      'params': {**variables['params'], **{
-                          k: v for k, v in scaled_variables['params'].items()
-                          if k.endswith('_scale')}}}
+  # Its scales are 1 (gamma_init); the rest as the ablation's.
+  scaled_variables = {'batch_stats': variables['batch_stats'], 'params': {
+      **variables['params'],
+      **{k: v for k, v in scaled_init['params'].items() if k.endswith('_scale')}}}
 
-  def train_mode(block, variables):
+  def train_mode(block, variables, x):
     def loss(params, x):
       y, updates = block.apply({**variables, 'params': params}, x, train=True,
                                mutable=['batch_stats'])
       return sin_loss(y), (y, updates['batch_stats'])
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
-        variables['params'], x)
+    return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables['params'], x)
 
-  (_, expected), expected_grads = train_mode(ablation[0], variables)
-  for block, v in [(ablation[1], variables), (scaled, scaled_variables)]:
-    (_, actual), grads = train_mode(block, v)
+  runs = jax.jit(lambda v, scaled_v, x: [train_mode(block, v, x) for block, v in [
+      (ablation[0], v), (ablation[1], v), (scaled, scaled_v)]])(variables, scaled_variables, x)
+  (_, expected), expected_grads = runs[0]
+  for block, ((_, actual), grads) in zip((ablation[1], scaled), runs[1:]):
     for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
       assert max_relative_error(got, want) <= BLOCK_RTOL
     params_grads, input_grads = grads
