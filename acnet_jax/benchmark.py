@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import jax
 from absl import app, flags
 
+from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
 from acnet_jax.benchmarking.report import format_report
 from acnet_jax.benchmarking.suite import BENCHMARK_CONVS, run_benchmark
@@ -59,6 +60,11 @@ flags.DEFINE_integer('matmul_size', 0, 'Side of the square matmul that measures 
                      '0 = 2048 on CPU, 8192 elsewhere.')
 flags.DEFINE_bool('breakdown', False, 'Also time the forward, input-gradient and '
                   'weight-gradient parts of each train step.')
+flags.DEFINE_bool('loop', False, "Time the training loop against the bare jitted step instead "
+                  '(--model, --batch_size, --steps of the loop: e.g. --model=rc8 --batch_size=32 '
+                  '--steps=600).')
+flags.DEFINE_bool('profile', False, 'Also trace each train step and print where its time goes, '
+                  'per kind of op.')
 flags.DEFINE_string('output', os.path.join(tempfile.gettempdir(), 'acnet_jax_benchmark.json'),
                     'Where to write the JSON report.')
 
@@ -95,12 +101,21 @@ def main(argv: Sequence[str]) -> None:
     devices = devices[:FLAGS.num_devices]
   if FLAGS.pipeline:
     return pipeline_main(devices)
+  if FLAGS.loop:
+    result = time_loop_overhead(FLAGS.model, FLAGS.batch_size, FLAGS.steps)
+    print(f"{result['model']} batch {result['batch_size']}: the loop {result['loop_steps_per_s']:.1f} "
+          f"steps/s, the bare step {result['bare_steps_per_s']:.1f} steps/s: the loop adds "
+          f"{result['overhead']:.1%}")
+    with open(FLAGS.output, 'w') as f:
+      json.dump(result, f, indent=1)
+    return print(f'\nwrote {FLAGS.output}')
   matmul_size = FLAGS.matmul_size or (2048 if devices[0].platform == 'cpu' else 8192)
   try:
     report = run_benchmark(FLAGS.model, FLAGS.convs, FLAGS.acb_impls, FLAGS.batch_size,
                            FLAGS.eval_batch_size, devices, FLAGS.steps, FLAGS.warmup,
                            FLAGS.train_examples, matmul_size, FLAGS.breakdown, progress=print,
-                           image_size=FLAGS.image_size, dtypes=FLAGS.dtypes)
+                           image_size=FLAGS.image_size, dtypes=FLAGS.dtypes,
+                           profiled=FLAGS.profile)
   except InputError as e:
     raise app.UsageError(str(e)) from None
   print(format_report(report))

@@ -20,6 +20,7 @@ from acnet_jax.deploy import artifacts
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 from acnet_jax.training import workdir as runs
+from acnet_jax.training.write_failures import reported_as_one_paragraph
 
 
 def evaluated_top1(workdir: str, step: int) -> float | None:
@@ -48,9 +49,10 @@ def export_run(workdir: str, step: int | None = None,
   step = int(state.step)
   # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
-  return artifacts.write_export(
-      os.path.join(workdir, artifacts.EXPORT_DIR), run.config, params, batch_stats, image_shape,
-      step, evaluated_top1(workdir, step), formats, run.class_names)
+  with reported_as_one_paragraph(workdir):
+    return artifacts.write_export(
+        os.path.join(workdir, artifacts.EXPORT_DIR), run.config, params, batch_stats,
+        image_shape, step, evaluated_top1(workdir, step), formats, run.class_names)
 
 
 def define_flags() -> None:

@@ -19,14 +19,18 @@ from acnet_jax import cli
 from acnet_jax.errors import InputError
 from acnet_jax.training import loop, stopping
 from acnet_jax.training.config import get_config
+from acnet_jax.training.workdir import with_recorded_data
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/rc56_acnet.py '
                                 'or configs/rc56.py:acnet_lrs1.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and eval.json.')
-flags.DEFINE_enum('mode', 'train', sorted(loop.MODES),
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
                   'train: train (resuming from workdir), then evaluate; eval: evaluate the '
-                  'newest checkpoint in workdir.')
+                  'newest checkpoint in workdir, on the data the run recorded unless '
+                  '--config.KEY overrides it.')
+flags.DEFINE_bool('allow_config_change', False, 'Resume a run with a config that changes its '
+                  'training (batch size, schedule, data, ...): by default that is refused.')
 flags.DEFINE_bool('show_config', False, 'Print the whole config before the run (it is always '
                   'written to WORKDIR/config.json).')
 flags.DEFINE_string('coordinator_address', None,
@@ -90,18 +94,20 @@ def parse_flags(argv: list[str]) -> list[str]:
              f'{type(error).__name__}: {message[-1]}')
 
 
+def given_config_keys(argv: list[str]) -> frozenset[str]:
+  """The KEYs of the --config.KEY=VALUE overrides on the command line."""
+  return frozenset(arg[len('--config.'):].split('=')[0] for arg in argv
+                   if arg.startswith('--config.'))
+
+
 def unknown_override(argv: list[str]) -> str | None:
   """The paragraph for the first --config.KEY=VALUE whose KEY the config does
   not have (with the closest key), or None if every key is known."""
   keys = sorted(flatten_keys(get_config().to_dict()))
-  for arg in argv:
-    if arg.startswith('--config.'):
-      key = arg[len('--config.'):].split('=')[0]
-      if key not in keys:
-        close = difflib.get_close_matches(key, keys, n=1)
-        hint = f' Did you mean --config.{close[0]}?' if close else ''
-        return (f'FATAL: --config.{key} names no config key.{hint} '
-                f'Valid keys: {", ".join(keys)}.')
+  for key in sorted(given_config_keys(argv) - set(keys)):
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f' Did you mean --config.{close[0]}?' if close else ''
+    return f'FATAL: --config.{key} names no config key.{hint} Valid keys: {", ".join(keys)}.'
   return None
 
 
@@ -144,7 +150,11 @@ def main(argv: list[str]) -> None:
   if FLAGS.show_config:
     logging.info('Config:\n%s', FLAGS.config)
   try:
-    loop.MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+    if FLAGS.mode == 'train':
+      loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
+    else:
+      config = with_recorded_data(FLAGS.config, FLAGS.workdir, given_config_keys(sys.argv))
+      loop.evaluate(config, FLAGS.workdir)
   except stopping.TrainingInterrupted as stop:
     logging.warning('%s', stop)
     sys.exit(128 + stop.signal_number)

@@ -33,6 +33,7 @@ from acnet_jax.errors import InputError
 from acnet_jax.training.config import validate_config
 from acnet_jax.training.trainer import Trainer, create_mesh, to_host
 from acnet_jax.training.workdir import restore_trained, run_config, trained_checkpoints
+from acnet_jax.training.write_failures import reported_as_one_paragraph
 
 # Test-time transforms of a normalised NHWC batch.
 TRANSFORMS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -165,14 +166,15 @@ def analyze(workdirs: Sequence[str], output: str, labels: Sequence[str] | None =
       raise InputError(f'--workdir {workdir} is not a folder')
   chosen = unique_labels(workdirs, labels)
   runs = [analyze_run(w, label, data_dir) for w, label in zip(workdirs, chosen)]
-  os.makedirs(output, exist_ok=True)
   report = {'runs': runs}
-  with open(os.path.join(output, 'report.json'), 'w') as f:
-    json.dump(report, f, indent=1)
   tables = markdown_tables(runs)
-  with open(os.path.join(output, 'tables.md'), 'w') as f:
-    f.write(tables)
-  draw_figures(runs, output)
+  with reported_as_one_paragraph(output):
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, 'report.json'), 'w') as f:
+      json.dump(report, f, indent=1)
+    with open(os.path.join(output, 'tables.md'), 'w') as f:
+      f.write(tables)
+    draw_figures(runs, output)
   logging.info('Wrote %s:\n%s', output, tables)
   return report
 

@@ -5,4 +5,6 @@
     suite      train and eval steps of each conv kind, their parts, 1 vs N devices
     report     ratios between kinds, the printed table
     pipeline   the streaming input path: decoding throughput, a streamed train step
+    profile    where a compiled step's time goes, per kind of op, from XLA's trace
+    loop_overhead  what the training loop adds to the bare jitted step
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from acnet_jax.benchmarking.profile import format_profile
 from acnet_jax.benchmarking.timing import Timing
 
 # The parts of a train step that `suite.time_gradient_parts` times, cumulatively.
@@ -76,4 +77,7 @@ def format_report(report: dict[str, Any]) -> str:
                    f"{row['images_per_s']:9.1f} img/s")
   lines.append('')
   lines += [f'{name:48}{value:8.3f}' for name, value in report['ratios'].items()]
+  if report.get('profile'):
+    lines += ['', 'where a train step goes (summed op time per step, from the profiler):',
+              format_profile(report['profile'])]
   return '\n'.join(lines)

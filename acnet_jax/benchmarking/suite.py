@@ -19,6 +19,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
+from acnet_jax.benchmarking import profile
 from acnet_jax.benchmarking.report import GRADIENT_PARTS, ONLINE_SUFFIX, ratios
 from acnet_jax.benchmarking.timing import (
   Timing,
@@ -135,11 +136,26 @@ def time_gradient_parts(trainer: Trainer, steps: int, warmup: int) -> dict[str, 
     out[f'{name}_flops'] = xla_flops(compiled)
   return out
 
+def profile_train_step(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
+  """Seconds per step of each kind of op of the train step (`profile`)."""
+  state = fresh_state(trainer)
+  step = trainer.train_step.lower(state, trainer.train_inputs(0)).compile()
+
+  def run() -> Any:
+    nonlocal state
+    state, metrics = step(state, trainer.train_inputs(0))
+    return metrics
+
+  for _ in range(warmup):
+    jax.block_until_ready(run())
+  return profile.profile(step, run, steps, trainer.config.batch_size // trainer.mesh.devices.size)
+
+
 def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], batch_size: int,
                   eval_batch_size: int, devices: Sequence[jax.Device], steps: int, warmup: int,
                   train_examples: int, matmul_size: int, breakdown: bool = False,
                   progress: Callable[[str], None] = logging.info, image_size: int = 32,
-                  dtypes: Sequence[str] = ('float32',)) -> dict[str, Any]:
+                  dtypes: Sequence[str] = ('float32',), profiled: bool = False) -> dict[str, Any]:
   """Every measurement of the module docstring, as one JSON-able report."""
   for conv in convs:
     parse_conv(conv)  # Before any work.
@@ -153,7 +169,8 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
   report: dict[str, Any] = {
       'environment': environment(model, devices, batch_size, eval_batch_size, steps, warmup,
                                  image_size),
-      'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': [], 'breakdown': []}
+      'peak_flops_per_s': peak, 'train': [], 'eval': [], 'devices': [], 'breakdown': [],
+      'profile': {}}
   # Ratios, the breakdown and the device comparison are of the first dtype.
   train_timings: dict[tuple[str, str], Timing] = {}
   eval_timings: dict[tuple[str, str], Timing] = {}
@@ -186,6 +203,11 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
       continue
     train_timings[conv, impl] = full
     eval_timings[conv, impl] = timing
+
+    if profiled:
+      progress(f'profiling the train step: {conv} {impl}')
+      label = conv if impl == '-' else f'{conv} {impl}'
+      report['profile'][label] = profile_train_step(trainer, steps, warmup)
 
     if breakdown:
       progress(f'timing the parts of the step: {conv} {impl}')

@@ -51,6 +51,7 @@ from acnet_jax.blocks.algebra import (
 )
 from acnet_jax.blocks.kinds import ONE_BN, BlockKind, BlockVariables
 from acnet_jax.blocks.online import branch_scale, one_conv_then_bn
+from acnet_jax.blocks.pooling import avg_pool
 from acnet_jax.blocks.primitives import (
   ConvSiteModule,
   KernelOf,
@@ -77,11 +78,11 @@ class DBB(ConvSiteModule):
 
     y = conv_then_bn(x, train, kernel_shape=(k, k), name='origin', **shape)
     if depthwise:
-      pooled = nn.avg_pool(x, (k, k), (s, s), padding=symmetric_padding((k, k)))
+      pooled = avg_pool(x, (k, k), (s, s), padding=symmetric_padding((k, k)))
     else:
       y = y + conv_then_bn(x, train, kernel_shape=(1, 1), name='1x1', **shape)
       widened = conv(self.features, (1, 1), 1, name='avg_conv')(x)
-      pooled = nn.avg_pool(bn_and_pad(widened, 'avg_conv_bn'), (k, k), (s, s))
+      pooled = avg_pool(bn_and_pad(widened, 'avg_conv_bn'), (k, k), (s, s))
     y = y + bn('avg_bn', pooled)
 
     if depthwise:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
 
@@ -38,7 +39,7 @@ class AlexNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    pool = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+    pool = lambda x: max_pool(x, (3, 3), (2, 2))
     conv = lambda i, k, strides=1: self.conv(WIDTHS[i - 1], k, strides=strides, name=f'conv{i}')
     x = pool(nn.relu(conv(1, 11, strides=4)(x, train)))
     x = pool(nn.relu(conv(2, 5)(x, train)))

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from acnet_jax.blocks.pooling import avg_pool
 from acnet_jax.blocks.primitives import bn_relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
@@ -39,6 +40,6 @@ class DenseNetCifar(nn.Module):
         name = f'transition{block}'
         x = self.conv(x.shape[-1], 1, with_bn=False, name=name)(
             bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = avg_pool(x, (2, 2), (2, 2))
     return pooled_logits(bn_relu(x, train, 'final_bn', self.conv.dtype), self.num_classes,
                          self.conv.dtype)

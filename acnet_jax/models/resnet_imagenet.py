@@ -10,6 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
 
@@ -53,8 +54,8 @@ class ResNetImageNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(self.conv(self.widths[0], 7, strides=2, name='stem')(x, train))
-    # Padding 1 as torch's MaxPool2d: flax pads a max-pool with -inf, as torch does.
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    # Padding 1 as torch's MaxPool2d: padded with -inf, as torch does.
+    x = max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     for stage, (width, blocks) in enumerate(zip(self.widths, self.blocks_per_stage)):
       for block in range(blocks):
         strides = 2 if stage > 0 and block == 0 else 1

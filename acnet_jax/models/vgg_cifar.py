@@ -6,6 +6,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
 
@@ -24,7 +25,7 @@ class VGGCifar(nn.Module):
     convs = 0
     for width in self.widths:
       if width == POOL:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2), (2, 2))
       else:
         convs += 1
         x = nn.relu(self.conv(width, 3, name=f'conv{convs}')(x, train))

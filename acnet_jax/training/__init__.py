@@ -7,6 +7,8 @@
     trainer        what one run compiles on one mesh: model, feed, steps
     loop           the jobs: train_and_evaluate (the loop), evaluate
     workdir        what a run leaves in its workdir, and reading it back
+    lock           one run per workdir: WORKDIR/.lock
+    write_failures a failed write (a full disk) as one paragraph
     checkpointing  Orbax checkpoints with a fingerprint of the values
     stopping       SIGTERM/SIGINT as a stop every process agrees on
     metrics        metrics.jsonl, TensorBoard events, eval.json

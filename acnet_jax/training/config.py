@@ -7,6 +7,8 @@ differs; the config a run used is written to its workdir (`workdir.py`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 
 from acnet_jax import models
@@ -96,6 +98,36 @@ def get_config() -> ml_collections.ConfigDict:
   # to write DIR/export/ with at the end of training; '' = none.
   config.export_formats = ''
   return config
+
+
+# Keys that do not change what training computes: how often it logs, evaluates
+# and saves, where the data lies and how many threads read it, how evaluation
+# batches, how the result is exported. A resume may change these freely.
+OUTSIDE_THE_TRAJECTORY = frozenset({
+    'log_every_steps', 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
+    'export_formats', 'data_dir', 'data_workers', 'eval_batch_size', 'eval_split', 'try_arg'})
+
+
+def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """'acb.gamma_init' -> value; sequences as tuples (JSON gives lists)."""
+  def walk(tree: dict, prefix: str) -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        flat.update(walk(value, f'{prefix}{key}.'))
+      else:
+        flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
+    return flat
+  return walk(config.to_dict(), '')
+
+
+def trajectory_changes(before: ml_collections.ConfigDict,
+                       after: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+  """key -> (before, after) for every key that differs and changes what
+  training computes (the data order, the schedule, the model, ...)."""
+  old, new = flatten(before), flatten(after)
+  return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+          if key not in OUTSIDE_THE_TRAJECTORY and old.get(key) != new.get(key)}
 
 
 POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',

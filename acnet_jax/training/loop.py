@@ -19,13 +19,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
+from jax.experimental import multihost_utils
 
 from acnet_jax.data import feeds
 from acnet_jax.deploy import artifacts
@@ -33,9 +34,13 @@ from acnet_jax.errors import InputError
 from acnet_jax.training import checkpointing, stopping
 from acnet_jax.training import metrics as metrics_lib
 from acnet_jax.training import workdir as runs
-from acnet_jax.training.config import validate_config
+from acnet_jax.training.config import trajectory_changes, validate_config
+from acnet_jax.training.lock import WorkdirBusy, WorkdirLock
 from acnet_jax.training.steps import TrainState
 from acnet_jax.training.trainer import Trainer, count_params, create_mesh, to_host
+from acnet_jax.training.write_failures import reported_as_one_paragraph
+
+T = TypeVar('T')
 
 
 class NonFiniteLoss(InputError):
@@ -60,45 +65,47 @@ def summarize(history: list[dict[str, jax.Array]], first_step: int) -> dict[str,
   return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
-def compile_first_step(trainer: Trainer, state: TrainState, inputs: Any) -> Callable:
-  """The train step compiled ahead of time, in a thread the main thread waits
-  for: XLA's compiler does not look at signals, a wait does, so Ctrl-C while
-  compiling stops at once (KeyboardInterrupt, nothing saved)."""
+def in_thread(work: Callable[[], T]) -> T:
+  """work() in a thread the main thread waits for. XLA's compiler does not look
+  at signals, a wait does: Ctrl-C while the first step (or the initial state)
+  compiles stops at once, with KeyboardInterrupt and nothing saved."""
   done = threading.Event()
   result: dict[str, Any] = {}
 
-  def work() -> None:
+  def run() -> None:
     try:
-      result['compiled'] = trainer.train_step.lower(state, inputs).compile()
+      result['value'] = work()
     except BaseException as error:  # Re-raised in the main thread.
       result['error'] = error
     finally:
       done.set()
 
-  threading.Thread(target=work, name='compile', daemon=True).start()
+  threading.Thread(target=run, name='acnet_jax-compile', daemon=True).start()
   done.wait()
   if 'error' in result:
     raise result['error']
-  return result['compiled']
+  return result['value']
+
+
+def describe_data(config: ml_collections.ConfigDict, feed: feeds.Feed) -> str:
+  where = 'random images' if config.dataset == 'synthetic' else \
+      config.data_dir or 'the tfds default folder'
+  path = 'in memory' if isinstance(feed, feeds.MemoryFeed) else \
+      f'streamed by {feed.workers} threads'
+  height, width, channels = feed.image_shape
+  return (f'data: {config.dataset} ({where}), {path}: {feed.num_train:,} training and '
+          f'{feed.num_eval:,} test images of {height}x{width}x{channels}, '
+          f'{config.num_classes} classes')
 
 
 def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step: int,
                  workdir: str) -> str:
   """What runs, in a few lines (the full config is in workdir/config.json)."""
-  feed = trainer.feed
-  data = config.data_dir if config.data_dir else 'tfds default folder'
-  if config.dataset == 'synthetic':
-    data = 'random images'
-  path = 'in memory' if isinstance(feed, feeds.MemoryFeed) else \
-      f'streamed by {feed.workers} threads'
-  height, width, channels = feed.image_shape
   resume = f'resuming at step {start_step:,}' if start_step else 'from scratch'
   return '\n'.join([
       f'model: {config.model}, conv {config.conv}{" online" if config.online else ""}, '
       f'{config.dtype}, {count_params(trainer.abstract_state.params):,} parameters to train',
-      f'data: {config.dataset} ({data}), {path}: {feed.num_train:,} training and '
-      f'{feed.num_eval:,} test images of {height}x{width}x{channels}, '
-      f'{config.num_classes} classes',
+      describe_data(config, trainer.feed),
       f'steps: {trainer.total_steps:,} ({config.num_epochs} epochs of '
       f'{trainer.steps_per_epoch:,}, batch {config.batch_size}), {resume}; '
       f'{trainer.mesh.devices.size} {jax.devices()[0].platform} devices in '
@@ -118,28 +125,86 @@ def save(manager, state: TrainState, config: ml_collections.ConfigDict, trainer:
   checkpointing.save_checkpoint(manager, state, config)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+class DataFault(InputError):
+  """A training batch could not be read; the checkpoint of the last step is saved."""
+
+
+def refuse_changed_trajectory(config: ml_collections.ConfigDict, workdir: str,
+                              allow: bool) -> None:
+  """A resume must continue the run it resumes: refuses a config whose
+  trajectory keys differ from the run's config.json, unless `allow`, which
+  only warns."""
+  changes = trajectory_changes(runs.run_config(workdir), config)
+  if not changes:
+    return
+  listed = '; '.join(f'{key}: {old!r} -> {new!r}' for key, (old, new) in changes.items())
+  if allow:
+    logging.warning('Resuming %s with a config that changes the training: %s.', workdir, listed)
+    return
+  raise InputError(
+      f'{workdir} holds a run of another config, and resuming it would continue that run '
+      f'with other settings: {listed}. Give the new config another --workdir, or rerun with '
+      '--allow_config_change to resume with these values on purpose. Nothing was changed.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict[str, Any]:
   """Trains (resuming from the newest checkpoint in workdir), then evaluates the
   trained and the fused model and saves the fused deploy variables (and, with
   config.export_formats, exports the deploy model to workdir/export/).
 
-  Raises TrainingInterrupted after saving a checkpoint on SIGTERM/SIGINT (to
-  any process), and NonFiniteLoss (saving nothing more) when the loss stops
-  being finite.
+  Holds the workdir's lock while it runs. Raises TrainingInterrupted after
+  saving a checkpoint on SIGTERM/SIGINT (to any process), DataFault after
+  saving one when a batch cannot be read, NonFiniteLoss (saving nothing more)
+  when the loss stops being finite, WriteFailed when the workdir cannot be
+  written (a full disk).
   """
   validate_config(config)
   runs.check_workdir(workdir)
+  lock = WorkdirLock(workdir)
+  agree_on_lock(lock)
+  try:
+    with reported_as_one_paragraph(workdir):
+      return train_locked(config, workdir, allow_config_change)
+  finally:
+    lock.release()
+
+
+def agree_on_lock(lock: WorkdirLock) -> None:
+  """Process 0 takes the lock; with several processes all learn whether it
+  could, and stop together if not."""
+  refusal = None
+  if jax.process_index() == 0:
+    try:
+      lock.acquire()
+    except WorkdirBusy as busy:
+      refusal = busy
+  if jax.process_count() > 1:
+    taken = multihost_utils.broadcast_one_to_all(np.int32(refusal is None))
+    if not taken and refusal is None:
+      refusal = WorkdirBusy(f'{lock.workdir} is in use by another run (process 0 says so)')
+  if refusal is not None:
+    raise refusal
+
+
+def train_locked(config: ml_collections.ConfigDict, workdir: str,
+                 allow_config_change: bool) -> dict[str, Any]:
   is_chief = jax.process_index() == 0
   trainer = Trainer(config, create_mesh())
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
-  state = runs.restore_or_initialize(manager, trainer.abstract_state, trainer.init_state, config)
-  step = checked_step = int(state.step)
+  state = in_thread(lambda: runs.restore_or_initialize(
+      manager, trainer.abstract_state, trainer.init_state, config))
+  step = checked_step = saved_step = int(state.step)
+  if step and os.path.isfile(os.path.join(workdir, runs.CONFIG_FILE)):
+    refuse_changed_trajectory(config, workdir, allow_config_change)
   logging.info('%s', describe_run(config, trainer, step, workdir))
   if is_chief:  # Only now: a refused restore leaves the workdir as it was.
     runs.write_run_config(workdir, config, trainer.feed.image_shape, trainer.feed.class_names)
   writer = metrics_lib.MetricWriter(workdir) if is_chief else None
-  train_step = compile_first_step(trainer, state, trainer.train_inputs(step)) \
-      if step < trainer.total_steps else trainer.train_step
+  train_step, first_inputs = trainer.train_step, None
+  if step < trainer.total_steps:
+    first_inputs = trainer.train_inputs(step)
+    train_step = in_thread(lambda: trainer.train_step.lower(state, first_inputs).compile())
   checked_time, checked_wait = time.perf_counter(), trainer.feed.wait_seconds
   history: list[dict[str, jax.Array]] = []
   # Counts finished steps, not dispatched ones, so that its rate is the real one.
@@ -149,7 +214,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   with stopping.stop_requests() as received, contextlib.closing(manager):
     agreement = stopping.StopAgreement(received)
     while step < trainer.total_steps:
-      state, metrics = train_step(state, trainer.train_inputs(step))
+      try:
+        inputs = first_inputs if first_inputs is not None else trainer.train_inputs(step)
+        first_inputs = None
+      except InputError as fault:  # A file the stream cannot read: keep what is trained.
+        if step > saved_step:
+          save(manager, state, config, trainer, history, checked_step)
+        progress.close()
+        raise DataFault(f'{fault} Training stopped before step {step + 1}; the checkpoint of '
+                        f'step {step} is in {manager.directory}: repair or remove the file and '
+                        'run the same command again to resume there.') from fault
+      state, metrics = train_step(state, inputs)
       # At most two steps in flight: this one queued, the previous one running.
       # Dispatching further ahead gains nothing on a busy device and delays a
       # stop request (and the progress shown) by every queued step.
@@ -183,6 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         save(manager, state, config, trainer, history, checked_step)
+        saved_step = step
       if stop:
         progress.close()
         raise stopping.TrainingInterrupted(*stop, step, str(manager.directory))
@@ -205,16 +281,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Evaluates the newest intact checkpoint in workdir and writes workdir/eval.json."""
+  """Evaluates the newest intact checkpoint in workdir and writes workdir/eval.json.
+  It reads the workdir without its lock: a run may be training there."""
   validate_config(config)
   manager = runs.trained_checkpoints(config, workdir)
   trainer = Trainer(config, create_mesh())
   state = runs.restore_trained(manager, trainer.abstract_state, config)
+  logging.info('evaluating step %d of %s, %s %s; %s', int(state.step), workdir, config.model,
+               config.conv, describe_data(config, trainer.feed))
   result = trainer.evaluate(state, progress=True)
   if jax.process_index() == 0:
-    metrics_lib.write_eval_report(workdir, result)
+    with reported_as_one_paragraph(workdir):
+      metrics_lib.write_eval_report(workdir, result)
   return result
-
-
-Runner = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
-MODES: dict[str, Runner] = {'train': train_and_evaluate, 'eval': evaluate}

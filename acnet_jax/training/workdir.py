@@ -82,6 +82,27 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   return read_run(workdir).config
 
 
+# What evaluating a run needs to read its test split as it did.
+EVAL_DATA_KEYS = ('dataset', 'data_dir', 'pipeline', 'image_size', 'eval_split', 'num_classes',
+                  'pixel_mean', 'pixel_std', 'synthetic_examples', 'seed')
+
+
+def with_recorded_data(config: ml_collections.ConfigDict, workdir: str,
+                       given: frozenset[str]) -> ml_collections.ConfigDict:
+  """`config` with the data keys the run in `workdir` recorded, except those
+  `given` on the command line: an evaluation reads the data the run trained
+  on, not the preset's default (a download, for an image-folder run)."""
+  if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+    return config
+  recorded = read_run(workdir).config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for key in EVAL_DATA_KEYS:
+      if key not in given:
+        config[key] = recorded[key]
+  return config
+
+
 def merge(config: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
   for key, value in saved.items():
     if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from acnet_jax import create_model, main
+from tests.support.images import make_image_folder
 from tests.support.runs import (
   TINY_FLAGS,
   final_state,
@@ -162,3 +165,60 @@ def test_cli_trains_the_new_kinds_and_fuses_them_exactly(conv, model, recipe, tm
   for collection in ('params', 'batch_stats'):
     assert jax.tree.map(jnp.shape, deploy.get(collection, {})) == \
         jax.tree.map(jnp.shape, normal_deploy.get(collection, {})), collection
+
+
+@pytest.mark.full
+def test_a_second_launch_on_a_busy_workdir_refuses_naming_both(tmp_path):
+  workdir = tmp_path / 'run'
+  # 400 steps: the first run is still training when the second one starts.
+  first = start_main(workdir, [*RESUME_FLAGS, '--config.num_epochs=100',
+                               '--config.checkpoint_every_steps=1000'])
+  wait_for_steps(workdir, 2, first)
+  second = run_command('main', *TINY_FLAGS, f'--workdir={workdir}', '--config.num_epochs=9')
+  assert second.returncode == 1, second.stderr[-2000:]
+  assert f'{workdir} is in use by another run (process {first.pid} on ' in second.stderr
+  assert 'Traceback' not in second.stderr
+  output = finish(first)
+  assert first.returncode == 0, output[-2000:]
+  assert json.loads((workdir / 'eval.json').read_text())['step'] == 400
+  assert json.loads((workdir / 'config.json').read_text())['num_epochs'] == 100
+
+
+@pytest.mark.full
+def test_a_three_class_folder_trains_and_evaluates_through_the_cli(tmp_path):
+  folder = make_image_folder(tmp_path / 'data', 8, 4, num_classes=3, size=32)
+  completed = run_command('main', *TINY_FLAGS, f'--workdir={tmp_path / "run"}',
+                          '--config.dataset=image_folder', f'--config.data_dir={folder}',
+                          '--config.num_classes=3', '--config.batch_size=8',
+                          '--config.eval_batch_size=8', '--config.num_epochs=2')
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  result = json.loads((tmp_path / 'run' / 'eval.json').read_text())
+  assert result['num_examples'] == 12 and result['top3'] == 1.0 and result['fused_matches']
+
+
+@pytest.mark.full
+def test_eval_of_a_run_reads_the_data_the_run_recorded(tiny_run, tmp_path):
+  """The preset says cifar10 (a download); the run trained on synthetic data."""
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run')
+  (workdir / 'eval.json').unlink()
+  completed = run_command('main', '--config=configs/rc56_acnet.py', '--config.model=rc8',
+                          f'--workdir={workdir}', '--mode=eval', timeout=120)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  assert 'data: synthetic' in completed.stderr
+  assert json.loads((workdir / 'eval.json').read_text())['step'] == 4
+
+
+@pytest.mark.full
+def test_ctrl_c_before_training_starts_exits_at_once_saving_nothing(tmp_path):
+  """ResNet-56 ACNet: seconds of loading and compiling before the first step."""
+  workdir = tmp_path / 'run'
+  process = start_main(workdir, ['--config=configs/rc56_acnet.py', '--config.dataset=synthetic',
+                                 '--config.synthetic_examples=256'])
+  time.sleep(8)  # Past the imports: loading, initialising or compiling.
+  process.send_signal(signal.SIGINT)
+  signalled = time.time()
+  output = finish(process)
+  assert process.returncode == 128 + signal.SIGINT, output[-2000:]
+  assert time.time() - signalled < 5, output[-2000:]
+  assert 'nothing more was saved' in output
+  assert not (workdir / 'checkpoints').exists() or not list((workdir / 'checkpoints').iterdir())

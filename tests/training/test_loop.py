@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import signal
+import threading
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 
 from acnet_jax.errors import InputError
 from acnet_jax.training import checkpointing, loop, metrics, stopping
+from acnet_jax.training.lock import LOCK_FILE
 from acnet_jax.training.trainer import create_model
 from tests.conftest import TINY_RUN, TINY_RUN_STEPS
 from tests.support.runs import final_state, tiny_config
@@ -161,12 +164,14 @@ def test_eval_of_an_empty_workdir_says_so(tmp_path):
 
 def test_a_checkpoint_of_another_model_or_kind_names_both_and_is_left_intact(tiny_run, tmp_path):
   workdir = shutil.copytree(tiny_run, tmp_path / 'run')
-  before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
+  # The lock file names its last holder; everything else stays as it was.
+  files = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE}
+  before = files()
   for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet'),
                             ('online', True, False)]:
     with pytest.raises(InputError, match=f"{key}={saved!r} but this config has {key}={value!r}"):
       loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir))
-  assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+  assert files() == before
 
 
 def test_a_checkpoint_from_before_online_existed_is_an_offline_one():
@@ -174,3 +179,29 @@ def test_a_checkpoint_from_before_online_existed_is_an_offline_one():
   checkpointing.check_identity(saved, tiny_config(), 4, 'DIR')
   with pytest.raises(InputError, match='is of online=False but this config has online=True'):
     checkpointing.check_identity(saved, tiny_config(online=True), 4, 'DIR')
+
+
+def test_ctrl_c_while_waiting_for_a_compilation_interrupts_at_once():
+  """What runs before the first step (the initial state, the step's
+  compilation) runs in a thread: the main thread's wait takes the signal."""
+  release = threading.Event()
+  timer = threading.Timer(0.2, lambda: signal.pthread_kill(threading.main_thread().ident,
+                                                           signal.SIGINT))
+  timer.start()
+  start = time.perf_counter()
+  with pytest.raises(KeyboardInterrupt):
+    loop.in_thread(lambda: release.wait(60))  # A compilation that takes a minute.
+  release.set()
+  assert time.perf_counter() - start < 5
+
+
+def test_errors_in_the_thread_reach_the_caller():
+  with pytest.raises(ZeroDivisionError):
+    loop.in_thread(lambda: 1 / 0)
+  assert loop.in_thread(lambda: 42) == 42
+
+
+def test_the_loss_is_logged_from_the_first_step():
+  logged = [step for step in range(1, 400) if loop.is_log_step(step, 100)]
+  assert logged == [1, 2, 4, 8, 16, 32, 64, 100, 200, 300]
+  assert [step for step in range(1, 10) if loop.is_log_step(step, 1)] == list(range(1, 10))

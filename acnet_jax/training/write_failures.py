@@ -1,0 +1,80 @@
+"""A write that fails (a full disk, a quota, a read-only or vanished mount) as
+one paragraph instead of a traceback from deep inside Orbax or tensorstore.
+
+What is written before the failure stays whole: Orbax writes each checkpoint
+into a temporary folder and renames it only once complete, and a rerun
+removes such leftovers and resumes from the newest intact checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Iterator
+
+from acnet_jax.errors import InputError
+
+# tensorstore (Orbax's writer) reports the OS error and the file in its message.
+TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
+QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Codes that can only come from writing, wherever the path; others count only
+# where the error names a path in the workdir (a network error is not a write's).
+WRITE_ONLY_CODES = (*NO_SPACE, errno.EROFS)
+
+
+class WriteFailed(InputError):
+  """Writing into a folder (a run's workdir, an export's, an analysis's) failed;
+  what was written before is intact."""
+
+
+def os_error(error: BaseException) -> tuple[int, str] | None:
+  """(the OS error code behind `error`, following its causes; the text that
+  carried it), or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno is not None:
+      return error.errno, f'{error} {error.filename or ""}'
+    match = TENSORSTORE_OS_ERROR.search(str(error))
+    if match:
+      return int(match.group(1)), str(error)
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def write_failure(error: BaseException, workdir: str) -> tuple[int, str] | None:
+  """(the OS error code of a failed write into `workdir`, the file it names
+  or ''), or None."""
+  found = os_error(error)
+  if found is None:
+    return None
+  code, text = found
+  if code not in WRITE_ONLY_CODES and os.path.abspath(workdir) not in text:
+    return None
+  paths = QUOTED_PATH.findall(text) or [word for word in text.split() if word.startswith('/')]
+  return code, paths[-1] if paths else ''
+
+
+@contextlib.contextmanager
+def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
+  """Turns an error whose cause is an OS error into WriteFailed; errors the
+  user was already told about (InputError) and all others pass unchanged."""
+  try:
+    yield
+  except InputError:
+    raise
+  except Exception as error:
+    failure = write_failure(error, workdir)
+    if failure is None:
+      raise
+    code, path = failure
+    problem = f'no space left on {workdir}' if code in NO_SPACE else \
+        f'cannot write to {workdir}'
+    where = f' writing {path}' if path else ''
+    raise WriteFailed(
+        f'{problem} ({os.strerror(code)}{where}). The checkpoints written before are intact; '
+        'make room (or move the workdir) and run the same command again to resume from the '
+        'newest one.') from error

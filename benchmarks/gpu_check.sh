@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One prepared check on a GPU machine, within about 8 minutes, all numbers into
+# one file ($OUT/gpu_check.txt, OUT defaults to /tmp/gpu_check):
+#   1. the benchmark of rc56 and resnet50, normal and acnet, float32 and bfloat16
+#      (train step, eval, fused deploy eval);
+#   2. the training loop against the bare jitted step (rc8, batch 32);
+#   3. a few hundred steps of Cifar-quick ACNet on real CIFAR-10 images, if an
+#      image folder is given (CIFAR10_DIR, e.g. one extracted from
+#      ../shared/data/cifar10-jpeg.tar.gz), through the real command.
+#
+#   bash benchmarks/gpu_check.sh
+#   BACKEND=cpu SMOKE=1 bash benchmarks/gpu_check.sh   # the same at toy sizes, to check the script
+#
+# JAX with CUDA: the machine's own if it sees a GPU (the lent H200s carry one),
+# else the project's pinned CUDA build, `pip install -e '.[cuda]'`. Packages
+# the machine lacks can come as wheels in .whl/ (the device tool's README says
+# how to carry them); they are installed first, beside the machine's own.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+log="$OUT/gpu_check.txt"
+python=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ -d .whl ]; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+backend=${BACKEND:-gpu}
+if [ "$backend" = gpu ] && ! "$python" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
+  "$python" -m pip install -q -e '.[cuda]'
+fi
+# Sizes: the GPU's, or toy ones (SMOKE=1).
+if [ -n "${SMOKE:-}" ]; then
+  rc56="--model=rc8 --batch_size=8 --eval_batch_size=16 --steps=1 --warmup=1 --train_examples=64 --matmul_size=256"
+  resnet50="--model=resnet18 --image_size=32 --batch_size=4 --eval_batch_size=4 --steps=1 --warmup=1 --matmul_size=256"
+  loop="--model=rc8 --batch_size=8 --steps=250"
+  epochs="--config.max_train_examples=256 --config.batch_size=32 --config.eval_batch_size=500"
+else
+  rc56="--model=rc56 --batch_size=128 --eval_batch_size=500 --steps=20 --warmup=5"
+  resnet50="--model=resnet50 --image_size=224 --batch_size=128 --eval_batch_size=256 --steps=10 --warmup=3"
+  loop="--model=rc8 --batch_size=32 --steps=2000"
+  epochs=""
+fi
+
+section() { echo; echo "== $* ($(date +%H:%M:%S))"; } >>"$log"
+run() { timeout "$1" "${@:2}" >>"$log" 2>&1 || echo "(exit $? after at most $1 s)" >>"$log"; }
+
+{ echo "gpu_check $(git rev-parse --short HEAD 2>/dev/null) $(date -u)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  "$python" -c "import jax; print('jax', jax.__version__, jax.devices())"; } >>"$log" 2>&1
+
+bench="$python -m acnet_jax.benchmark --backend=$backend --dtypes=float32,bfloat16 --acb_impls=branches"
+section rc56: train step, eval, fused eval
+run 150 $bench $rc56 --output="$OUT/rc56.json"
+section resnet50 at 224 px
+run 150 $bench $resnet50 --output="$OUT/resnet50.json"
+section the loop against the bare step
+run 60 "$python" -m acnet_jax.benchmark --backend=$backend --loop $loop --output="$OUT/loop.json"
+if [ -n "${CIFAR10_DIR:-}" ]; then
+  section Cifar-quick ACNet, one epoch of real CIFAR-10 '(390 steps)'
+  rm -rf /tmp/gpu_check_run
+  run 150 "$python" -m acnet_jax.main --config=configs/cfqkbnc_acnet.py --workdir=/tmp/gpu_check_run \
+    --config.dataset=image_folder --config.data_dir="$CIFAR10_DIR" --config.num_epochs=1 \
+    --config.log_every_steps=100 $epochs
+  grep train_steps_per_s /tmp/gpu_check_run/metrics.jsonl | tail -n 2 >>"$log" 2>&1
+  cat /tmp/gpu_check_run/eval.json >>"$log" 2>&1
+fi
+section done
+cat "$log"

@@ -1,0 +1,201 @@
+"""What the machine or the user can do wrong, in process: a second run on a busy
+workdir, a full disk, a config that changes the training on resume, few
+classes, an evaluation that must read the run's own data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acnet_jax.data import order
+from acnet_jax.data.image_folder import ImageFolderSource
+from acnet_jax.errors import InputError
+from acnet_jax.training import checkpointing, loop, write_failures
+from acnet_jax.training.lock import LOCK_FILE, WorkdirBusy
+from acnet_jax.training.presets import preset
+from acnet_jax.training.workdir import with_recorded_data
+from tests.conftest import TINY_RUN
+from tests.support.images import make_image_folder
+from tests.support.runs import final_state, tiny_config
+
+# Holds WORKDIR/.lock as a run does, until killed.
+HOLDER = """
+import fcntl, json, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, json.dumps({'host': 'hostA', 'pid': 4242, 'started': 'then',
+                         'command': 'python -m acnet_jax.main --workdir=X'}).encode())
+print('held', flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_on_a_busy_workdir_stops_naming_both_and_changes_nothing(tiny_run,
+                                                                               tmp_path):
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run')
+  holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(workdir / LOCK_FILE)],
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
+    with pytest.raises(WorkdirBusy, match=rf'{workdir} is in use by another run \(process 4242 '
+                                          r'on hostA, started then: python -m acnet_jax.main '
+                                          r'--workdir=X\).*Nothing was changed'):
+      loop.train_and_evaluate(tiny_config(**TINY_RUN), str(workdir))
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+    # Evaluating reads a busy workdir without its lock.
+    assert loop.evaluate(tiny_config(**TINY_RUN), str(workdir))['step'] == 4
+  finally:
+    holder.kill()
+    holder.wait()
+  # A lock whose process died is free: the kernel released it.
+  loop.train_and_evaluate(tiny_config(**TINY_RUN), str(workdir))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 4 MiB tmpfs: room for the run's config and about two checkpoints."""
+  mount = tmp_path / 'disk'
+  mount.mkdir()
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', str(mount)],
+                           capture_output=True, text=True)
+  if mounted.returncode != 0:
+    pytest.skip(f'cannot mount a small tmpfs here ({mounted.stderr.strip()}): the full-disk test '
+                'needs root')
+  yield mount
+  # Lazily: the failed run may still hold files open there.
+  subprocess.run(['umount', '--lazy', str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_paragraph_and_the_checkpoints_before_it_resume(small_disk, tmp_path):
+  config = tiny_config(conv='acnet', num_epochs=3, checkpoint_every_steps=1, keep_checkpoints=100)
+  workdir = small_disk / 'run'
+  with pytest.raises(write_failures.WriteFailed,
+                     match=rf'no space left on {workdir} \(No space left on device writing '
+                           rf'{workdir}/\S+\)\. The checkpoints written before are intact'):
+    loop.train_and_evaluate(config, str(workdir))
+  saved = checkpointing.checkpoint_manager(str(workdir), 100).all_steps()
+  assert saved, 'no checkpoint fitted at all: the disk is too small for this test'
+  # Moved to a disk with room, the run resumes from the newest intact one (the
+  # failed save's temporary folder stays behind: a rerun would remove it).
+  moved = Path(shutil.copytree(workdir, tmp_path / 'moved',
+                               ignore=shutil.ignore_patterns('*.orbax-checkpoint-tmp')))
+  loop.train_and_evaluate(config, str(moved))
+  _, step = final_state(moved, config)
+  assert step == 12
+  metrics = [json.loads(l) for l in (moved / 'metrics.jsonl').read_text().splitlines()]
+  resumed_from = max(saved)
+  assert [m['step'] for m in metrics if 'train_loss' in m and m['step'] > resumed_from][0] == \
+      resumed_from + 1
+
+
+def test_a_write_failure_elsewhere_than_the_workdir_is_not_taken_for_one(tmp_path):
+  error = ConnectionResetError(104, 'Connection reset by peer')
+  assert write_failures.write_failure(error, str(tmp_path)) is None
+  metrics = str(tmp_path / 'metrics.jsonl')
+  assert write_failures.write_failure(OSError(13, 'Permission denied', metrics),
+                                      str(tmp_path)) == (13, metrics)
+  assert write_failures.write_failure(RuntimeError('wrapped'), str(tmp_path)) is None
+  tensorstore = ValueError('RESOURCE_EXHAUSTED: Error writing local file "/x/ckpt": Failed '
+                           'writing: "/x/ckpt.__lock": Failed to write 50792 bytes to file 16: '
+                           "No space left on device [os_error_code='28']")
+  wrapped = RuntimeError('a save failed')
+  wrapped.__cause__ = tensorstore
+  assert write_failures.write_failure(wrapped, str(tmp_path)) == (28, '/x/ckpt.__lock')
+
+
+def test_resuming_with_another_batch_size_is_refused_naming_it(tiny_run, tmp_path):
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run')
+  before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE}
+  changed = tiny_config(**{**TINY_RUN, 'batch_size': 8, 'num_epochs': 2, 'log_every_steps': 50})
+  with pytest.raises(InputError, match=r"batch_size: 16 -> 8; num_epochs: 1 -> 2\. Give the new "
+                                       r'config another --workdir, or rerun with '
+                                       r'--allow_config_change'):
+    loop.train_and_evaluate(changed, str(workdir))
+  assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE} == before
+
+
+def test_an_allowed_config_change_resumes_with_a_warning(tiny_run, tmp_path, caplog):
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run')
+  changed = tiny_config(**{**TINY_RUN, 'num_epochs': 2, 'log_every_steps': 50,
+                           'checkpoint_every_steps': 8})
+  result = loop.train_and_evaluate(changed, str(workdir), allow_config_change=True)
+  assert result['step'] == 8
+  assert 'with a config that changes the training: num_epochs: 1 -> 2' in caplog.text
+  assert 'log_every_steps' not in caplog.text  # Outside the trajectory: no warning.
+
+
+def test_three_classes_train_and_evaluate_with_top3(tmp_path):
+  folder = make_image_folder(tmp_path / 'data', 8, 4, num_classes=3, size=32, real=False,
+                             varied_modes=False)
+  config = tiny_config(dataset='image_folder', data_dir=str(folder), num_classes=3,
+                       batch_size=8, eval_batch_size=8, num_epochs=1)
+  result = loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert {'top3', 'fused_top3'} <= set(result) and 'top5' not in result
+  assert result['top3'] == 1.0  # Three guesses of three classes.
+  assert json.loads((tmp_path / 'run' / 'eval.json').read_text())['top3'] == 1.0
+
+
+def test_evaluating_a_run_reads_the_data_it_recorded_unless_told_otherwise(tiny_run):
+  config = preset('rc56', 'acnet_lrs1')  # cifar10 by default: a download.
+  recorded = with_recorded_data(config, str(tiny_run), given=frozenset())
+  assert (recorded.dataset, recorded.synthetic_examples, recorded.model) == \
+      ('synthetic', 64, 'rc56')
+  given = with_recorded_data(config, str(tiny_run), given=frozenset({'dataset', 'data_dir'}))
+  assert given.dataset == 'cifar10'
+  assert with_recorded_data(config, '/nonexistent', given=frozenset()).dataset == 'cifar10'
+
+
+@pytest.mark.full
+def test_a_data_fault_mid_run_saves_the_last_step_and_the_rerun_ends_bitwise(tmp_path):
+  """A file the stream cannot decode, first read by the fifth step: the
+  checkpoint of step 4 is saved and the file named; once repaired, the rerun
+  resumes there and ends bitwise where an uninterrupted run ends."""
+  folder = make_image_folder(tmp_path / 'data', 8, 4, size=(40, 80), real=False,
+                             varied_modes=False)
+  config = tiny_config(dataset='image_folder', data_dir=str(folder), pipeline='stream',
+                       image_size=16, num_epochs=3, data_workers=2, checkpoint_every_steps=100,
+                       log_every_steps=100)
+  loop.train_and_evaluate(config, str(tmp_path / 'reference'))
+
+  source = ImageFolderSource(str(folder), 'train')
+  steps_per_epoch = len(source) // config.batch_size
+  # Every file is read once an epoch: one of the first epoch's last batch.
+  bad = Path(source.name(int(order.train_batch_indices(config.seed, 4, steps_per_epoch,
+                                                       config.batch_size, len(source))[0])))
+  good = bad.read_bytes()
+  bad.write_bytes(b'not an image')
+  workdir = tmp_path / 'run'
+  with pytest.raises(loop.DataFault, match=rf'{bad} is not a readable image.*Training stopped '
+                                           r'before step 5; the checkpoint of step 4 is in'):
+    loop.train_and_evaluate(config, str(workdir))
+  assert checkpointing.checkpoint_manager(str(workdir), 3).all_steps() == [4]
+
+  bad.write_bytes(good)
+  loop.train_and_evaluate(config, str(workdir))
+  (a, a_step), (b, b_step) = final_state(workdir, config), final_state(tmp_path / 'reference',
+                                                                       config)
+  assert a_step == b_step == 3 * steps_per_epoch
+  for key, value in b.items():
+    assert (a[key] == value).all(), key  # Bitwise.
+
+
+def test_an_export_and_an_analysis_that_cannot_write_are_one_paragraph(tiny_run, tmp_path):
+  """A read-only folder (a file where a folder must go): the commands' writes
+  fail as the run's do."""
+  from acnet_jax import export
+  from acnet_jax.analysis import report
+
+  workdir = shutil.copytree(tiny_run, tmp_path / 'run', ignore=shutil.ignore_patterns('export'))
+  (workdir / 'export.partial').write_text('a file in the way')
+  with pytest.raises(write_failures.WriteFailed, match=rf'cannot write to {workdir} \('):
+    export.export_run(str(workdir), formats='stablehlo')
+  (tmp_path / 'out').write_text('a file in the way')
+  with pytest.raises(write_failures.WriteFailed, match=rf'cannot write to {tmp_path}/out \('):
+    report.analyze([str(workdir)], str(tmp_path / 'out'))
