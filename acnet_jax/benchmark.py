@@ -2,16 +2,18 @@
 
 After compilation and warm-up, the median time of several steps of
   train    the jitted train step of each conv kind (--convs: `normal`,
-           `acnet` in each ACB impl, `dbb`, `repvgg`), fed by the on-device
-           input pipeline (gather, augment, normalise) and by a batch already
-           on device;
+           `acnet` in each ACB impl, `dbb`, `repvgg`, and each of those three
+           online: `acnet_online`, `dbb_online`, `repvgg_online`), fed by the
+           on-device input pipeline (gather, augment, normalise) and by a
+           batch already on device;
   eval     the forward pass of each kind (unfused) and of the fused `deploy`
            model;
   devices  the train step on 1 device and on all N, when N > 1;
   parts    (--breakdown) forward, + input gradients, + weight gradients;
 with each step's compile time, XLA's FLOP count (per device: the partitioned
-program's) and the achieved FLOP/s as a fraction of a float32 matmul timed in
-the same run. Prints a table and writes it as JSON to --output.
+program's), the achieved FLOP/s as a fraction of a float32 matmul timed in
+the same run, and the step's peak memory as XLA plans it (not timed: the same
+on a busy machine). Prints a table and writes it as JSON to --output.
 Synthetic uint8 data: the step's work does not depend on pixels.
 The measurements live in `acnet_jax.benchmarking`; this module is the command.
 """
@@ -29,15 +31,14 @@ from absl import app, flags
 from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
 from acnet_jax.benchmarking.report import format_report
-from acnet_jax.benchmarking.suite import run_benchmark
+from acnet_jax.benchmarking.suite import BENCHMARK_CONVS, run_benchmark
 from acnet_jax.blocks.acb import ACB_IMPLS
-from acnet_jax.blocks.switch import TRAINABLE_KINDS
 from acnet_jax.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'rc56', 'Model name, e.g. rc56, cfqkbnc, wrnc16.')
 flags.DEFINE_list('convs', ['normal', 'acnet'], 'Conv kinds to train, of: '
-                  f'{", ".join(TRAINABLE_KINDS)}.')
+                  f'{", ".join(BENCHMARK_CONVS)} (<kind>_online: config.online).')
 flags.DEFINE_list('acb_impls', list(ACB_IMPLS), 'ACB computations to time for acnet.')
 flags.DEFINE_integer('batch_size', 64, 'Global train batch size.')
 flags.DEFINE_integer('eval_batch_size', 500, 'Global eval batch size.')

@@ -38,7 +38,7 @@ def block_to_conv(params: Tree, stats: Tree, path: str) -> Conv:
   kind = block_kind(params, stats, path)
   if kind is None:
     raise FusionError(f"'{path}' is no block fusion knows (it has {sorted(_children(params, stats))})")
-  return kind.to_conv(BlockVariables(params, stats, path))
+  return kind.fuse(BlockVariables(params, stats, path))
 
 
 def block_kind(params: Tree, stats: Tree, path: str,
@@ -69,7 +69,7 @@ def fuse_params(params: Tree, batch_stats: Tree | None) -> tuple[dict, dict]:
   batch_stats. Variables already in deploy form come back unchanged.
   """
   def to_deploy(block: BlockVariables, kind: BlockKind) -> Block:
-    kernel, bias = kind.to_conv(block)
+    kernel, bias = kind.fuse(block)
     return {'conv': {'kernel': kernel, 'bias': bias}}, None
 
   new_params, new_stats, _ = _map_blocks(params, batch_stats or {}, BLOCK_KINDS, to_deploy)
@@ -89,7 +89,7 @@ def to_normal(params: Tree, batch_stats: Tree | None, normal_params: Tree) -> tu
   the result is checked against it.
   """
   def to_normal_block(block: BlockVariables, kind: BlockKind) -> Block:
-    kernel, bias = kind.to_conv(block)
+    kernel, bias = kind.fuse(block)
     target = _subtree(normal_params, block.path)
     if CONV_BN_KIND.owns(frozenset(target)):
       channels = bias.shape

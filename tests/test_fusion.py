@@ -1,4 +1,5 @@
-"""Whole-model fusion: acnet, dbb, repvgg == deploy == mapped normal, and clear errors.
+"""Whole-model fusion: acnet, dbb, repvgg, offline and online, == deploy ==
+mapped normal, and clear errors.
 
 The fast tier fuses small members of every family (every kind of conv site:
 plain, residual with projections, pre-activation, 5x5, depthwise); the full
@@ -74,8 +75,8 @@ def trained_variables(name: str, conv: str, steps: int = 3, **acb_options) -> di
 
 
 @functools.lru_cache(maxsize=None)
-def cached_variables(name: str, conv: str, branch_bn: bool = True) -> dict:
-  return trained_variables(name, conv, branch_bn=branch_bn)
+def cached_variables(name: str, conv: str, branch_bn: bool = True, online: bool = False) -> dict:
+  return trained_variables(name, conv, branch_bn=branch_bn, online=online)
 
 
 def normal_template(name: str) -> dict:
@@ -92,25 +93,32 @@ def shapes(tree: dict) -> dict:
   return jax.tree.map(jnp.shape, tree)
 
 
-# (model, kind, ACB with branch BNs): the paper's ACB, and its ablation with
-# one BN after the summed branches (WRN has both kinds of conv site); DBB and
-# RepVGG on dense and pre-activation sites, 5x5 convs (cfqkbnc) and depthwise
-# convs (MobileNet).
-SMALL = [('all_sites', 'acnet', True), ('all_sites', 'acnet', False),
-         ('all_sites', 'dbb', True), ('all_sites', 'repvgg', True), ('rc8', 'acnet', True),
-         ('cfqkbnc', 'acnet', True)]
-ZOO = [('rc56', 'acnet', True), ('wrnc16', 'acnet', True), ('vc', 'acnet', True),
-       ('densenet40', 'acnet', True), ('wrnc16', 'acnet', False), ('cfqkbnc', 'acnet', False),
-       *((name, conv, True) for conv in ('dbb', 'repvgg')
-         for name in ('rc20', 'wrnc16', 'cfqkbnc', 'mobilenet_v1'))]
+# (model, kind, ACB with branch BNs, online): the paper's ACB, and its
+# ablation with one BN after the summed branches (WRN has both kinds of conv
+# site); DBB and RepVGG on dense and pre-activation sites, 5x5 convs (cfqkbnc)
+# and depthwise convs (MobileNet); each kind online (the fast tier: the ACB;
+# `tests/blocks/test_online.py` fuses each kind's block).
+SMALL = [('all_sites', 'acnet', True, False), ('all_sites', 'acnet', False, False),
+         ('all_sites', 'dbb', True, False), ('all_sites', 'repvgg', True, False),
+         ('rc8', 'acnet', True, False), ('cfqkbnc', 'acnet', True, False),
+         ('all_sites', 'acnet', True, True)]
+ZOO = [('rc56', 'acnet', True, False), ('wrnc16', 'acnet', True, False),
+       ('vc', 'acnet', True, False), ('densenet40', 'acnet', True, False),
+       ('wrnc16', 'acnet', False, False), ('cfqkbnc', 'acnet', False, False),
+       *((name, conv, True, False) for conv in ('dbb', 'repvgg')
+         for name in ('rc20', 'wrnc16', 'cfqkbnc', 'mobilenet_v1')),
+       ('all_sites', 'dbb', True, True), ('all_sites', 'repvgg', True, True),
+       *((name, conv, True, True) for conv in ('acnet', 'dbb', 'repvgg')
+         for name in ('cfqkbnc', 'mobilenet_v1')),
+       ('rc20', 'acnet', True, True), ('wrnc16', 'repvgg', True, True)]
 
 
-@pytest.mark.parametrize('name,conv,branch_bn', [
+@pytest.mark.parametrize('name,conv,branch_bn,online', [
     *SMALL, *(pytest.param(*case, marks=pytest.mark.full) for case in ZOO)])
-def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn):
-  variables = cached_variables(name, conv, branch_bn)
+def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, online):
+  variables = cached_variables(name, conv, branch_bn, online)
   x = images(100)
-  reference = logits(name, conv, variables, x, branch_bn=branch_bn)
+  reference = logits(name, conv, variables, x, branch_bn=branch_bn, online=online)
 
   # Both transforms are pure functions of the trees, so they jit.
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])

@@ -1,6 +1,7 @@
 """The measurements of `python -m acnet_jax.benchmark`: the train step as
 training runs it and on a ready batch, eval of each kind and of the fused
-deploy model, the parts of a step, 1 vs N devices. Synthetic uint8 data: the
+deploy model, the parts of a step, 1 vs N devices. A conv named `<kind>_online`
+is that kind trained online (`config.online`). Synthetic uint8 data: the
 step's work does not depend on pixels."""
 
 from __future__ import annotations
@@ -19,25 +20,42 @@ from absl import logging
 from jax.sharding import Mesh
 
 from acnet_jax.benchmarking import profile
-from acnet_jax.benchmarking.report import GRADIENT_PARTS, ratios
+from acnet_jax.benchmarking.report import GRADIENT_PARTS, ONLINE_SUFFIX, ratios
 from acnet_jax.benchmarking.timing import (
   Timing,
   compile_timed,
   measure_peak,
   median_step_time,
   xla_flops,
+  xla_peak_bytes,
 )
 from acnet_jax.blocks.acb import ACB_IMPLS
+from acnet_jax.blocks.switch import TRAINABLE_KINDS, TRAINING_BLOCKS
+from acnet_jax.errors import InputError
 from acnet_jax.training import steps as train_steps
 from acnet_jax.training.config import get_config, validate_config
 from acnet_jax.training.trainer import DATA_AXIS, Trainer
+
+# What --convs accepts: every trainable kind, and each re-parameterized one online.
+BENCHMARK_CONVS: tuple[str, ...] = (*TRAINABLE_KINDS,
+                                    *(f'{kind}{ONLINE_SUFFIX}' for kind in TRAINING_BLOCKS))
+
+
+def parse_conv(name: str) -> tuple[str, bool]:
+  """A benchmark conv name -> (config.conv, config.online): 'dbb_online' -> ('dbb', True)."""
+  if name not in BENCHMARK_CONVS:
+    raise InputError(f'unknown conv {name!r} for the benchmark; valid: '
+                     f'{", ".join(BENCHMARK_CONVS)}')
+  return name.removesuffix(ONLINE_SUFFIX), name.endswith(ONLINE_SUFFIX)
 
 
 def bench_config(model: str, conv: str, acb_impl: str, batch_size: int, eval_batch_size: int,
                  train_examples: int, dtype: str = 'float32',
                  image_size: int = 32) -> ml_collections.ConfigDict:
+  """`conv`: a name of BENCHMARK_CONVS."""
+  kind, online = parse_conv(conv)
   config = get_config()
-  config.update(dict(model=model, conv=conv, batch_size=batch_size,
+  config.update(dict(model=model, conv=kind, online=online, batch_size=batch_size,
                      eval_batch_size=eval_batch_size, dataset='synthetic',
                      synthetic_examples=train_examples, dtype=dtype, image_size=image_size))
   config.acb.impl = acb_impl
@@ -59,7 +77,8 @@ def time_train_step(trainer: Trainer, steps: int, warmup: int) -> Timing:
     return metrics
 
   step_s = median_step_time(run, steps, warmup)
-  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size)
+  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size,
+                xla_peak_bytes(step))
 
 def ready_batch(trainer: Trainer) -> tuple[jax.Array, jax.Array]:
   """One train batch through the input pipeline, left on device."""
@@ -81,7 +100,8 @@ def time_update_on_ready_batch(trainer: Trainer, steps: int, warmup: int) -> Tim
     return metrics
 
   step_s = median_step_time(run, steps, warmup)
-  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size)
+  return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size,
+                xla_peak_bytes(step))
 
 def time_eval(model: Any, variables: dict, trainer: Trainer, steps: int,
               warmup: int) -> Timing:
@@ -93,7 +113,7 @@ def time_eval(model: Any, variables: dict, trainer: Trainer, steps: int,
                     out_shardings=trainer.replicated)
   step, compile_s = compile_timed(forward, variables, x)
   step_s = median_step_time(lambda _: step(variables, x), steps, warmup)
-  return Timing(compile_s, step_s, xla_flops(step), batch_size)
+  return Timing(compile_s, step_s, xla_flops(step), batch_size, xla_peak_bytes(step))
 
 def time_gradient_parts(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
   """Where a train step's time goes: the train-mode forward, then also the
@@ -137,6 +157,8 @@ def run_benchmark(model: str, convs: Sequence[str], acb_impls: Sequence[str], ba
                   progress: Callable[[str], None] = logging.info, image_size: int = 32,
                   dtypes: Sequence[str] = ('float32',), profiled: bool = False) -> dict[str, Any]:
   """Every measurement of the module docstring, as one JSON-able report."""
+  for conv in convs:
+    parse_conv(conv)  # Before any work.
   progress(f'timing the peak: {matmul_size}x{matmul_size} float32 matmul')
   peak = measure_peak(devices[0], matmul_size)
   train_examples = train_examples or (

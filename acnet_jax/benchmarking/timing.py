@@ -1,5 +1,6 @@
 """Timing compiled steps: compile time, the median of timed calls after warm-up,
-XLA's FLOP count, and the float32 matmul peak the FLOP/s are read against."""
+XLA's FLOP count and peak memory, and the float32 matmul peak the FLOP/s are
+read against."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Timing:
   step_s: float  # Median over the timed steps.
   flops: float  # Per step, from XLA's cost analysis of the compiled step.
   batch_size: int
+  peak_bytes: float = float('nan')  # XLA's plan of the compiled step (`xla_peak_bytes`).
 
   @property
   def images_per_s(self) -> float:
@@ -29,13 +31,27 @@ class Timing:
     flops_per_s = self.flops / self.step_s
     return {**labels, 'compile_s': self.compile_s, 'step_s': self.step_s,
             'images_per_s': self.images_per_s, 'flops': self.flops,
-            'flops_per_s': flops_per_s, 'fraction_of_peak': flops_per_s / peak_flops_per_s}
+            'flops_per_s': flops_per_s, 'fraction_of_peak': flops_per_s / peak_flops_per_s,
+            'peak_bytes': self.peak_bytes}
 
 def xla_flops(compiled: jax.stages.Compiled) -> float:
   cost = compiled.cost_analysis()
   if isinstance(cost, Sequence):  # One entry per program in older jax versions.
     cost = cost[0]
   return float(cost.get('flops', float('nan')))
+
+def xla_peak_bytes(compiled: jax.stages.Compiled) -> float:
+  """The memory the compiled step holds while it runs, as XLA's buffer
+  assignment plans it: its arguments, its outputs (less those written into
+  donated arguments) and the one block its temporaries are packed into. Known
+  without running the step, so not disturbed by other work on the machine;
+  nan where the backend does not say. (XLA's own `peak_memory_in_bytes` counts
+  only the arguments on CPU.)"""
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return float('nan')
+  return float(stats.argument_size_in_bytes + stats.output_size_in_bytes
+               - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
 
 def compile_timed(jitted: Callable, *args: Any) -> tuple[jax.stages.Compiled, float]:
   start = time.perf_counter()

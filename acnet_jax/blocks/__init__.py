@@ -5,6 +5,9 @@
     algebra      kernel algebra: fold BN, centre kernels, 1x1-then-KxK, pooling and identity kernels
     kinds        BlockKind: how fusion recognises a block and turns it into one conv
     conv_bn      ConvBN (the baseline) and ConvBias (the deploy form)
-    acb          the ACB (ACNet)       dbb   the Diverse Branch Block     repvgg   the RepVGG block
+    online       what every kind's online form shares: its branches built into one kernel in the
+                 step, one conv, one BN (OREPA)
+    acb          the ACB (ACNet)       dbb   the Diverse Branch Block     repvgg   the RepVGG block,
+                 each with its online form
     switch       ConvSwitch: every conv site of a model as one kind; the table of kinds
 """

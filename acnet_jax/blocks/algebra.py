@@ -5,7 +5,7 @@ chain of linear maps (convs, BNs in eval mode, average pools), so each branch
 is one conv and so is their sum. Kernels are HWIO, biases per output channel:
 
     fold_batchnorm        conv W then BN        -> W t, beta - mu t,  t = gamma / sqrt(var + eps)
-    one_by_one_then_kxk   1x1 conv then KxK conv -> one KxK conv
+    one_by_one_then_kxk   1x1 conv then KxK conv -> one KxK conv (`_kernel`: without biases)
     identity_kernel       the input itself       -> a (grouped) conv kernel
     average_pool_kernel   KxK average pool       -> a (grouped) conv kernel
     add_branches          sum of convs           -> one conv (kernels centred)
@@ -22,6 +22,8 @@ import jax.numpy as jnp
 from acnet_jax.blocks.primitives import BN_EPSILON, pad_to_centre
 
 Conv = tuple[jax.Array, jax.Array]  # (HWIO kernel, bias)
+# Accelerators multiply float32 matrices in lower precision by default.
+EXACT = jax.lax.Precision.HIGHEST
 
 
 def fold_batchnorm(kernel: jax.Array, mean: jax.Array, var: jax.Array,
@@ -39,15 +41,21 @@ def one_by_one_then_kxk(first: Conv, second: Conv, groups: int) -> Conv:
   as a conv of the padded input would: the DBB pads the intermediate with it.
   """
   (k1, b1), (k2, b2) = first, second
-  per_group_in, mid = k1.shape[2:]
   height, width, per_group_mid, out = k2.shape
-  k1 = k1.reshape(per_group_in, groups, per_group_mid)
-  k2 = k2.reshape(height, width, per_group_mid, groups, out // groups)
-  # HIGHEST: accelerators multiply float32 matrices in lower precision by default.
-  exact = jax.lax.Precision.HIGHEST
-  kernel = jnp.einsum('igm,hwmgo->hwigo', k1, k2, precision=exact)
-  bias = jnp.einsum('hwmgo,gm->go', k2, b1.reshape(groups, per_group_mid), precision=exact)
-  return kernel.reshape(height, width, per_group_in, out), b2 + bias.reshape(out)
+  per_group = k2.reshape(height, width, per_group_mid, groups, out // groups)
+  bias = jnp.einsum('hwmgo,gm->go', per_group, b1.reshape(groups, per_group_mid), precision=EXACT)
+  return one_by_one_then_kxk_kernel(k1, k2, groups), b2 + bias.reshape(out)
+
+
+def one_by_one_then_kxk_kernel(first: jax.Array, second: jax.Array, groups: int) -> jax.Array:
+  """The kernel of a 1x1 conv without bias, then a KxK conv, both with `groups`
+  groups: exact with zero padding, which the 1x1 conv keeps zero."""
+  per_group_in = first.shape[2]
+  height, width, per_group_mid, out = second.shape
+  first = first.reshape(per_group_in, groups, per_group_mid)
+  second = second.reshape(height, width, per_group_mid, groups, out // groups)
+  kernel = jnp.einsum('igm,hwmgo->hwigo', first, second, precision=EXACT)
+  return kernel.reshape(height, width, per_group_in, out)
 
 
 def identity_kernel(channels: int, per_group: int, size: int = 1) -> jax.Array:

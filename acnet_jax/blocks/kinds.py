@@ -2,7 +2,10 @@
 
 Each block module declares, next to itself, a `BlockKind`: the names of its
 children in the variable trees (its signature) and its fuse rule, written
-with `acnet_jax.blocks.algebra` on a `BlockVariables` view of its variables.
+with `acnet_jax.blocks.algebra` on a `BlockVariables` view of its variables;
+and, for a block that can be computed as one conv followed by one BN (its
+online form, `acnet_jax.blocks.online`), the function that builds that conv's
+kernel from its branches.
 `acnet_jax.fusion` walks the trees and asks the table `switch.BLOCK_KINDS`,
 so a new kind is one module and one entry there.
 """
@@ -20,6 +23,9 @@ from acnet_jax.blocks.algebra import Conv, fold_batchnorm
 from acnet_jax.errors import InputError
 
 Tree = Mapping[str, Any]
+# The one BN of a block computed as one conv: an online block's, and the
+# ACB's without branch BNs.
+ONE_BN = 'bn'
 
 
 class FusionError(InputError):
@@ -42,6 +48,17 @@ class BlockVariables:
       return self.params[conv]['kernel']
     except (KeyError, TypeError):
       raise FusionError(f"no kernel at '{self.path}/{conv}'") from None
+
+  def scaled(self, kernel: jax.Array, scale: str) -> jax.Array:
+    """diag(s) `kernel`: each output channel of the HWIO kernel times the
+    child per-channel scale `scale` (an online branch's)."""
+    s = self.params.get(scale)
+    if s is None:
+      raise FusionError(f"no scale at '{self.path}/{scale}'")
+    if jnp.shape(s) != kernel.shape[-1:]:
+      raise FusionError(f"'{self.path}/{scale}' has shape {jnp.shape(s)} but its branch has "
+                        f'{kernel.shape[-1]} output channels: not the variables of this block')
+    return kernel * s
 
   def conv_bn(self, conv: str, bn: str) -> Conv:
     """The child conv `conv` followed by the child BN `bn`, as one conv."""
@@ -72,14 +89,24 @@ class BlockKind:
 
   `skeleton` is the KxK conv every block of the kind has; no other kind has a
   child of that name. `names` are all the children a block of the kind may
-  have. `to_conv` returns the (kernel, bias) of the one conv that equals the
-  block in eval mode.
+  have, in either form. `to_conv` returns the (kernel, bias) of the one conv
+  that equals the block in eval mode. `online_kernel`, where the kind has a
+  form computed as one conv of a kernel built from its branches and then the
+  one BN `ONE_BN`, builds that kernel: the block and `fuse` call the same function.
   """
 
   name: str
   skeleton: str
   names: frozenset[str]
   to_conv: Callable[[BlockVariables], Conv]
+  online_kernel: Callable[[BlockVariables], jax.Array] | None = None
+
+  def fuse(self, block: BlockVariables) -> Conv:
+    """The (kernel, bias) of the one conv that equals `block` in eval mode: a
+    block with the one BN folds it into the kernel it is computed with."""
+    if self.online_kernel is not None and block.has(ONE_BN):
+      return block.fold(self.online_kernel(block), ONE_BN)
+    return self.to_conv(block)
 
   def owns(self, children: frozenset[str]) -> bool:
     """A lone skeleton is not a block of this kind: it has nothing to fold."""

@@ -1,9 +1,10 @@
 """The parts every block is built from: PyTorch-default BN and conv, and
-symmetric padding (k//2 on both sides), on which fusion depends."""
+symmetric padding (k//2 on both sides), on which fusion depends; a conv's
+kernel declared without the conv, and a conv with a kernel computed in the step."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -94,3 +95,29 @@ def conv_then_bn(x: jax.Array, train: bool, *, features: int, kernel_shape: tupl
   y = conv2d(features, kernel_shape, strides, feature_group_count, use_bias=False, name=name,
              dtype=dtype)(x)
   return batch_norm(f'{name}_bn', dtype=dtype)(y, use_running_average=not train)
+
+
+class KernelOf(nn.Module):
+  """The kernel that `conv2d` would create for an input of `in_features`
+  channels, under the same name, shape and init, without applying it (`init`:
+  another initializer, e.g. zeros for a kernel stored as a difference)."""
+
+  features: int
+  kernel_shape: tuple[int, int]
+  feature_group_count: int = 1
+  init: Callable[..., jax.Array] = torch_default_init
+
+  @nn.compact
+  def __call__(self, in_features: int) -> jax.Array:
+    shape = (*self.kernel_shape, in_features // self.feature_group_count, self.features)
+    return self.param('kernel', self.init, shape)
+
+
+def conv_with_kernel(x: jax.Array, kernel: jax.Array, strides: int, feature_group_count: int,
+                     dtype: DTypeLike = jnp.float32) -> jax.Array:
+  """x convolved with an HWIO kernel given as an array, padded symmetrically,
+  computed in `dtype` (as `conv2d` computes)."""
+  return jax.lax.conv_general_dilated(
+      x.astype(dtype), kernel.astype(dtype), (strides, strides),
+      symmetric_padding(kernel.shape[:2]), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=feature_group_count)

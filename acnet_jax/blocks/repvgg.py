@@ -11,6 +11,11 @@ applies after the conv site), three branches summed:
 The authors' block is 3x3; here K is any odd size the switch hands it (the 5x5
 convs of Cifar-quick get a 5x5 dense branch), which fuses the same way. The
 identity branch is a BN with no conv: fusion takes it for the identity kernel.
+
+`OnlineRepVGG` is the online form (`acnet_jax.blocks.online`): `dense` and
+`1x1` scaled by `dense_scale` and `1x1_scale`, the identity kernel by
+`identity_scale`, summed centred into one KxK kernel inside the step, then one
+conv and one BN `bn`.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from acnet_jax.blocks.algebra import Conv, add_branches, identity_kernel
-from acnet_jax.blocks.kinds import BlockKind, BlockVariables
-from acnet_jax.blocks.primitives import ConvSiteModule, batch_norm, conv_then_bn
+from acnet_jax.blocks.algebra import Conv, add_branches, add_centred, identity_kernel
+from acnet_jax.blocks.kinds import ONE_BN, BlockKind, BlockVariables
+from acnet_jax.blocks.online import branch_scale, one_conv_then_bn
+from acnet_jax.blocks.primitives import ConvSiteModule, KernelOf, batch_norm, conv_then_bn
 from acnet_jax.errors import InputError
 
 
@@ -34,7 +40,7 @@ class RepVGG(ConvSiteModule):
                  feature_group_count=self.feature_group_count, dtype=self.dtype)
     y = conv_then_bn(x, train, kernel_shape=(k, k), name='dense', **shape)
     y = y + conv_then_bn(x, train, kernel_shape=(1, 1), name='1x1', **shape)
-    if x.shape[-1] == self.features and self.strides == 1:
+    if has_identity(x.shape[-1], self.features, self.strides):
       y = y + batch_norm('identity_bn', dtype=self.dtype)(x, use_running_average=not train)
     return y
 
@@ -47,5 +53,38 @@ def repvgg_to_conv(block: BlockVariables) -> Conv:
   return add_branches(branches)
 
 
-REPVGG_KIND = BlockKind('RepVGG', skeleton='dense', to_conv=repvgg_to_conv, names=frozenset(
-    {'dense', 'dense_bn', '1x1', '1x1_bn', 'identity_bn'}))
+class OnlineRepVGG(ConvSiteModule):
+  """The RepVGG block computed as one conv: its two convs and the identity as
+  kernels, each scaled by `<branch>_scale` from 1 (RepVGG's BN scale), summed,
+  one conv, one BN `bn`."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    k, groups, channels = self.kernel_size, self.feature_group_count, x.shape[-1]
+    KernelOf(self.features, (k, k), groups, name='dense')(channels)
+    KernelOf(self.features, (1, 1), groups, name='1x1')(channels)
+    identity = has_identity(channels, self.features, self.strides)
+    for branch in ('dense', '1x1', 'identity') if identity else ('dense', '1x1'):
+      branch_scale(self, branch, 1.0)
+    return one_conv_then_bn(self, x, train, online_repvgg_kernel)
+
+
+def online_repvgg_kernel(block: BlockVariables) -> jax.Array:
+  """The kernel of a RepVGG block computed as one conv."""
+  dense = block.kernel('dense')
+  kernels = [block.scaled(dense, 'dense_scale'), block.scaled(block.kernel('1x1'), '1x1_scale')]
+  if block.has('identity_scale'):
+    per_group, channels = dense.shape[2:]
+    kernels.append(block.scaled(identity_kernel(channels, per_group), 'identity_scale'))
+  return add_centred(kernels)
+
+
+def has_identity(channels: int, features: int, strides: int) -> bool:
+  """The identity branch: where the input and output widths match at stride 1."""
+  return channels == features and strides == 1
+
+
+REPVGG_KIND = BlockKind(
+    'RepVGG', skeleton='dense', to_conv=repvgg_to_conv, online_kernel=online_repvgg_kernel,
+    names=frozenset({'dense', 'dense_bn', '1x1', '1x1_bn', 'identity_bn', 'dense_scale',
+                     '1x1_scale', 'identity_scale', ONE_BN}))

@@ -11,8 +11,10 @@ this one place:
     deploy   KxK conv with bias                            `ConvBias`
 
 `TRAINING_BLOCKS` is the table of the re-parameterized kinds: the block each
-builds at a site, and the `BlockKind` by which fusion recognises and fuses it.
-A new kind is one module in `acnet_jax.blocks` and one entry there.
+builds at a site, its online form (`online=True`: the block computed as one
+conv, `acnet_jax.blocks.online`), and the `BlockKind` by which fusion
+recognises and fuses either. A new kind is one module in `acnet_jax.blocks`
+and one entry there.
 
 `dtype` is the computation dtype of every conv and BN the switch builds
 (bfloat16 for mixed precision); parameters and batch statistics stay float32,
@@ -34,13 +36,14 @@ from acnet_jax.blocks.acb import (
   ACB_BRANCHES,
   ACB_KIND,
   AcbImpl,
+  OnlineACB,
   validate_acb_impl,
   validate_branches,
 )
 from acnet_jax.blocks.conv_bn import CONV_BN_KIND, ConvBias, ConvBN
-from acnet_jax.blocks.dbb import DBB, DBB_KIND
+from acnet_jax.blocks.dbb import DBB, DBB_KIND, OnlineDBB
 from acnet_jax.blocks.kinds import BlockKind
-from acnet_jax.blocks.repvgg import REPVGG_KIND, RepVGG
+from acnet_jax.blocks.repvgg import REPVGG_KIND, OnlineRepVGG, RepVGG
 from acnet_jax.errors import InputError
 
 # Computation dtypes of a ConvSwitch; parameters are float32 either way.
@@ -52,10 +55,12 @@ ConvKind = str
 @dataclasses.dataclass(frozen=True)
 class TrainingBlock:
   """A re-parameterized conv kind: `build(switch, site)` makes its block for a
-  conv site (the keywords of `ConvSiteModule`); `kind` fuses it."""
+  conv site (the keywords of `ConvSiteModule`), `build_online(switch, site)`
+  its online form; `kind` fuses either."""
 
   build: Callable[[ConvSwitch, dict[str, Any]], nn.Module]
   kind: BlockKind
+  build_online: Callable[[ConvSwitch, dict[str, Any]], nn.Module]
 
 
 def build_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
@@ -63,10 +68,17 @@ def build_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
              branches=switch.branches, impl=switch.acb_impl, branch_bn=switch.branch_bn)
 
 
+def build_online_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
+  return OnlineACB(**site, gamma_init=switch.gamma_init, use_affine=switch.use_affine,
+                   branches=switch.branches, branch_bn=switch.branch_bn)
+
+
 TRAINING_BLOCKS: dict[str, TrainingBlock] = {
-    'acnet': TrainingBlock(build_acb, ACB_KIND),
-    'dbb': TrainingBlock(lambda switch, site: DBB(**site), DBB_KIND),
-    'repvgg': TrainingBlock(lambda switch, site: RepVGG(**site), REPVGG_KIND),
+    'acnet': TrainingBlock(build_acb, ACB_KIND, build_online_acb),
+    'dbb': TrainingBlock(lambda switch, site: DBB(**site), DBB_KIND,
+                         lambda switch, site: OnlineDBB(**site)),
+    'repvgg': TrainingBlock(lambda switch, site: RepVGG(**site), REPVGG_KIND,
+                            lambda switch, site: OnlineRepVGG(**site)),
 }
 TRAINABLE_KINDS: tuple[str, ...] = ('normal', *TRAINING_BLOCKS)
 CONV_KINDS: tuple[str, ...] = (*TRAINABLE_KINDS, 'deploy')
@@ -102,7 +114,9 @@ class ConvSwitch:
   by its own BN in the baseline (a BN-ReLU-conv pre-activation site): it is a
   plain conv with bias there, the training-time block in the re-parameterized
   kinds, and a conv with bias in `deploy`. The ACB options (gamma_init,
-  use_affine, branches, acb_impl, branch_bn) shape ACBs only. `dtype`
+  use_affine, branches, acb_impl, branch_bn) shape ACBs only (acb_impl not
+  their online form). `online` builds each re-parameterized kind's online form;
+  `normal` and `deploy` have none and build what they always do. `dtype`
   ('float32' or 'bfloat16', or the jnp dtype) is the computation dtype; it is
   stored canonical, so models can hand `conv.dtype` to their dense layers.
   """
@@ -113,6 +127,7 @@ class ConvSwitch:
   branches: tuple[str, ...] = ACB_BRANCHES
   acb_impl: AcbImpl = 'branches'
   branch_bn: bool = True
+  online: bool = False
   dtype: DTypeLike = jnp.float32
 
   def __post_init__(self) -> None:
@@ -128,7 +143,8 @@ class ConvSwitch:
     site = dict(features=features, kernel_size=kernel_size, strides=strides,
                 feature_group_count=feature_group_count, dtype=self.dtype, name=name)
     if self.kind in TRAINING_BLOCKS and uses_block(kernel_size):
-      return TRAINING_BLOCKS[self.kind].build(self, site)
+      block = TRAINING_BLOCKS[self.kind]
+      return (block.build_online if self.online else block.build)(self, site)
     if self.kind == 'deploy' or not with_bn:
       return ConvBias(**site)
     return ConvBN(**site)

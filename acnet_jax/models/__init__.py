@@ -53,7 +53,7 @@ def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes:
   """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch; `dtype`
   ('float32', the default, or 'bfloat16': the computation dtype; parameters
   stay float32, logits are float32) and `acb_options` (gamma_init, use_affine,
-  branches, acb_impl, branch_bn) go to the ConvSwitch."""
+  branches, acb_impl, branch_bn, and online for every kind) go to the ConvSwitch."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
   options = acb_options if dtype is None else {**acb_options, 'dtype': dtype}

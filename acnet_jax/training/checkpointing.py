@@ -24,8 +24,9 @@ from jax.experimental import multihost_utils
 
 from acnet_jax.errors import InputError
 
-# What must match between a checkpoint and the config that restores it.
-IDENTITY_KEYS = ('model', 'conv', 'num_classes')
+# What must match between a checkpoint and the config that restores it, and
+# what a checkpoint saved before the key existed had.
+IDENTITY_KEYS = {'model': None, 'conv': None, 'num_classes': None, 'online': False}
 DAMAGED_DIR = 'damaged_checkpoints'
 
 
@@ -66,11 +67,12 @@ class DamagedCheckpoint(Exception):
 
 def check_identity(saved: dict, config: ml_collections.ConfigDict, step: int,
                    directory: str) -> None:
-  for key in IDENTITY_KEYS:
-    if saved.get(key) != config[key]:
+  for key, before_the_key in IDENTITY_KEYS.items():
+    if saved.get(key, before_the_key) != config[key]:
       raise InputError(
-          f'the checkpoint of step {step} in {directory} is of {key}={saved.get(key)!r} '
-          f'but this config has {key}={config[key]!r}: use another workdir or config')
+          f'the checkpoint of step {step} in {directory} is of '
+          f'{key}={saved.get(key, before_the_key)!r} but this config has {key}={config[key]!r}: '
+          'use another workdir or config')
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any,

@@ -13,7 +13,7 @@ import ml_collections
 
 from acnet_jax import models
 from acnet_jax.blocks.acb import ACB_IMPLS, validate_branches
-from acnet_jax.blocks.switch import DTYPES, TRAINABLE_KINDS
+from acnet_jax.blocks.switch import DTYPES, TRAINABLE_KINDS, TRAINING_BLOCKS
 from acnet_jax.data import feeds
 from acnet_jax.deploy import artifacts
 from acnet_jax.errors import InputError
@@ -26,9 +26,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = 'rc56'
   config.conv = 'acnet'  # 'normal' | 'acnet' | 'dbb' | 'repvgg'
+  # True: train the conv kind (acnet, dbb or repvgg) in its online form, one
+  # conv of a kernel built from the branches in every step, then one BN; each
+  # branch BN becomes a learnable per-channel scale (acnet_jax/blocks/online.py).
+  # It fuses to the same deploy model.
+  config.online = False
   config.num_classes = 10
   config.acb = ml_collections.ConfigDict()  # Options of conv='acnet' only.
-  config.acb.gamma_init = 1.0  # Initial BN scale of every ACB branch.
+  # Initial BN scale of every ACB branch (online: of every branch scale).
+  config.acb.gamma_init = 1.0
   config.acb.use_affine = True
   config.acb.branches = ('square', 'ver', 'hor')
   # False: the paper's ablation without BN in branches (the branches' convs
@@ -36,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.acb.branch_bn = True
   # 'branches' (a conv per branch) or 'stacked' (one conv, 1D kernels padded
   # to KxK): same parameters, same values; which is faster is measured by
-  # `python -m acnet_jax.benchmark` (docs/performance.md).
+  # `python -m acnet_jax.benchmark` (docs/performance.md). Not used online.
   config.acb.impl = 'branches'
 
   # 'cifar10' | 'cifar100' | 'image_folder' | 'synthetic' | any tfds image
@@ -145,3 +151,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')
   validate_branches(config.acb.branches)
+  if config.online and config.conv not in TRAINING_BLOCKS:
+    raise InputError(
+        f'online=True trains a re-parameterized conv kind ({", ".join(TRAINING_BLOCKS)}) as '
+        f'one conv of a kernel built from its branches; conv {config.conv!r} has no branches. '
+        'Choose one of those kinds (--config.conv or a try_arg such as acnet_cosine), or '
+        'leave online False.')

@@ -103,8 +103,8 @@ def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step
   """What runs, in a few lines (the full config is in workdir/config.json)."""
   resume = f'resuming at step {start_step:,}' if start_step else 'from scratch'
   return '\n'.join([
-      f'model: {config.model}, conv {config.conv}, {config.dtype}, '
-      f'{count_params(trainer.abstract_state.params):,} parameters to train',
+      f'model: {config.model}, conv {config.conv}{" online" if config.online else ""}, '
+      f'{config.dtype}, {count_params(trainer.abstract_state.params):,} parameters to train',
       describe_data(config, trainer.feed),
       f'steps: {trainer.total_steps:,} ({config.num_epochs} epochs of '
       f'{trainer.steps_per_epoch:,}, batch {config.batch_size}), {resume}; '

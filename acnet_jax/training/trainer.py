@@ -37,7 +37,7 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
       config.model, conv or config.conv, config.num_classes,
       gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
       branches=tuple(config.acb.branches), acb_impl=config.acb.impl,
-      branch_bn=config.acb.branch_bn, dtype=config.dtype)
+      branch_bn=config.acb.branch_bn, online=config.online, dtype=config.dtype)
 
 
 def abstract_train_state(config: ml_collections.ConfigDict,

@@ -1,27 +1,51 @@
 """The benchmark's arithmetic, from known timings: ratios, FLOP/s and the
-fraction of the peak, and the table's rows."""
+fraction of the peak, and the table's rows; its conv names."""
 
 from __future__ import annotations
 
+import types
+
+import numpy as np
 import pytest
 
 from acnet_jax.benchmarking.report import format_report, ratios
-from acnet_jax.benchmarking.timing import Timing, step_times
+from acnet_jax.benchmarking.suite import parse_conv
+from acnet_jax.benchmarking.timing import Timing, step_times, xla_peak_bytes
+from acnet_jax.errors import InputError
 
-NORMAL = Timing(compile_s=1.0, step_s=0.2, flops=4e9, batch_size=64)
-ACNET = Timing(compile_s=2.0, step_s=0.5, flops=7e9, batch_size=64)
-STACKED = Timing(compile_s=2.0, step_s=0.4, flops=12e9, batch_size=64)
+NORMAL = Timing(compile_s=1.0, step_s=0.2, flops=4e9, batch_size=64, peak_bytes=100e6)
+ACNET = Timing(compile_s=2.0, step_s=0.5, flops=7e9, batch_size=64, peak_bytes=250e6)
+STACKED = Timing(compile_s=2.0, step_s=0.4, flops=12e9, batch_size=64, peak_bytes=300e6)
+ONLINE = Timing(compile_s=1.5, step_s=0.25, flops=4.5e9, batch_size=64, peak_bytes=120e6)
 DEPLOY = Timing(compile_s=0.5, step_s=0.1, flops=2e9, batch_size=500)
 NORMAL_EVAL = Timing(compile_s=0.5, step_s=0.125, flops=2.5e9, batch_size=500)
 
 
 def test_ratios_of_known_timings():
-  train = {('normal', '-'): NORMAL, ('acnet', 'branches'): ACNET, ('acnet', 'stacked'): STACKED}
+  train = {('normal', '-'): NORMAL, ('acnet', 'branches'): ACNET, ('acnet', 'stacked'): STACKED,
+           ('acnet_online', '-'): ONLINE}
   evals = {('normal', '-'): NORMAL_EVAL, ('deploy', '-'): DEPLOY}
   assert ratios(train, evals) == pytest.approx({
       'train_time_acnet_branches/normal': 2.5, 'train_time_acnet_stacked/normal': 2.0,
+      'train_time_acnet_online/normal': 1.25,
+      'train_memory_acnet_branches/normal': 2.5, 'train_memory_acnet_stacked/normal': 3.0,
+      'train_memory_acnet_online/normal': 1.2,
+      # The online kind against its offline form in each computation.
+      'train_time_acnet_online/acnet_branches': 0.5, 'train_time_acnet_online/acnet_stacked': 0.625,
+      'train_memory_acnet_online/acnet_branches': 0.48,
+      'train_memory_acnet_online/acnet_stacked': 0.4,
       # The FLOPs of the first computation of a kind: branches, not stacked.
-      'train_flops_acnet/normal': 1.75, 'eval_throughput_deploy/normal': 1.25})
+      'train_flops_acnet/normal': 1.75, 'train_flops_acnet_online/normal': 1.125,
+      'eval_throughput_deploy/normal': 1.25})
+
+
+def test_benchmark_conv_names_are_the_kinds_and_the_kinds_online():
+  assert parse_conv('repvgg') == ('repvgg', False)
+  assert parse_conv('dbb_online') == ('dbb', True)
+  with pytest.raises(InputError, match="unknown conv 'normal_online' for the benchmark; valid: "
+                                       'normal, acnet, dbb, repvgg, acnet_online, dbb_online, '
+                                       'repvgg_online'):
+    parse_conv('normal_online')
 
 
 def test_a_row_is_flop_per_s_and_its_share_of_the_peak():
@@ -29,6 +53,7 @@ def test_a_row_is_flop_per_s_and_its_share_of_the_peak():
   assert row['images_per_s'] == pytest.approx(128.0)
   assert row['flops_per_s'] == pytest.approx(14e9)
   assert row['fraction_of_peak'] == pytest.approx(0.5)
+  assert row['peak_bytes'] == 250e6
 
 
 def test_the_table_prints_every_row_and_ratio():
@@ -48,9 +73,9 @@ def test_the_table_prints_every_row_and_ratio():
   table = format_report(report).splitlines()
   assert 'peak (float32 matmul): 28.0 GFLOP/s' in table
   assert table[4].split() == ['train', 'acnet', 'branches', 'float32', 'pipeline', '128.0',
-                              '500.0', '2.0', '14.0', '50.0%', '3.0%']
+                              '500.0', '2.0', '14.0', '50.0%', '238.4', '3.0%']
   assert table[5].split() == ['eval', 'deploy', '-', 'float32', '5000.0', '100.0', '0.5',
-                              '20.0', '71.4%']
+                              '20.0', '71.4%', 'nan']
   # forward 2 GFLOP in 100 ms; + 2 GFLOP in 150 ms; + 3 GFLOP in 250 ms.
   assert 'forward 100 ms (20 GFLOP/s), + input grads 150 ms (13 GFLOP/s), ' \
          '+ weight grads 250 ms (12 GFLOP/s)' in table[7]
@@ -61,3 +86,11 @@ def test_step_times_wait_for_each_step_and_skip_the_warmup():
   calls = []
   times = step_times(lambda i: calls.append(i), steps=3, warmup=2)
   assert calls == [0, 1, 2, 3, 4] and len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_step_memory_is_arguments_outputs_not_donated_and_temporaries():
+  stats = types.SimpleNamespace(argument_size_in_bytes=100, output_size_in_bytes=60,
+                                alias_size_in_bytes=40, temp_size_in_bytes=500,
+                                peak_memory_in_bytes=100)
+  assert xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: stats)) == 620
+  assert np.isnan(xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: None)))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from acnet_jax.blocks.acb import ACB
+from acnet_jax.blocks.acb import ACB, OnlineACB
 from acnet_jax.blocks.conv_bn import ConvBias, ConvBN
-from acnet_jax.blocks.dbb import DBB
-from acnet_jax.blocks.repvgg import RepVGG
+from acnet_jax.blocks.dbb import DBB, OnlineDBB
+from acnet_jax.blocks.repvgg import OnlineRepVGG, RepVGG
 from acnet_jax.blocks.switch import (
   BLOCK_KINDS,
   CONV_KINDS,
@@ -44,6 +44,19 @@ def test_switch_picks_the_block_of_each_kind():
     assert isinstance(ConvSwitch(kind)(8, 3, with_bn=False), block)
     assert isinstance(ConvSwitch(kind)(8, 1), ConvBN)
     assert isinstance(ConvSwitch(kind)(8, 7), ConvBN)
+
+
+def test_online_switch_builds_each_kind_online_at_the_same_sites():
+  for kind, block in [('acnet', OnlineACB), ('dbb', OnlineDBB), ('repvgg', OnlineRepVGG)]:
+    assert isinstance(ConvSwitch(kind, online=True)(8, 5), block)
+    assert isinstance(ConvSwitch(kind, online=True)(8, 3, with_bn=False), block)
+    assert isinstance(ConvSwitch(kind, online=True)(8, 1), ConvBN)
+  acb = ConvSwitch('acnet', gamma_init=0.5, branches=('square', 'hor'), branch_bn=False,
+                   online=True)(8, 3)
+  assert (acb.gamma_init, acb.branches, acb.branch_bn) == (0.5, ('square', 'hor'), False)
+  # The kinds without branches build what they always do.
+  assert isinstance(ConvSwitch('normal', online=True)(8, 3), ConvBN)
+  assert isinstance(ConvSwitch('deploy', online=True)(8, 3), ConvBias)
 
 
 def test_the_table_names_every_kind_once():

@@ -39,6 +39,15 @@ def test_the_defaults_pass_the_check():
   validate_config(get_config())
 
 
+def test_online_applies_to_the_re_parameterized_kinds_only(tmp_path):
+  for conv in ('acnet', 'dbb', 'repvgg'):
+    validate_config(tiny_config(conv=conv, online=True))
+  with pytest.raises(InputError, match="online=True trains a re-parameterized conv kind "
+                                       r"\(acnet, dbb, repvgg\) .* conv 'normal' has no branches"):
+    loop.train_and_evaluate(tiny_config(conv='normal', online=True), str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_a_batch_the_devices_cannot_share_is_refused():
   with pytest.raises(InputError, match='batch_size=16 is not divisible by the 3 devices'):
     check_batch_sizes(tiny_config(), 3)

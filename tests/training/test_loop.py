@@ -167,10 +167,18 @@ def test_a_checkpoint_of_another_model_or_kind_names_both_and_is_left_intact(tin
   # The lock file names its last holder; everything else stays as it was.
   files = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE}
   before = files()
-  for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet')]:
-    with pytest.raises(InputError, match=f"{key}='{saved}' but this config has {key}='{value}'"):
+  for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet'),
+                            ('online', True, False)]:
+    with pytest.raises(InputError, match=f"{key}={saved!r} but this config has {key}={value!r}"):
       loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir))
   assert files() == before
+
+
+def test_a_checkpoint_from_before_online_existed_is_an_offline_one():
+  saved = {'model': 'rc8', 'conv': 'acnet', 'num_classes': 10}  # No 'online' key.
+  checkpointing.check_identity(saved, tiny_config(), 4, 'DIR')
+  with pytest.raises(InputError, match='is of online=False but this config has online=True'):
+    checkpointing.check_identity(saved, tiny_config(online=True), 4, 'DIR')
 
 
 def test_ctrl_c_while_waiting_for_a_compilation_interrupts_at_once():

@@ -87,6 +87,26 @@ def test_stacked_acb_computes_the_same_step_as_one_conv_per_branch():
   assert_same_step(first_step_gradients(config), branches)
 
 
+def test_an_online_step_trains_every_branch_kernel_and_scale():
+  """The online DBB's kernel is built from its branches inside the step: every
+  branch conv (the identity-based 1x1 included, zero at init), every scale and
+  the one BN receive a gradient and move (no weight decay: only a gradient moves them)."""
+  config = tiny_config(conv='dbb', online=True, augment=False, weight_decay=0.0)
+  trainer = Trainer(config, create_mesh())
+  initial = jax.device_get(trainer.init_state())
+  state, metrics = trainer.train_step(trainer.init_state(), trainer.train_inputs(0))
+  assert np.isfinite(float(metrics['loss']))
+  before, after = flat(initial.params), flat(jax.device_get(state.params))
+  assert {key for key in before if "['stage1_block1']['conv1']" in key} == {
+      f"['stage1_block1']['conv1']{leaf}" for leaf in (
+          "['origin']['kernel']", "['1x1']['kernel']", "['avg_conv']['kernel']",
+          "['1x1_kxk_idconv1']['kernel']", "['1x1_kxk_conv2']['kernel']", "['origin_scale']",
+          "['1x1_scale']", "['avg_scale']", "['1x1_kxk_scale']", "['bn']['scale']",
+          "['bn']['bias']")}
+  for key, value in before.items():
+    assert np.any(after[key] != value), key
+
+
 def test_a_bfloat16_step_keeps_float32_state_and_the_float32_loss():
   """Convs and matmuls in bfloat16 (8 significant bits: each rounding is off by
   up to 2**-9 ~ 2e-3 relative); parameters, BN statistics, optimizer state
