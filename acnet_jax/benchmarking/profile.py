@@ -9,10 +9,10 @@ pooling and its gradient, matmuls, reductions (BatchNorm statistics, the
 loss), and elementwise work and copies. Ops without a kind of their own (the
 iotas and zeros a max-pool gradient scatters into) take their user's.
 
-XLA:CPU runs Eigen's larger convolutions asynchronously, on its own threads:
-their time is in no op's event. What the traced ops leave of the step's wall
-time is its own row; with Eigen's convolutions (the project's flags,
-`acnet_jax.xla_cpu`) it is mostly theirs.
+XLA:CPU runs Eigen's larger convolutions asynchronously, on its own threads
+(with `--xla_cpu_experimental_ynn_fusion_type=`; by default YNNPACK's run in
+their op's event): their time is in no op's event. What the traced ops leave
+of the step's wall time is its own row.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import jax
 
 KINDS = ('conv forward', 'conv input gradient', 'conv weight gradient', 'pooling forward',
          'pooling gradient', 'matmul', 'reductions (BN statistics, loss)',
-         'elementwise and copies', 'untraced (async Eigen convs)')
+         'elementwise and copies', 'untraced (wall - traced ops)')
 UNTRACED = KINDS[-1]
 INHERIT = 'inherit'
 
