@@ -48,7 +48,9 @@ def test_pooling_matmuls_and_reductions_are_told_apart():
   assert 'reductions (BN statistics, loss)' in kinds_of(lambda x: jnp.mean(x, (0, 1, 2)), X)
   # A large batch's statistics: XLA sums parts of the batch by reduce-windows.
   large = jax.ShapeDtypeStruct((128, 32, 32, 32), jnp.float32)
-  assert kinds_of(lambda x: jnp.mean(x, (0, 1, 2)), large) == {'reductions (BN statistics, loss)'}
+  large_kinds = kinds_of(lambda x: jnp.mean(x, (0, 1, 2)), large)
+  assert 'reductions (BN statistics, loss)' in large_kinds
+  assert 'pooling forward' not in large_kinds
 
 
 def test_a_profile_attributes_the_traced_time_to_every_kind():
