@@ -140,7 +140,8 @@ def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, on
       (shapes(deploy_init['params']), shapes(deploy_init.get('batch_stats', {})))
 
 
-@pytest.mark.parametrize('name', ['rc8', 'wrn10_2', pytest.param('rc56', marks=pytest.mark.full),
+@pytest.mark.parametrize('name', ['rc8', pytest.param('wrn10_2', marks=pytest.mark.full),
+                                  pytest.param('rc56', marks=pytest.mark.full),
                                   pytest.param('wrnc16', marks=pytest.mark.full)])
 def test_fused_acnet_and_fused_normal_are_the_deploy_model(name):
   acnet = cached_variables(name, 'acnet')

@@ -131,6 +131,7 @@ def test_an_allowed_config_change_resumes_with_a_warning(tiny_run, tmp_path, cap
   assert 'log_every_steps' not in caplog.text  # Outside the trajectory: no warning.
 
 
+@pytest.mark.full  # 21 s; the CLI's three-class test is beside it in the full tier.
 def test_three_classes_train_and_evaluate_with_top3(tmp_path):
   folder = make_image_folder(tmp_path / 'data', 8, 4, num_classes=3, size=32, real=False,
                              varied_modes=False)

@@ -79,6 +79,7 @@ def test_one_step_is_the_loss_of_the_model_and_an_sgd_update():
     np.testing.assert_allclose(flat(state.batch_stats)[key], value, rtol=1e-5, err_msg=key)
 
 
+@pytest.mark.full  # 18 s; the stacked block itself is in tests/blocks/test_acb.py.
 def test_stacked_acb_computes_the_same_step_as_one_conv_per_branch():
   """The ACB impl changes the computation, not the training."""
   config = tiny_config(conv='acnet', augment=False)
@@ -107,6 +108,7 @@ def test_an_online_step_trains_every_branch_kernel_and_scale():
     assert np.any(after[key] != value), key
 
 
+@pytest.mark.full  # 20 s; bfloat16 numerics are also in tests/models/test_imagenet.py.
 def test_a_bfloat16_step_keeps_float32_state_and_the_float32_loss():
   """Convs and matmuls in bfloat16 (8 significant bits: each rounding is off by
   up to 2**-9 ~ 2e-3 relative); parameters, BN statistics, optimizer state
