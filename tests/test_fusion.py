@@ -100,9 +100,9 @@ def shapes(tree: dict) -> dict:
 # `tests/blocks/test_online.py` fuses each kind's block).
 SMALL = [('all_sites', 'acnet', True, False), ('all_sites', 'acnet', False, False),
          ('all_sites', 'dbb', True, False), ('all_sites', 'repvgg', True, False),
-         ('rc8', 'acnet', True, False), ('cfqkbnc', 'acnet', True, False),
          ('all_sites', 'acnet', True, True)]
-ZOO = [('rc56', 'acnet', True, False), ('wrnc16', 'acnet', True, False),
+ZOO = [('rc8', 'acnet', True, False), ('cfqkbnc', 'acnet', True, False),
+       ('rc56', 'acnet', True, False), ('wrnc16', 'acnet', True, False),
        ('vc', 'acnet', True, False), ('densenet40', 'acnet', True, False),
        ('wrnc16', 'acnet', False, False), ('cfqkbnc', 'acnet', False, False),
        *((name, conv, True, False) for conv in ('dbb', 'repvgg')

@@ -22,7 +22,7 @@ CLASSES = 1000
 BF16_ROUNDING = 2.0 ** -9
 # The bfloat16 tests' models and the conv layers on their longest path: the
 # stem and two per residual block.
-BF16_CASES = [('rc8', 32, 1 + 3 * 2),
+BF16_CASES = [('rc8', 32, 1 + 3 * 2),  # Fast for the fused-deploy test, full for the loss.
               pytest.param('resnet18', 64, 1 + 8 * 2, marks=pytest.mark.full)]
 
 
@@ -200,6 +200,7 @@ def calibrated_acnet(name: str, size: int) -> dict:
   return calibrated_variables(create_model(name, 'acnet'), images(0, 8, size), seed=2)
 
 
+@pytest.mark.full
 @pytest.mark.parametrize('name,size,conv_layers', BF16_CASES)
 def test_bfloat16_train_mode_loss_is_close_to_float32(name, size, conv_layers):
   """Same params and batch: the loss in bfloat16 is close to float32's, and

@@ -73,6 +73,7 @@ def small_disk(tmp_path):
   subprocess.run(['umount', '--lazy', str(mount)], check=True)
 
 
+@pytest.mark.full  # 16 s.
 def test_a_full_disk_is_one_paragraph_and_the_checkpoints_before_it_resume(small_disk, tmp_path):
   config = tiny_config(conv='acnet', num_epochs=3, checkpoint_every_steps=1, keep_checkpoints=100)
   workdir = small_disk / 'run'
