@@ -90,6 +90,14 @@ def unpadded(grad: jax.Array, padding: Padding, in_hw: tuple[int, int]) -> jax.A
 
 # ---------------------------------------------------------------------- max
 
+def on_cpu_or_plain(cpu_pool, plain_pool, x: jax.Array, window: Window, strides: Window,
+                    padding: Padding) -> jax.Array:
+  """cpu_pool on the CPU, XLA's plain_pool elsewhere."""
+  static = dict(window=window, strides=strides, padding=padding)
+  return jax.lax.platform_dependent(x, cpu=functools.partial(cpu_pool, **static),
+                                    default=functools.partial(plain_pool, **static))
+
+
 def plain_max_pool(x: jax.Array, window: Window, strides: Window, padding: Padding) -> jax.Array:
   return reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
 
@@ -123,10 +131,7 @@ cpu_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 def max_pool(x: jax.Array, window: Window, strides: Window,
              padding: Padding = 'VALID') -> jax.Array:
   """flax.linen.max_pool's values and gradients (padding with -inf)."""
-  return jax.lax.platform_dependent(
-      x, cpu=functools.partial(cpu_max_pool, window=window, strides=strides, padding=padding),
-      default=functools.partial(plain_max_pool, window=window, strides=strides,
-                                padding=padding))
+  return on_cpu_or_plain(cpu_max_pool, plain_max_pool, x, window, strides, padding)
 
 
 # ------------------------------------------------------------------ average
@@ -160,7 +165,4 @@ cpu_avg_pool.defvjp(_avg_pool_forward, _avg_pool_backward)
 def avg_pool(x: jax.Array, window: Window, strides: Window,
              padding: Padding = 'VALID') -> jax.Array:
   """flax.linen.avg_pool's values and gradients (count_include_pad=True)."""
-  return jax.lax.platform_dependent(
-      x, cpu=functools.partial(cpu_avg_pool, window=window, strides=strides, padding=padding),
-      default=functools.partial(plain_avg_pool, window=window, strides=strides,
-                                padding=padding))
+  return on_cpu_or_plain(cpu_avg_pool, plain_avg_pool, x, window, strides, padding)
