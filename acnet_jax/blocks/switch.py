@@ -46,8 +46,11 @@ from acnet_jax.blocks.kinds import BlockKind
 from acnet_jax.blocks.repvgg import REPVGG_KIND, OnlineRepVGG, RepVGG
 from acnet_jax.errors import InputError
 
-# Computation dtypes of a ConvSwitch; parameters are float32 either way.
+# Computation dtypes of a run; parameters are float32 either way.
 DTYPES: tuple[str, ...] = ('float32', 'bfloat16')
+# A ConvSwitch also computes in float64 (inside jax.enable_x64, with float64
+# parameters given to it): for numerics checks against a float64 reference.
+SWITCH_DTYPES: tuple[str, ...] = (*DTYPES, 'float64')
 # A conv kind by name: 'normal', 'deploy' or a key of TRAINING_BLOCKS.
 ConvKind = str
 
@@ -95,13 +98,13 @@ def uses_block(kernel_size: int) -> bool:
 
 
 def validate_dtype(dtype: DTypeLike) -> jnp.dtype:
-  """The canonical dtype of a name ('bfloat16') or a jnp dtype, if it is one of DTYPES."""
+  """The canonical dtype of a name ('bfloat16') or a jnp dtype, if it is one of SWITCH_DTYPES."""
   try:
     canonical = jnp.dtype(dtype)
   except TypeError:
     canonical = None
-  if canonical is None or canonical.name not in DTYPES:
-    raise InputError(f'unknown dtype {dtype!r}; valid: {", ".join(DTYPES)}')
+  if canonical is None or canonical.name not in SWITCH_DTYPES:
+    raise InputError(f'unknown dtype {dtype!r}; valid: {", ".join(SWITCH_DTYPES)}')
   return canonical
 
 

@@ -282,15 +282,16 @@ def problems_with(plan: Plan, state: StateDict) -> list[str]:
   return problems
 
 
-def build_variables(plan: Plan, state: StateDict) -> dict[str, Any]:
-  values = {**{entry.leaf: entry.to_ours(np.asarray(state[key], np.float32))
+def build_variables(plan: Plan, state: StateDict,
+                    dtype: type[np.floating] = np.float32) -> dict[str, Any]:
+  values = {**{entry.leaf: entry.to_ours(np.asarray(state[key], dtype))
                for key, entry in plan.keyed.items()}, **plan.constants}
   variables: dict[str, Any] = {'params': {}, 'batch_stats': {}}
   for leaf in sorted(values):
     node = variables
     for key in leaf[:-1]:
       node = node.setdefault(key, {})
-    node[leaf[-1]] = np.array(values[leaf], np.float32, order='C')  # A copy: theirs may change.
+    node[leaf[-1]] = np.array(values[leaf], dtype, order='C')  # A copy: theirs may change.
   return variables
 
 
@@ -299,8 +300,10 @@ def num_classes_of(layout: Layout, state: StateDict) -> int | None:
   return None if head is None or np.ndim(head) != 1 else int(np.shape(head)[0])
 
 
-def convert_state_dict(state: StateDict, model: str, source: str = 'the checkpoint') -> Converted:
-  """`state` (keys as the authors' models name them) as our `model`'s variables."""
+def convert_state_dict(state: StateDict, model: str, source: str = 'the checkpoint',
+                       dtype: type[np.floating] = np.float32) -> Converted:
+  """`state` (keys as the authors' models name them) as our `model`'s variables,
+  as `dtype` arrays (float64 only for numerics checks: a run trains float32)."""
   if model not in MODEL_LAYOUTS:
     raise InputError(f'the authors publish no {model} that this converter reads; it reads '
                      f'{", ".join(MODEL_LAYOUTS)}')
@@ -319,7 +322,7 @@ def convert_state_dict(state: StateDict, model: str, source: str = 'the checkpoi
     plan = make_plan(layout, their_kind, abstract_variables(model, conv, num_classes))
     problems = problems_with(plan, state)
     if not problems:
-      variables = build_variables(plan, state)
+      variables = build_variables(plan, state, dtype)
       return Converted(model, conv, num_classes, variables['params'], variables['batch_stats'],
                        layout, their_kind)
     attempts.append((layout, problems))

@@ -16,8 +16,10 @@ def dense(features: int, name: str, dtype: DTypeLike) -> nn.Dense:
 
 
 def logits(x: jax.Array, num_classes: int, dtype: DTypeLike, name: str = 'linear') -> jax.Array:
-  """The last dense layer; logits are float32 whatever the computation dtype."""
-  return dense(num_classes, name, dtype)(x).astype(jnp.float32)
+  """The last dense layer; logits are float32 (float64 when computing in it)
+  whatever the computation dtype."""
+  y = dense(num_classes, name, dtype)(x)
+  return y.astype(jnp.promote_types(y.dtype, jnp.float32))
 
 
 def pooled_logits(x: jax.Array, num_classes: int, dtype: DTypeLike) -> jax.Array:

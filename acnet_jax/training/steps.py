@@ -40,8 +40,8 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-  """Per example, in float32 whatever the compute dtype."""
-  logits = logits.astype(jnp.float32)
+  """Per example, in float32 (float64 for float64 logits) whatever the compute dtype."""
+  logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
   if not label_smoothing:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)

@@ -26,7 +26,7 @@ def test_switch_refuses_bad_options():
     ConvSwitch('acb')
   with pytest.raises(ValueError, match='ACB impl'):
     ConvSwitch('acnet', acb_impl='fused')
-  with pytest.raises(ValueError, match="unknown dtype 'float16'; valid: float32, bfloat16"):
+  with pytest.raises(ValueError, match="unknown dtype 'float16'; valid: float32, bfloat16, float64"):
     ConvSwitch('normal', dtype='float16')
   assert ConvSwitch('normal', dtype='bfloat16').dtype == jnp.bfloat16
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from acnet_jax.interop.convert import convert_state_dict
 from acnet_jax.training import steps
-from acnet_jax.training.trainer import Trainer, create_mesh
+from acnet_jax.training.trainer import Trainer, create_mesh, create_model
 from tests.support.authors_torch import acnet_models, saving
 
 
@@ -77,14 +77,35 @@ def relative_drift(ours: dict, theirs: dict, origin: dict | None = None) -> floa
   return float(np.sqrt(difference / sum(np.sum((b - o) ** 2) for b, o in zip(theirs, origin))))
 
 
-def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0) -> list[StepRecord]:
-  """`num_steps` steps of cfqkbnc (config.conv normal or acnet) on both sides."""
+def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0,
+             float64: bool = False) -> list[StepRecord]:
+  """`num_steps` steps of cfqkbnc (config.conv normal or acnet) on both sides.
+
+  `float64`: both sides train in float64 (ours inside `jax.enable_x64`), so
+  no ReLU input or max-pool tie can fall on different sides of zero through
+  rounding, as it does now and then between two float32 computations (one
+  such switch moves a whole-model gradient by ~1e-4..1e-3: docs/authors.md).
+  Their float32-vs-float64 distance is then 0 and not a scale."""
+  if float64:
+    with jax.enable_x64(True):
+      return _lockstep(config, num_steps, seed, np.float64)
+  return _lockstep(config, num_steps, seed, np.float32)
+
+
+def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
+              dtype: type[np.floating]) -> list[StepRecord]:
+  float64 = dtype == np.float64
   trainer = Trainer(config, create_mesh())
+  our_model = trainer.model
+  if float64:
+    our_model = create_model(ml_collections.ConfigDict({**config.to_dict(), 'dtype': 'float64'}))
   torch.manual_seed(seed)
   gamma_init = config.acb.gamma_init if config.conv == 'acnet' else None
   net = acnet_models.build(config.model, config.conv, config.num_classes, gamma_init)
-  start = convert_state_dict(saving.numpy_state_dict(net), config.model)
-  state = steps.TrainState.create(apply_fn=trainer.model.apply, params=start.params,
+  if float64:
+    net = net.double()
+  start = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
+  state = steps.TrainState.create(apply_fn=our_model.apply, params=start.params,
                                   batch_stats=start.batch_stats, tx=trainer.optimizer)
   optimizer = sgd_optimizer(net, config.learning_rate, config.weight_decay, config.momentum)
   scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=trainer.total_steps,
@@ -98,8 +119,9 @@ def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0) -
   records = []
   for step in range(num_steps):
     x, y = (np.asarray(a) for a in prepare(trainer.train_inputs(step), step))
+    x = x.astype(dtype)
     state, metrics = update(state, x, y)
-    at = convert_state_dict(saving.numpy_state_dict(net), config.model)
+    at = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
     images, labels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
     exact = copy.deepcopy(net).double()
     criterion(exact(images.double()), labels).backward()
@@ -107,13 +129,13 @@ def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0) -
     loss.backward()
     # Their gradients, named as their parameters, go through the same converter.
     their_gradients, exact_gradients = (convert_state_dict({**saving.numpy_state_dict(net), **{
-        key: value.grad.numpy() for key, value in model.named_parameters()}}, config.model).params
+        key: value.grad.numpy() for key, value in model.named_parameters()}}, config.model, dtype=dtype).params
         for model in (net, exact))
     our_gradients = gradients(state.replace(params=at.params, batch_stats=at.batch_stats), x, y)
     optimizer.step()
     optimizer.zero_grad()
     scheduler.step()
-    theirs = convert_state_dict(saving.numpy_state_dict(net), config.model)
+    theirs = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
     records.append(StepRecord(step + 1, float(metrics['loss']), loss.item(),
                               relative_drift(our_gradients, their_gradients),
                               relative_drift(their_gradients, exact_gradients),
