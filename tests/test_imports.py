@@ -14,8 +14,8 @@ import acnet_jax
 PACKAGE = Path(acnet_jax.__file__).parent
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
-    'errors': 0, 'blocks': 1, 'fusion': 2, 'models': 3, 'data': 4, 'deploy': 5, 'training': 6,
-    'analysis': 7, 'benchmarking': 7, 'interop': 7, 'cli': 8,
+    'errors': 0, 'xla_cpu': 0, 'blocks': 1, 'fusion': 2, 'models': 3, 'data': 4, 'deploy': 5,
+    'training': 6, 'analysis': 7, 'benchmarking': 7, 'interop': 7, 'cli': 8,
     'main': 9, 'export': 9, 'analyze': 9, 'benchmark': 9, 'pipeline_benchmark': 9, 'convert': 9,
     '__init__': 9,
 }
