@@ -140,9 +140,22 @@ def flatten_keys(tree: dict, prefix: str = '') -> list[str]:
                       else [f'{prefix}{name}'])]
 
 
+def exit_at_once(signal_number: int, frame: object) -> None:
+  """Ctrl-C outside the training loop (loading, compiling, the final test),
+  where the loop's own handler is not installed: exit now, saving nothing.
+
+  A handler, not KeyboardInterrupt: Python drops an exception raised inside a
+  gc callback (JAX has one) and the run would go on. os.write and os._exit:
+  logging's lock may be held by the interrupted code, and XLA may be compiling
+  in a thread that would hold a normal exit."""
+  os.write(2, b'Interrupted outside the training loop; nothing more was saved.\n')
+  os._exit(128 + signal_number)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  signal.signal(signal.SIGINT, exit_at_once)
   cli.setup_logging()
   initialize_distributed()
   if jax.process_index() != 0:
@@ -160,11 +173,6 @@ def main(argv: list[str]) -> None:
     sys.exit(128 + stop.signal_number)
   except InputError as error:
     cli.fail(error)
-  except KeyboardInterrupt:  # Ctrl-C outside the loop (loading, compiling, final evaluation).
-    logging.warning('Interrupted outside the training loop; nothing more was saved.')
-    logging.flush()
-    # At once: XLA may still be compiling in a thread that would hold the exit.
-    os._exit(128 + signal.SIGINT)
 
 
 if __name__ == '__main__':
