@@ -27,4 +27,3 @@ def with_project_flags(environ: MutableMapping[str, str]) -> None:
   missing = [flag for flag in PROJECT_FLAGS if flag.split('=')[0] not in user_flags]
   if missing:
     environ['XLA_FLAGS'] = ' '.join([user_flags, *missing]).strip()
-

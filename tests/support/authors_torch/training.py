@@ -104,7 +104,8 @@ def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
   net = acnet_models.build(config.model, config.conv, config.num_classes, gamma_init)
   if float64:
     net = net.double()
-  start = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
+  convert = functools.partial(convert_state_dict, model=config.model, dtype=dtype)
+  start = convert(saving.numpy_state_dict(net))
   state = steps.TrainState.create(apply_fn=our_model.apply, params=start.params,
                                   batch_stats=start.batch_stats, tx=trainer.optimizer)
   optimizer = sgd_optimizer(net, config.learning_rate, config.weight_decay, config.momentum)
@@ -115,30 +116,36 @@ def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
   update = jax.jit(functools.partial(steps.update, schedule=trainer.schedule, seed=config.seed))
   gradients = jax.jit(lambda state, x, y: steps.gradients(
       state, x, y, steps.dropout_key(config.seed, state.step))[3])
+  def gradients_of(model: nn.Module) -> dict:
+    """Their gradients, named as their parameters, through the same converter."""
+    return convert({**saving.numpy_state_dict(model), **{
+        key: value.grad.numpy() for key, value in model.named_parameters()}}).params
+
   net.train()
   records = []
   for step in range(num_steps):
     x, y = (np.asarray(a) for a in prepare(trainer.train_inputs(step), step))
     x = x.astype(dtype)
     state, metrics = update(state, x, y)
-    at = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
+    at = convert(saving.numpy_state_dict(net))
     images, labels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
-    exact = copy.deepcopy(net).double()
-    criterion(exact(images.double()), labels).backward()
+    rounding = 0.0  # What rounding alone does to their gradients: nothing to see in float64.
+    if not float64:
+      exact = copy.deepcopy(net).double()  # Before their backward pass: no gradients to copy.
+      criterion(exact(images.double()), labels).backward()
+      exact_gradients = gradients_of(exact)
     loss = criterion(net(images), labels)
     loss.backward()
-    # Their gradients, named as their parameters, go through the same converter.
-    their_gradients, exact_gradients = (convert_state_dict({**saving.numpy_state_dict(net), **{
-        key: value.grad.numpy() for key, value in model.named_parameters()}}, config.model, dtype=dtype).params
-        for model in (net, exact))
+    their_gradients = gradients_of(net)
+    if not float64:
+      rounding = relative_drift(their_gradients, exact_gradients)
     our_gradients = gradients(state.replace(params=at.params, batch_stats=at.batch_stats), x, y)
     optimizer.step()
     optimizer.zero_grad()
     scheduler.step()
-    theirs = convert_state_dict(saving.numpy_state_dict(net), config.model, dtype=dtype)
+    theirs = convert(saving.numpy_state_dict(net))
     records.append(StepRecord(step + 1, float(metrics['loss']), loss.item(),
-                              relative_drift(our_gradients, their_gradients),
-                              relative_drift(their_gradients, exact_gradients),
+                              relative_drift(our_gradients, their_gradients), rounding,
                               relative_drift(state.params, theirs.params, start.params),
                               relative_drift(state.batch_stats, theirs.batch_stats)))
   return records
