@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from acnet_jax.blocks.batch_norm import BatchNorm
+
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
 # which is flax's momentum=0.9 (flax weighs the old value, torch the new).
 BN_EPSILON = 1e-5
@@ -33,19 +35,11 @@ class ConvSiteModule(nn.Module):
 
 
 def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
-               dtype: DTypeLike = jnp.float32) -> nn.BatchNorm:
-  """Statistics are reduced in float32 whatever `dtype` (flax's default)."""
-  return nn.BatchNorm(
-      momentum=BN_MOMENTUM,
-      epsilon=BN_EPSILON,
-      use_scale=use_affine,
-      use_bias=use_affine,
-      scale_init=nn.initializers.constant(scale),
-      # Two-pass variance: E[x^2]-E[x]^2 loses digits that fusion tests see.
-      use_fast_variance=False,
-      dtype=dtype,
-      name=name,
-  )
+               dtype: DTypeLike = jnp.float32) -> BatchNorm:
+  """flax's BN (two-pass variance, statistics in float32 whatever `dtype`),
+  with a closed-form gradient on the CPU."""
+  return BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_affine=use_affine,
+                   scale_init=scale, dtype=dtype, name=name)
 
 
 def bn_relu(x: jax.Array, train: bool, name: str, dtype: DTypeLike = jnp.float32) -> jax.Array:

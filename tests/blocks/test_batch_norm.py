@@ -1,0 +1,134 @@
+"""The project's BatchNorm is flax's: the same variables, forward values,
+running statistics and eval mode; its closed-form gradient is autodiff's up to
+float32 rounding (and equal to it in float64)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from acnet_jax.blocks import batch_norm as bn
+
+U = 2.0 ** -24  # float32's unit roundoff.
+MOMENTUM, EPSILON = 0.9, 1e-5
+SHAPE = (8, 6, 6, 16)
+
+
+def ours(use_affine: bool = True, scale: float = 1.0, dtype=jnp.float32) -> bn.BatchNorm:
+  return bn.BatchNorm(momentum=MOMENTUM, epsilon=EPSILON, use_affine=use_affine,
+                      scale_init=scale, dtype=dtype)
+
+
+def flaxs(use_affine: bool = True, scale: float = 1.0, dtype=jnp.float32) -> nn.BatchNorm:
+  return nn.BatchNorm(momentum=MOMENTUM, epsilon=EPSILON, use_scale=use_affine,
+                      use_bias=use_affine, scale_init=nn.initializers.constant(scale),
+                      use_fast_variance=False, dtype=dtype)
+
+
+def batch(dtype=jnp.float32, seed: int = 0) -> jax.Array:
+  # An offset mean and a spread scale, as a conv's output has.
+  x = jax.random.normal(jax.random.key(seed), SHAPE) * 3.0 + 1.5
+  return x.astype(dtype)
+
+
+def trained_variables(variables: dict, seed: int) -> dict:
+  """Variables away from their init, so scale and statistics matter."""
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tree, [leaf + 0.5 * jnp.abs(jax.random.normal(k, leaf.shape))
+                                   for leaf, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize('use_affine,scale', [(True, 1.0), (True, 0.3), (False, 1.0)])
+def test_variables_forward_statistics_and_eval_are_flaxs(use_affine, scale):
+  x = batch()
+  variables = ours(use_affine, scale).init(jax.random.key(0), x, use_running_average=False)
+  expected = flaxs(use_affine, scale).init(jax.random.key(0), x, use_running_average=False)
+  assert jax.tree.structure(variables) == jax.tree.structure(expected)
+  jax.tree.map(np.testing.assert_array_equal, variables, expected)
+  variables = trained_variables(variables, 1)
+  for train in (True, False):
+    apply = lambda layer: layer.apply(variables, x, use_running_average=not train,
+                                      mutable=['batch_stats'])
+    (y, new), (y_flax, new_flax) = apply(ours(use_affine, scale)), apply(flaxs(use_affine, scale))
+    np.testing.assert_allclose(y, y_flax, rtol=0, atol=4 * U * float(jnp.max(jnp.abs(y_flax))))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=4 * U), new, new_flax)
+
+
+def gradients(layer: nn.Module, variables: dict, x: jax.Array, dy: jax.Array):
+  def loss(params, x):
+    y, _ = layer.apply({**variables, 'params': params}, x, use_running_average=False,
+                       mutable=['batch_stats'])
+    return jnp.vdot(y, dy)
+  return jax.jit(jax.grad(loss, (0, 1)))(variables['params'], x)
+
+
+def test_gradients_are_autodiffs_in_float64():
+  with jax.enable_x64(True):
+    x, dy = batch(jnp.float64), batch(jnp.float64, seed=1)
+    variables = trained_variables(ours().init(jax.random.key(0), x, use_running_average=False), 2)
+    actual = gradients(ours(dtype=jnp.float64), variables, x, dy)
+    expected = gradients(flaxs(dtype=jnp.float64), variables, x, dy)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), actual,
+                 expected)
+
+
+def test_float32_gradients_are_as_close_to_float64_as_autodiffs():
+  """Both float32 gradients against the float64 one: ours within 2x the error
+  of autodiff's, or within a few roundings of the largest value."""
+  x, dy = batch(), batch(seed=1)
+  variables = trained_variables(ours().init(jax.random.key(0), x, use_running_average=False), 2)
+  actual = gradients(ours(), variables, x, dy)
+  expected = gradients(flaxs(), variables, x, dy)
+  with jax.enable_x64(True):
+    exact = gradients(flaxs(dtype=jnp.float64), jax.tree.map(lambda v: v.astype(jnp.float64),
+                                                             variables),
+                      x.astype(jnp.float64), dy.astype(jnp.float64))
+  for a, e, r in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), jax.tree.leaves(exact)):
+    r = np.asarray(r)
+    ours_error = np.max(np.abs(np.asarray(a, np.float64) - r))
+    autodiff_error = np.max(np.abs(np.asarray(e, np.float64) - r))
+    assert ours_error <= max(2 * autodiff_error, 16 * U * np.max(np.abs(r)))
+
+
+def test_bfloat16_output_and_gradients():
+  x, dy = batch(jnp.bfloat16), batch(jnp.bfloat16, seed=1)
+  variables = ours().init(jax.random.key(0), x, use_running_average=False)
+  y, _ = ours(dtype=jnp.bfloat16).apply(variables, x, use_running_average=False,
+                                         mutable=['batch_stats'])
+  y_flax, _ = flaxs(dtype=jnp.bfloat16).apply(variables, x, use_running_average=False,
+                                               mutable=['batch_stats'])
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_flax, np.float32))
+  (d_params, dx), (d_params_flax, dx_flax) = (gradients(layer, variables, x, dy) for layer in (
+      ours(dtype=jnp.bfloat16), flaxs(dtype=jnp.bfloat16)))
+  assert dx.dtype == jnp.bfloat16
+  # One bfloat16 rounding of the result apart (2^-8 relative), the sums in float32.
+  np.testing.assert_allclose(np.asarray(dx, np.float32), np.asarray(dx_flax, np.float32),
+                             rtol=0, atol=2 ** -7 * float(jnp.max(jnp.abs(dx_flax))))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4),
+               d_params, d_params_flax)
+
+
+def test_the_statistics_cotangents_are_differentiated_too():
+  """The closed form is the whole VJP, not only the path through y."""
+  with jax.enable_x64(True):
+    x = batch(jnp.float64)
+    scale, bias = jnp.linspace(0.5, 2.0, SHAPE[-1]), jnp.linspace(-1.0, 1.0, SHAPE[-1])
+    cotangents = (batch(jnp.float64, seed=1), (jnp.linspace(-1, 1, SHAPE[-1]),
+                                               jnp.linspace(2, 3, SHAPE[-1])))
+    vjp = lambda f: jax.vjp(lambda *a: f(*a, EPSILON), x, scale, bias)[1](cotangents)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+                 vjp(bn.cpu_train_batch_norm), vjp(bn.plain_train_batch_norm))
+
+
+def test_the_closed_form_is_what_runs_on_the_cpu():
+  x, dy = batch(), batch(seed=1)
+  scale, bias = jnp.full(SHAPE[-1], 1.3), jnp.full(SHAPE[-1], 0.2)
+  grad = lambda f: jax.jit(jax.grad(lambda x, s, b: jnp.vdot(f(x, s, b, EPSILON)[0], dy),
+                                    (0, 1, 2)))(x, scale, bias)
+  jax.tree.map(np.testing.assert_array_equal, grad(bn.train_batch_norm),
+               grad(bn.cpu_train_batch_norm))
