@@ -9,7 +9,7 @@ exported deploy model).
 The loop adds nothing to a step but its dispatch: at most two steps are in
 flight (it waits for the one before), metrics are fetched at log steps, the
 processes agree on stopping every few seconds (`stopping.StopAgreement`),
-and parameters are checked for finiteness only before they are saved.
+and the state is checked for finiteness only before it is saved.
 """
 
 from __future__ import annotations
@@ -115,10 +115,11 @@ def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step
 
 def save(manager, state: TrainState, config: ml_collections.ConfigDict, trainer: Trainer,
          history: list[dict[str, jax.Array]], checked_step: int) -> None:
-  """A checkpoint of `state`, once its loss history and parameters are finite."""
+  """A checkpoint of `state`, once its loss history and everything it saves
+  (parameters, BN statistics, optimizer state) are finite."""
   if history:
     summarize(history, checked_step)
-  if not bool(to_host(trainer.all_finite(state.params))):
+  if not bool(to_host(trainer.all_finite((state.params, state.batch_stats, state.opt_state)))):
     raise NonFiniteLoss(f'the parameters of step {int(state.step)} are not finite; stopped '
                         'without saving them. The newest checkpoint is from before: lower '
                         'learning_rate, or check the data.')
