@@ -3,10 +3,17 @@ what needs subprocesses, several processes, the notebook or real data; `-m
 slow` the minutes-long compilations. Shared here: the compilation cache and
 the one tiny finished run that tests only read."""
 
+import importlib.util
 import os
 import tempfile
 
 import pytest
+
+# The full tier runs TensorFlow (SavedModel export) and torch (the authors'
+# models) in one worker. Importing triton, which torch's optimizers load,
+# after TensorFlow segfaults the process; the other order works.
+if importlib.util.find_spec('triton') is not None:
+  import triton  # noqa: F401
 
 # Tests compile the same small models many times, in this process and in
 # subprocesses: a persistent compilation cache shared by all of them saves minutes.
