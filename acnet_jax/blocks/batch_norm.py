@@ -12,9 +12,10 @@ channel is reduced over):
     dx      = scale * rstd * (dy - d_bias / n - x_hat * d_scale / n)
 
 Differentiated op by op instead, the gradient goes through the two-pass
-variance's chain: more reductions and passes over the activations (on these
-CPUs the closed form made ResNet-56 acnet's train step 17% faster,
-docs/performance.md). On the CPU the closed form is the VJP (`jax.lax.platform_dependent`); other platforms keep autodiff's.
+variance's chain: more reductions and passes over the activations. On these
+CPUs the closed form made ResNet-56 acnet's train step 17% faster
+(docs/performance.md), so it is the VJP on the CPU (`platform.on_cpu_or_plain`);
+other platforms keep autodiff's.
 The forward pass, the running statistics and eval mode are flax's
 `nn.BatchNorm(use_fast_variance=False)` op for op, under the same variable
 names, so checkpoints and fusion do not see the difference.
@@ -28,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
+
+from acnet_jax.blocks.platform import on_cpu_or_plain
 
 Stats = tuple[jax.Array, jax.Array]
 
@@ -73,7 +76,6 @@ def _backward(_epsilon, residuals, cotangents):
   n = dy.size // dy.shape[-1]
   centred = x - mean
   x_hat = centred * rstd
-  dy = dy.astype(x_hat.dtype)
   d_bias = dy.sum(axes)
   d_scale = (dy * x_hat).sum(axes)
   dx = (scale * rstd) * (dy - d_bias / n - x_hat * (d_scale / n))
@@ -88,8 +90,8 @@ cpu_train_batch_norm.defvjp(_forward, _backward)
 def train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
                      epsilon: float) -> tuple[jax.Array, Stats]:
   """The closed-form gradient on the CPU, autodiff's elsewhere."""
-  return jax.lax.platform_dependent(x, scale, bias, cpu=lambda *a: cpu_train_batch_norm(
-      *a, epsilon), default=lambda *a: plain_train_batch_norm(*a, epsilon))
+  return on_cpu_or_plain(cpu_train_batch_norm, plain_train_batch_norm, x, scale, bias,
+                         epsilon=epsilon)
 
 
 class BatchNorm(nn.Module):

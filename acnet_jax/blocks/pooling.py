@@ -11,7 +11,7 @@ laid back onto the input grid one stride phase at a time, then interleaved.
 Every op works on output-sized arrays, which XLA fuses and vectorises.
 An average pool's gradient is the same construction with every offset taken.
 
-Other platforms keep XLA's own gradients (`jax.lax.platform_dependent`).
+Other platforms keep XLA's own gradients (`platform.on_cpu_or_plain`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from acnet_jax.blocks.platform import on_cpu_or_plain
 
 Window = tuple[int, int]
 Padding = str | Sequence[tuple[int, int]]
@@ -90,14 +92,6 @@ def unpadded(grad: jax.Array, padding: Padding, in_hw: tuple[int, int]) -> jax.A
 
 # ---------------------------------------------------------------------- max
 
-def on_cpu_or_plain(cpu_pool, plain_pool, x: jax.Array, window: Window, strides: Window,
-                    padding: Padding) -> jax.Array:
-  """cpu_pool on the CPU, XLA's plain_pool elsewhere."""
-  static = dict(window=window, strides=strides, padding=padding)
-  return jax.lax.platform_dependent(x, cpu=functools.partial(cpu_pool, **static),
-                                    default=functools.partial(plain_pool, **static))
-
-
 def plain_max_pool(x: jax.Array, window: Window, strides: Window, padding: Padding) -> jax.Array:
   return reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
 
@@ -131,7 +125,8 @@ cpu_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 def max_pool(x: jax.Array, window: Window, strides: Window,
              padding: Padding = 'VALID') -> jax.Array:
   """flax.linen.max_pool's values and gradients (padding with -inf)."""
-  return on_cpu_or_plain(cpu_max_pool, plain_max_pool, x, window, strides, padding)
+  return on_cpu_or_plain(cpu_max_pool, plain_max_pool, x, window=window, strides=strides,
+                         padding=padding)
 
 
 # ------------------------------------------------------------------ average
@@ -165,4 +160,5 @@ cpu_avg_pool.defvjp(_avg_pool_forward, _avg_pool_backward)
 def avg_pool(x: jax.Array, window: Window, strides: Window,
              padding: Padding = 'VALID') -> jax.Array:
   """flax.linen.avg_pool's values and gradients (count_include_pad=True)."""
-  return on_cpu_or_plain(cpu_avg_pool, plain_avg_pool, x, window, strides, padding)
+  return on_cpu_or_plain(cpu_avg_pool, plain_avg_pool, x, window=window, strides=strides,
+                         padding=padding)
