@@ -120,9 +120,9 @@ def save(manager, state: TrainState, config: ml_collections.ConfigDict, trainer:
   if history:
     summarize(history, checked_step)
   if not bool(to_host(trainer.all_finite((state.params, state.batch_stats, state.opt_state)))):
-    raise NonFiniteLoss(f'the parameters of step {int(state.step)} are not finite; stopped '
-                        'without saving them. The newest checkpoint is from before: lower '
-                        'learning_rate, or check the data.')
+    raise NonFiniteLoss(f'the parameters, BN statistics or optimizer state of step '
+                        f'{int(state.step)} are not finite; stopped without saving them. The '
+                        'newest checkpoint is from before: lower learning_rate, or check the data.')
   checkpointing.save_checkpoint(manager, state, config)
 
 
