@@ -4,6 +4,7 @@
     batch_norm   flax's BatchNorm with its gradient in closed form on the CPU
     platform     on_cpu_or_plain: the project's own gradients on the CPU, XLA's elsewhere
     pooling      max and average pooling with gradients XLA:CPU computes fast, exactly
+    activation   ReLU as a select: XLA:CPU stores each activation once instead of recomputing it
     algebra      kernel algebra: fold BN, centre kernels, 1x1-then-KxK, pooling and identity kernels
     kinds        BlockKind: how fusion recognises a block and turns it into one conv
     conv_bn      ConvBN (the baseline) and ConvBias (the deploy form)

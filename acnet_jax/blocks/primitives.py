@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.batch_norm import BatchNorm
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
@@ -44,7 +45,7 @@ def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
 
 def bn_relu(x: jax.Array, train: bool, name: str, dtype: DTypeLike = jnp.float32) -> jax.Array:
   """The pre-activation of a BN-ReLU-conv site: a BN that follows no conv."""
-  return nn.relu(batch_norm(name, dtype=dtype)(x, use_running_average=not train))
+  return relu(batch_norm(name, dtype=dtype)(x, use_running_average=not train))
 
 
 def symmetric_padding(kernel_shape: Sequence[int]) -> tuple[tuple[int, int], ...]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
@@ -41,13 +42,13 @@ class AlexNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     pool = lambda x: max_pool(x, (3, 3), (2, 2))
     conv = lambda i, k, strides=1: self.conv(WIDTHS[i - 1], k, strides=strides, name=f'conv{i}')
-    x = pool(nn.relu(conv(1, 11, strides=4)(x, train)))
-    x = pool(nn.relu(conv(2, 5)(x, train)))
-    x = nn.relu(conv(3, 3)(x, train))
-    x = nn.relu(conv(4, 3)(x, train))
-    x = pool(nn.relu(conv(5, 3)(x, train)))
+    x = pool(relu(conv(1, 11, strides=4)(x, train)))
+    x = pool(relu(conv(2, 5)(x, train)))
+    x = relu(conv(3, 3)(x, train))
+    x = relu(conv(4, 3)(x, train))
+    x = pool(relu(conv(5, 3)(x, train)))
     x = x.reshape(x.shape[0], -1)
     for name in ('fc1', 'fc2'):
-      x = nn.relu(dense(4096, name, self.conv.dtype)(x))
+      x = relu(dense(4096, name, self.conv.dtype)(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return logits(x, self.num_classes, self.conv.dtype, name='fc3')

@@ -6,6 +6,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.pooling import avg_pool, max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
@@ -20,12 +21,12 @@ class CifarQuick(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(self.conv(32, 5, name='conv1')(x, train))
+    x = relu(self.conv(32, 5, name='conv1')(x, train))
     x = max_pool(x, (3, 3), (2, 2))
-    x = nn.relu(self.conv(32, 5, name='conv2')(x, train))
+    x = relu(self.conv(32, 5, name='conv2')(x, train))
     x = avg_pool(x, (3, 3), (2, 2))
-    x = nn.relu(self.conv(64, 5, name='conv3')(x, train))
+    x = relu(self.conv(64, 5, name='conv3')(x, train))
     x = avg_pool(x, (3, 3), (2, 2))
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(dense(64, 'fc1', self.conv.dtype)(x))
+    x = relu(dense(64, 'fc1', self.conv.dtype)(x))
     return logits(x, self.num_classes, self.conv.dtype, name='fc2')

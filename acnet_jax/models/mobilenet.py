@@ -10,6 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
 
@@ -28,9 +29,9 @@ class DepthwiseSeparable(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     channels = x.shape[-1]
-    x = nn.relu(self.conv(channels, 3, strides=self.strides, feature_group_count=channels,
+    x = relu(self.conv(channels, 3, strides=self.strides, feature_group_count=channels,
                           name='depthwise')(x, train))
-    return nn.relu(self.conv(self.features, 1, name='pointwise')(x, train))
+    return relu(self.conv(self.features, 1, name='pointwise')(x, train))
 
 
 class MobileNetV1(nn.Module):
@@ -42,7 +43,7 @@ class MobileNetV1(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(self.conv(32, 3, strides=2, name='stem')(x, train))
+    x = relu(self.conv(32, 3, strides=2, name='stem')(x, train))
     for i, (width, strides) in enumerate(self.blocks):
       x = DepthwiseSeparable(width, strides, self.conv, name=f'block{i + 1}')(x, train)
     return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
 
@@ -18,11 +19,11 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv1')(x, train))
+    y = relu(self.conv(self.features, 3, strides=self.strides, name='conv1')(x, train))
     y = self.conv(self.features, 3, name='conv2')(y, train)
     if self.strides != 1 or x.shape[-1] != self.features:
       x = self.conv(self.features, 1, strides=self.strides, name='shortcut')(x, train)
-    return nn.relu(x + y)
+    return relu(x + y)
 
 
 class ResNetCifar(nn.Module):
@@ -35,7 +36,7 @@ class ResNetCifar(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(self.conv(self.widths[0], 3, name='stem')(x, train))
+    x = relu(self.conv(self.widths[0], 3, name='stem')(x, train))
     for stage, width in enumerate(self.widths):
       for block in range(self.blocks_per_stage):
         strides = 2 if stage > 0 and block == 0 else 1

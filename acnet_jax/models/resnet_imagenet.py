@@ -10,6 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
@@ -33,12 +34,12 @@ class Bottleneck(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     out = self.features * BOTTLENECK_EXPANSION
-    y = nn.relu(self.conv(self.features, 1, name='conv1')(x, train))
-    y = nn.relu(self.conv(self.features, 3, strides=self.strides, name='conv2')(y, train))
+    y = relu(self.conv(self.features, 1, name='conv1')(x, train))
+    y = relu(self.conv(self.features, 3, strides=self.strides, name='conv2')(y, train))
     y = self.conv(out, 1, name='conv3')(y, train)
     if self.strides != 1 or x.shape[-1] != out:
       x = self.conv(out, 1, strides=self.strides, name='shortcut')(x, train)
-    return nn.relu(x + y)
+    return relu(x + y)
 
 
 class ResNetImageNet(nn.Module):
@@ -53,7 +54,7 @@ class ResNetImageNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(self.conv(self.widths[0], 7, strides=2, name='stem')(x, train))
+    x = relu(self.conv(self.widths[0], 7, strides=2, name='stem')(x, train))
     # Padding 1 as torch's MaxPool2d: padded with -inf, as torch does.
     x = max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     for stage, (width, blocks) in enumerate(zip(self.widths, self.blocks_per_stage)):

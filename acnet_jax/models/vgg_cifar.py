@@ -6,6 +6,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
@@ -28,7 +29,7 @@ class VGGCifar(nn.Module):
         x = max_pool(x, (2, 2), (2, 2))
       else:
         convs += 1
-        x = nn.relu(self.conv(width, 3, name=f'conv{convs}')(x, train))
+        x = relu(self.conv(width, 3, name=f'conv{convs}')(x, train))
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(dense(512, 'fc1', self.conv.dtype)(x))
+    x = relu(dense(512, 'fc1', self.conv.dtype)(x))
     return logits(x, self.num_classes, self.conv.dtype, name='fc2')
