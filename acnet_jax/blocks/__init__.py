@@ -2,6 +2,7 @@
 
     primitives   BN, conv and symmetric padding as the authors use them
     batch_norm   flax's BatchNorm with its gradient in closed form on the CPU
+    pairwise_sum per-channel sums in halves: BN's statistics and gradient sums on the CPU
     platform     on_cpu_or_plain: the project's own gradients on the CPU, XLA's elsewhere
     pooling      max and average pooling with gradients XLA:CPU computes fast, exactly
     activation   ReLU as a select: XLA:CPU stores each activation once instead of recomputing it

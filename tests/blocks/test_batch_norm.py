@@ -42,20 +42,89 @@ def trained_variables(variables: dict, seed: int) -> dict:
                                    for leaf, k in zip(leaves, keys)])
 
 
+def apply(layer: nn.Module, variables: dict, x: jax.Array, train: bool):
+  """(y, the new running statistics)."""
+  return layer.apply(variables, x, use_running_average=not train, mutable=['batch_stats'])
+
+
+def to_float64(tree):
+  return jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), tree)
+
+
 @pytest.mark.parametrize('use_affine,scale', [(True, 1.0), (True, 0.3), (False, 1.0)])
-def test_variables_forward_statistics_and_eval_are_flaxs(use_affine, scale):
+def test_variables_eval_and_float64_training_are_flaxs(use_affine, scale):
   x = batch()
   variables = ours(use_affine, scale).init(jax.random.key(0), x, use_running_average=False)
   expected = flaxs(use_affine, scale).init(jax.random.key(0), x, use_running_average=False)
   assert jax.tree.structure(variables) == jax.tree.structure(expected)
   jax.tree.map(np.testing.assert_array_equal, variables, expected)
   variables = trained_variables(variables, 1)
-  for train in (True, False):
-    apply = lambda layer: layer.apply(variables, x, use_running_average=not train,
-                                      mutable=['batch_stats'])
-    (y, new), (y_flax, new_flax) = apply(ours(use_affine, scale)), apply(flaxs(use_affine, scale))
-    np.testing.assert_allclose(y, y_flax, rtol=0, atol=4 * U * float(jnp.max(jnp.abs(y_flax))))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=4 * U), new, new_flax)
+  y, _ = apply(ours(use_affine, scale), variables, x, train=False)
+  y_flax, _ = apply(flaxs(use_affine, scale), variables, x, train=False)
+  np.testing.assert_array_equal(y, y_flax)
+  # Training's statistics are summed in another order on the CPU (pairwise_sum):
+  # the same function, which float64 shows.
+  with jax.enable_x64(True):
+    x64, variables64 = x.astype(jnp.float64), to_float64(variables)
+    actual = apply(ours(use_affine, scale, jnp.float64), variables64, x64, train=True)
+    expected = apply(flaxs(use_affine, scale, jnp.float64), variables64, x64, train=True)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+                 actual, expected)
+
+
+def forward_bounds(variables: dict, x: jax.Array):
+  """Bounds on a float32 training forward's distance from the exact one:
+  (y, running statistics). The mean and variance are sums of n terms, each
+  within (n - 1) U sum|terms| of exact in any order (doubled for the division
+  and the mean inside the variance's terms); y carries them through
+  (x - mean) * rstd * scale + bias, plus a few roundings of its own."""
+  x = np.asarray(x, np.float64)
+  params = {k: np.asarray(v, np.float64) for k, v in variables.get('params', {}).items()}
+  stats = {k: np.asarray(v, np.float64) for k, v in variables['batch_stats'].items()}
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  mean, var = x.mean(axes), x.var(axes)
+  mean_error = 2 * n * U * np.abs(x).mean(axes)
+  var_error = 2 * n * U * np.square(np.abs(x) + np.abs(mean)).mean(axes)
+  rstd = 1 / np.sqrt(var + EPSILON)
+  rstd_relative_error = var_error / (2 * (var + EPSILON)) + 2 * U
+  scale, bias = np.abs(params.get('scale', 1.0)), np.abs(params.get('bias', 0.0))
+  centred = np.abs(x - mean)
+  y_magnitude = centred * rstd * scale + bias
+  y_error = scale * rstd * (mean_error + centred * rstd_relative_error) + 4 * U * y_magnitude
+  statistics_error = {
+      'mean': (1 - MOMENTUM) * mean_error + 2 * U * np.abs(stats['mean']) + 2 * U * np.abs(mean),
+      'var': (1 - MOMENTUM) * var_error + 2 * U * np.abs(stats['var']) + 2 * U * var}
+  return y_error, {'batch_stats': statistics_error}
+
+
+@pytest.mark.parametrize('use_affine,scale', [(True, 1.0), (True, 0.3), (False, 1.0)])
+def test_float32_training_forward_is_within_float32_rounding_of_float64(use_affine, scale):
+  """Ours and (as a check of the bound) flax's."""
+  x = batch()
+  variables = trained_variables(
+      ours(use_affine, scale).init(jax.random.key(0), x, use_running_average=False), 1)
+  with jax.enable_x64(True):
+    exact = apply(flaxs(use_affine, scale, jnp.float64), to_float64(variables),
+                  x.astype(jnp.float64), train=True)
+  bounds = forward_bounds(variables, x)
+  for layer in (ours(use_affine, scale), flaxs(use_affine, scale)):
+    jax.tree.map(lambda a, e, bound: np.testing.assert_array_less(
+        np.abs(np.asarray(a, np.float64) - np.asarray(e)), bound),
+        apply(layer, variables, x, train=True), exact, bounds)
+
+
+def test_the_plain_forward_is_flaxs():
+  """What other platforms run: flax's reductions, so flax's values."""
+  x = batch()
+  scale, bias = jnp.linspace(0.5, 2.0, SHAPE[-1]), jnp.linspace(-1.0, 1.0, SHAPE[-1])
+  y, (mean, var) = bn.plain_train_batch_norm(x, scale, bias, EPSILON)
+  y_flax, _ = flaxs().apply({'params': {'scale': scale, 'bias': bias},
+                             'batch_stats': {'mean': jnp.zeros(SHAPE[-1]),
+                                             'var': jnp.ones(SHAPE[-1])}},
+                            x, use_running_average=False, mutable=['batch_stats'])
+  np.testing.assert_allclose(y, y_flax, rtol=0, atol=4 * U * float(jnp.max(jnp.abs(y_flax))))
+  np.testing.assert_array_equal(mean, x.mean((0, 1, 2)))
 
 
 def gradients(layer: nn.Module, variables: dict, x: jax.Array, dy: jax.Array):
