@@ -77,9 +77,12 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_one_paragraph_and_the_checkpoints_before_it_resume(small_disk, tmp_path):
   config = tiny_config(conv='acnet', num_epochs=3, checkpoint_every_steps=1, keep_checkpoints=100)
   workdir = small_disk / 'run'
+  # The failing file is named when the error carries it; one raised in Orbax's
+  # background commit thread may not (seen once in CI, 2026-12-03).
   with pytest.raises(write_failures.WriteFailed,
-                     match=rf'no space left on {workdir} \(No space left on device writing '
-                           rf'{workdir}/\S+\)\. The checkpoints written before are intact'):
+                     match=rf'no space left on {workdir} \(No space left on device'
+                           rf'( writing {workdir}/\S+)?\)\. The checkpoints written before are '
+                           rf'intact'):
     loop.train_and_evaluate(config, str(workdir))
   saved = checkpointing.checkpoint_manager(str(workdir), 100).all_steps()
   assert saved, 'no checkpoint fitted at all: the disk is too small for this test'
