@@ -63,7 +63,8 @@ def normalize(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array,
 
 def plain_train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
                            sums: Sums = xla_sums) -> tuple[jax.Array, Stats]:
-  """(y, (mean, var)) of a batch, differentiated by autodiff."""
+  """(y, (mean, var)) of a batch: differentiated by autodiff off the CPU, the
+  closed form's primal (with `channel_sums`) on it."""
   mean, var = batch_statistics(x, sums)
   return normalize(x, mean, var, scale, bias, epsilon), (mean, var)
 

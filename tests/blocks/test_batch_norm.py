@@ -61,7 +61,8 @@ def test_variables_eval_and_float64_training_are_flaxs(use_affine, scale):
   variables = trained_variables(variables, 1)
   y, _ = apply(ours(use_affine, scale), variables, x, train=False)
   y_flax, _ = apply(flaxs(use_affine, scale), variables, x, train=False)
-  np.testing.assert_array_equal(y, y_flax)
+  # flax's operations in flax's order: a few roundings apart at most.
+  np.testing.assert_allclose(y, y_flax, rtol=0, atol=4 * U * float(jnp.max(jnp.abs(y_flax))))
   # Training's statistics are summed in another order on the CPU (pairwise_sum):
   # the same function, which float64 shows.
   with jax.enable_x64(True):
