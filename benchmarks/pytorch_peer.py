@@ -8,10 +8,16 @@ conv+BN branches summed), from tests/support/authors_torch. Each side runs in
 a process of its own, JAX then PyTorch, adjacent, with the same number of
 threads; the ratio is PyTorch's time over ours (above 1: we are faster).
 
+This machine's timings drift by 20% and more between adjacent runs, so
+`--rounds=N` measures every model and conv N times, round after round, and
+reports each side's median over the rounds, the ratio of those medians and
+the ratios' range over the rounds.
+
 Needs acnet_jax and torch in one environment (the `torch` extra):
 
     pip install -e '.[torch]'
-    python -m benchmarks.pytorch_peer [--models=cfqkbnc,rc56 --convs=normal,acnet --steps=10]
+    python -m benchmarks.pytorch_peer [--models=cfqkbnc,rc56 --convs=normal,acnet --steps=10
+                                       --rounds=1]
 
 Time only on idle cores: PyTorch's threads slow 4-8x when anything else runs.
 """
@@ -115,14 +121,51 @@ def measure(model: str, conv: str, steps: int, warmup: int, threads: int) -> dic
           'ratio': {key: theirs[key] / ours[key] for key in ours if key in theirs}}
 
 
+def summarize(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+  """One row per model and conv of the rounds (each a list of `measure`'s
+  rows, in the same order): each side's median time over the rounds, the
+  ratio of the medians, and the range of the rounds' own ratios."""
+  rows = []
+  for measured in zip(*rounds):
+    first = measured[0]
+    sides = {side: {key: statistics.median(row[side][key] for row in measured)
+                    for key in first[side]} for side in ('acnet_jax', 'pytorch')}
+    rows.append({
+        'model': first['model'], 'conv': first['conv'], 'batch_size': first['batch_size'],
+        **sides,
+        'ratio': {key: sides['pytorch'][key] / sides['acnet_jax'][key] for key in first['ratio']},
+        'ratio_range': {key: (min(row['ratio'][key] for row in measured),
+                              max(row['ratio'][key] for row in measured))
+                        for key in first['ratio']}})
+  return rows
+
+
+def acnet_over_normal(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+  """model -> side -> acnet's train step time over normal's."""
+  steps = {(row['model'], row['conv']): row for row in rows}
+  return {model: {side: steps[model, 'acnet'][side]['train_step_s']
+                  / steps[model, 'normal'][side]['train_step_s']
+                  for side in ('acnet_jax', 'pytorch')}
+          for model, conv in steps if conv == 'acnet' and (model, 'normal') in steps}
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
+  ranges = any('ratio_range' in row for row in rows)
+  range_header = "rounds' ratios"
   lines = [f"{'model':9}{'conv':8}{'batch':>6}  {'measure':15}{'acnet_jax ms':>13}"
-           f"{'PyTorch ms':>12}{'ratio':>8}"]
+           f"{'PyTorch ms':>12}{'ratio':>8}" + (f'{range_header:>18}' if ranges else '')]
   for row in rows:
     for key, ratio in row['ratio'].items():
-      lines.append(f"{row['model']:9}{row['conv']:8}{row['batch_size']:6}  "
-                   f"{key.removesuffix('_s'):15}{row['acnet_jax'][key] * 1e3:13.1f}"
-                   f"{row['pytorch'][key] * 1e3:12.1f}{ratio:8.2f}")
+      line = (f"{row['model']:9}{row['conv']:8}{row['batch_size']:6}  "
+              f"{key.removesuffix('_s'):15}{row['acnet_jax'][key] * 1e3:13.1f}"
+              f"{row['pytorch'][key] * 1e3:12.1f}{ratio:8.2f}")
+      if ranges:
+        low, high = row['ratio_range'][key]
+        line += f'{low:11.2f} - {high:4.2f}'
+      lines.append(line)
+  for model, sides in acnet_over_normal(rows).items():
+    lines.append(f"{model} acnet / normal train step: acnet_jax {sides['acnet_jax']:.2f}, "
+                 f"PyTorch {sides['pytorch']:.2f}")
   return '\n'.join(lines)
 
 
@@ -133,6 +176,9 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument('--rounds', type=int, default=1,
+                      help='Measure everything this many times, round after round; report '
+                           'medians over the rounds.')
   parser.add_argument('--side', choices=['both', 'torch'], default='both',
                       help='torch: only the PyTorch side, as JSON (what `both` runs).')
   parser.add_argument('--output', default=os.path.join(tempfile.gettempdir(),
@@ -142,15 +188,20 @@ def main() -> None:
   if args.side == 'torch':
     print(json.dumps(torch_side(models[0], convs[0], args.steps, args.warmup, args.threads)))
     return
-  rows = []
-  for model in models:
-    for conv in convs:
-      rows.append(measure(model, conv, args.steps, args.warmup, args.threads))
-      print('\n'.join(format_rows(rows[-1:]).splitlines()[1:]), flush=True)
+  rounds = []
+  for round_index in range(args.rounds):
+    rows = []
+    for model in models:
+      for conv in convs:
+        rows.append(measure(model, conv, args.steps, args.warmup, args.threads))
+        for line in format_rows(rows[-1:]).splitlines()[1:]:
+          print(f'round {round_index + 1}/{args.rounds}  {line}', flush=True)
+    rounds.append(rows)
+  summary = summarize(rounds) if args.rounds > 1 else rounds[0]
   print()
-  print(format_rows(rows))
+  print(format_rows(summary))
   with open(args.output, 'w') as f:
-    json.dump(rows, f, indent=1)
+    json.dump({'rounds': rounds, 'summary': summary}, f, indent=1)
   print(f'\nwrote {args.output}')
 
 
