@@ -1,0 +1,100 @@
+"""What an ACB's three convolutions cost beside the square one alone, op by op.
+
+For each shape: the forward pass, the input gradient and the weight gradient
+of the KxK, Kx1 and 1xK convs (symmetric padding, stride 1, as the ACB runs
+them), each jitted alone on a batch already on device; ms (median) and
+GFLOP/s. The last column is what the ACB's three convs cost over the square
+conv's: against its FLOPs' (1 + 2/K), it says how much of acnet's extra train
+step the convolutions are. Defaults: ResNet-56's three stages at batch 64.
+
+    python -m benchmarks.acb_convs [--shapes=64x32x32x16,64x16x16x32,64x8x8x64 --kernel=3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+
+import acnet_jax  # noqa: F401  (sets the project's XLA:CPU flag, as in training)
+from acnet_jax.blocks.acb import acb_branch_shapes
+from acnet_jax.blocks.primitives import conv_with_kernel
+
+PASSES = ('forward', 'input gradient', 'weight gradient')
+
+
+def median_ms(fn: Callable, *args: jax.Array, repeats: int) -> float:
+  compiled = jax.jit(fn).lower(*args).compile()
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times) * 1e3
+
+
+def conv_passes(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int],
+                repeats: int) -> dict[str, float]:
+  """Pass -> ms of one stride-1 conv from C to C channels over an NHWC `shape`."""
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  dy = jax.random.normal(jax.random.PRNGKey(1), shape)
+  kernel = jax.random.normal(jax.random.PRNGKey(2), (*kernel_shape, shape[-1], shape[-1])) * 0.1
+
+  def forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return conv_with_kernel(x, kernel, strides=1, feature_group_count=1)
+
+  def input_gradient(kernel: jax.Array, dy: jax.Array) -> jax.Array:
+    return jax.vjp(lambda x: forward(x, kernel), x)[1](dy)[0]
+
+  def weight_gradient(x: jax.Array, dy: jax.Array) -> jax.Array:
+    return jax.vjp(lambda kernel: forward(x, kernel), kernel)[1](dy)[0]
+
+  return {'forward': median_ms(forward, x, kernel, repeats=repeats),
+          'input gradient': median_ms(input_gradient, kernel, dy, repeats=repeats),
+          'weight gradient': median_ms(weight_gradient, x, dy, repeats=repeats)}
+
+
+def gflops(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]) -> float:
+  """Of one pass (each of the three does the same multiply-adds)."""
+  n, h, w, c = shape
+  return 2 * n * h * w * c * c * kernel_shape[0] * kernel_shape[1] / 1e9
+
+
+def branch_table(shape: tuple[int, int, int, int], k: int, repeats: int) -> list[str]:
+  branches = acb_branch_shapes(k)
+  times = {name: conv_passes(shape, kernel_shape, repeats)
+           for name, kernel_shape in branches.items()}
+  lines = []
+  for name, kernel_shape in branches.items():
+    work = gflops(shape, kernel_shape)
+    cells = ''.join(f'{times[name][p]:9.2f} ms {work / times[name][p] * 1e3:6.1f}'
+                    for p in PASSES)
+    lines.append(f"{'x'.join(map(str, shape)):14}{name:8}{cells}")
+  total = {name: sum(times[name].values()) for name in branches}
+  lines.append(f"{'':14}ACB's three convs / square conv: {sum(total.values()) / total['square']:.2f} "
+               f'(FLOPs {1 + 2 / k:.2f})')
+  return lines
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--shapes', default='64x32x32x16,64x16x16x32,64x8x8x64',
+                      help='NHWC activation shapes, comma-separated.')
+  parser.add_argument('--kernel', type=int, default=3)
+  parser.add_argument('--repeats', type=int, default=15)
+  args = parser.parse_args()
+  print(f"{'N x H x W x C':14}{'conv':8}" + ''.join(f'{p:>19}' for p in PASSES))
+  print(f"{'':22}" + ''.join(f"{'ms':>11} {'GFLOP/s':>7}" for _ in PASSES))
+  for text in args.shapes.split(','):
+    shape = tuple(int(d) for d in text.split('x'))
+    if len(shape) != 4:
+      parser.error(f'a shape is NxHxWxC, got {text!r}')
+    print('\n'.join(branch_table(shape, args.kernel, args.repeats)), flush=True)
+
+
+if __name__ == '__main__':
+  main()
