@@ -11,7 +11,9 @@ threads; the ratio is PyTorch's time over ours (above 1: we are faster).
 This machine's timings drift by 20% and more between adjacent runs, so
 `--rounds=N` measures every model and conv N times, round after round, and
 reports each side's median over the rounds, the ratio of those medians and
-the ratios' range over the rounds.
+the ratios' range over the rounds. Last, for each model, the acnet/normal
+train-step ratio of each side with normal's and acnet's steps interleaved in
+one process (`benchmarks.acnet_over_normal`), which drift does not move.
 
 Needs acnet_jax and torch in one environment (the `torch` extra):
 
@@ -32,7 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
+
+from benchmarks.acnet_over_normal import CONVS, both_sides
 
 # The project's benchmark batch sizes for these models (Cifar-quick's recipe
 # trains at 128, ResNet-56's at 64).
@@ -54,7 +59,9 @@ def timed(run, steps: int, warmup: int) -> float:
   return statistics.median(times)
 
 
-def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:
+def torch_train_step(model: str, conv: str, threads: int) -> tuple[Any, Callable[[], float]]:
+  """(the authors' PyTorch model in train mode, a call that performs one SGD
+  step on one batch in memory and returns its loss)."""
   import torch
 
   from tests.support.authors_torch import acnet_models
@@ -69,13 +76,22 @@ def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> 
   loss_fn = torch.nn.CrossEntropyLoss()
   net.train()
 
-  def train_step():
+  def train_step() -> float:
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(net(x), y)
     loss.backward()
     optimizer.step()
     return loss.item()
 
+  return net, train_step
+
+
+def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:
+  import torch
+
+  from tests.support.authors_torch import acnet_models
+
+  net, train_step = torch_train_step(model, conv, threads)
   result = {'train_step_s': timed(train_step, steps, warmup)}
   images = torch.randn(EVAL_BATCH, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2])
   forms = {'eval_s': net}
@@ -179,6 +195,9 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=1,
                       help='Measure everything this many times, round after round; report '
                            'medians over the rounds.')
+  parser.add_argument('--interleaved_pairs', type=int, default=30,
+                      help='Then, per model, time normal and acnet train steps interleaved '
+                           '(benchmarks.acnet_over_normal) for this many pairs; 0: not.')
   parser.add_argument('--side', choices=['both', 'torch'], default='both',
                       help='torch: only the PyTorch side, as JSON (what `both` runs).')
   parser.add_argument('--output', default=os.path.join(tempfile.gettempdir(),
@@ -200,8 +219,13 @@ def main() -> None:
   summary = summarize(rounds) if args.rounds > 1 else rounds[0]
   print()
   print(format_rows(summary))
+  interleaved = {}
+  if args.interleaved_pairs and set(CONVS) <= set(convs):
+    print()
+    for model in models:
+      interleaved[model] = both_sides(model, args.interleaved_pairs, args.warmup, args.threads)
   with open(args.output, 'w') as f:
-    json.dump({'rounds': rounds, 'summary': summary}, f, indent=1)
+    json.dump({'rounds': rounds, 'summary': summary, 'interleaved': interleaved}, f, indent=1)
   print(f'\nwrote {args.output}')
 
 

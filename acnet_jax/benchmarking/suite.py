@@ -84,8 +84,11 @@ def ready_batch(trainer: Trainer) -> tuple[jax.Array, jax.Array]:
   """One train batch through the input pipeline, left on device."""
   return jax.jit(trainer.feed.prepare_train)(trainer.train_inputs(0), jnp.int32(0))
 
-def time_update_on_ready_batch(trainer: Trainer, steps: int, warmup: int) -> Timing:
-  """The same update fed by one batch already prepared on device."""
+def update_on_ready_batch(
+    trainer: Trainer) -> tuple[jax.stages.Compiled, float, Callable[[int], Any]]:
+  """The update compiled for one batch already prepared on device: (the
+  compiled step, its compile seconds, run(i) that performs one update from the
+  state the previous one left and returns its metrics)."""
   x, y = ready_batch(trainer)
   state = fresh_state(trainer)
   state_sharding = jax.tree.map(lambda _: trainer.replicated, state)
@@ -99,6 +102,11 @@ def time_update_on_ready_batch(trainer: Trainer, steps: int, warmup: int) -> Tim
     state, metrics = step(state, x, y)
     return metrics
 
+  return step, compile_s, run
+
+def time_update_on_ready_batch(trainer: Trainer, steps: int, warmup: int) -> Timing:
+  """The same update fed by one batch already prepared on device."""
+  step, compile_s, run = update_on_ready_batch(trainer)
   step_s = median_step_time(run, steps, warmup)
   return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size,
                 xla_peak_bytes(step))

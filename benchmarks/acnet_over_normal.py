@@ -1,0 +1,130 @@
+"""acnet's train step over normal's, with their steps interleaved, for acnet_jax and PyTorch.
+
+`benchmarks.pytorch_peer` times each model and conv in a process of its own,
+one after another; this machine drifts by 20% and more between such runs, and
+the ratio of two of them drifts with it (ResNet-56's acnet/normal read 2.01,
+1.93 and 1.76 in three rounds of one sitting). Here one process per side
+builds both convs' train steps and alternates them step by step (normal,
+acnet, normal, ...), so drift slows both alike and cancels in the ratio.
+
+    python -m benchmarks.acnet_over_normal [--model=rc56 --pairs=30 --warmup=3]
+
+prints, for each side, each conv's median step and the ratio of the medians,
+with the quartiles of the pairs' own ratios. The JAX side is the update on a
+batch already on device (as `acnet_jax.benchmark` and the peer time it); the
+PyTorch side is the peer's train step (the authors' modules, a batch in
+memory), with as many threads as cores. Needs the `torch` extra. Time only on
+idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+CONVS = ('normal', 'acnet')
+
+
+def interleaved_times(runs: Mapping[str, Callable[[], Any]], pairs: int,
+                      warmup: int) -> dict[str, list[float]]:
+  """Seconds of each of `pairs` calls of every run, the runs called in turn
+  (each call waits for its result), after `warmup` untimed turns."""
+  for _ in range(warmup):
+    for run in runs.values():
+      run()
+  times: dict[str, list[float]] = {name: [] for name in runs}
+  for _ in range(pairs):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def summarize(times: Mapping[str, list[float]]) -> dict[str, Any]:
+  """Each conv's median step, the ratio of the medians (acnet over normal), and
+  the quartiles of the per-turn ratios."""
+  per_turn = sorted(a / n for a, n in zip(times['acnet'], times['normal']))
+  quartiles = statistics.quantiles(per_turn, n=4) if len(per_turn) > 1 else per_turn * 3
+  medians = {conv: statistics.median(times[conv]) for conv in CONVS}
+  return {'median_s': medians, 'ratio': medians['acnet'] / medians['normal'],
+          'turn_ratio_quartiles': [quartiles[0], quartiles[1], quartiles[2]],
+          'pairs': len(per_turn)}
+
+
+def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
+  import jax
+  import numpy as np
+  from jax.sharding import Mesh
+
+  from acnet_jax.benchmarking.suite import bench_config, update_on_ready_batch
+  from acnet_jax.training.trainer import DATA_AXIS, Trainer
+
+  mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
+  runs = {}
+  for conv in CONVS:
+    config = bench_config(model, conv, 'branches', batch_size, eval_batch_size=batch_size,
+                          train_examples=50_000)
+    _, _, run = update_on_ready_batch(Trainer(config, mesh))
+    runs[conv] = lambda run=run: jax.block_until_ready(run(0))
+  return runs
+
+
+def torch_runs(model: str, threads: int) -> dict[str, Callable[[], Any]]:
+  from benchmarks.pytorch_peer import torch_train_step
+  return {conv: torch_train_step(model, conv, threads)[1] for conv in CONVS}
+
+
+def side(name: str, model: str, pairs: int, warmup: int, threads: int) -> dict[str, Any]:
+  from benchmarks.pytorch_peer import BATCH_SIZES
+  runs = (jax_runs(model, BATCH_SIZES[model]) if name == 'jax'
+          else torch_runs(model, threads))
+  return summarize(interleaved_times(runs, pairs, warmup))
+
+
+def format_side(label: str, result: Mapping[str, Any]) -> str:
+  low, mid, high = result['turn_ratio_quartiles']
+  medians = result['median_s']
+  return (f"{label:10} normal {medians['normal'] * 1e3:8.1f} ms   acnet "
+          f"{medians['acnet'] * 1e3:8.1f} ms   acnet/normal {result['ratio']:.2f}   "
+          f"per pair {mid:.2f} ({low:.2f} - {high:.2f}, quartiles of {result['pairs']})")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--model', default='rc56', choices=['cfqkbnc', 'rc56'])
+  parser.add_argument('--pairs', type=int, default=30)
+  parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument('--side', choices=['both', 'jax', 'torch'], default='both',
+                      help='jax or torch: that side only, as JSON (what `both` runs, each in '
+                           'a process of its own).')
+  args = parser.parse_args()
+  if args.side != 'both':
+    print(json.dumps(side(args.side, args.model, args.pairs, args.warmup, args.threads)))
+    return
+  both_sides(args.model, args.pairs, args.warmup, args.threads)
+
+
+def both_sides(model: str, pairs: int, warmup: int, threads: int) -> dict[str, dict[str, Any]]:
+  """Each side in a process of its own, JAX then PyTorch; prints a line per side."""
+  results = {}
+  for name, label in (('jax', 'acnet_jax'), ('torch', 'PyTorch')):
+    completed = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.acnet_over_normal', f'--side={name}',
+         f'--model={model}', f'--pairs={pairs}', f'--warmup={warmup}', f'--threads={threads}'],
+        check=True, capture_output=True, text=True)
+    results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f'{model} train step, interleaved  ' + format_side(label, results[label]), flush=True)
+  return results
+
+
+if __name__ == '__main__':
+  main()
