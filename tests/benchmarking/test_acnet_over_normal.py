@@ -7,11 +7,11 @@ import pytest
 from benchmarks.acnet_over_normal import format_side, interleaved_times, summarize
 
 
-def test_runs_are_called_in_turn_after_the_warmup():
+def test_runs_are_called_in_turn_after_the_warmup_every_other_pair_reversed():
   calls = []
   runs = {'normal': lambda: calls.append('n'), 'acnet': lambda: calls.append('a')}
   times = interleaved_times(runs, pairs=3, warmup=2)
-  assert calls == ['n', 'a'] * 5
+  assert calls == ['n', 'a'] * 2 + ['n', 'a', 'a', 'n', 'n', 'a']
   assert {name: len(seconds) for name, seconds in times.items()} == {'normal': 3, 'acnet': 3}
   assert all(s >= 0 for seconds in times.values() for s in seconds)
 
