@@ -1,5 +1,5 @@
 """The layout: every module's acnet_jax imports form a DAG that goes down the
-layers (commands -> analysis, benchmarking, interop -> training -> deploy ->
+layers (commands -> analysis, benchmarking, interop, campaigns -> training -> deploy ->
 data -> models -> fusion -> blocks), and each subpackage says what lives in it."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ PACKAGE = Path(acnet_jax.__file__).parent
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
     'errors': 0, 'xla_cpu': 0, 'blocks': 1, 'fusion': 2, 'models': 3, 'data': 4, 'deploy': 5,
-    'training': 6, 'analysis': 7, 'benchmarking': 7, 'interop': 7, 'cli': 8,
+    'training': 6, 'analysis': 7, 'benchmarking': 7, 'interop': 7, 'campaigns': 7, 'cli': 8,
     'main': 9, 'export': 9, 'analyze': 9, 'benchmark': 9, 'pipeline_benchmark': 9, 'convert': 9,
+    'campaign': 9,
     '__init__': 9,
 }
 

@@ -1,0 +1,55 @@
+"""Plans: loading, what a run's command line is, and the plans in configs/."""
+
+from __future__ import annotations
+
+import pytest
+
+from acnet_jax.campaigns.plan import Plan, Run, load_plan, train_arguments
+from acnet_jax.errors import InputError
+from acnet_jax.main import flatten_keys
+from acnet_jax.training.config import get_config
+from tests.support.runs import ROOT
+
+
+def test_a_runs_arguments_merge_the_plans_overrides_its_own_and_its_seed():
+  plan = Plan('p', (Run('a', 'configs/cfqkbnc_acnet.py', 'acnet', 3,
+                        overrides={'online': True, 'eval_every_epochs': 5}),),
+              overrides={'dataset': 'image_folder', 'eval_every_epochs': 10})
+  assert train_arguments(plan, plan.runs[0], 'root/a', '/data/cifar10') == [
+      '--config=configs/cfqkbnc_acnet.py', '--workdir=root/a',
+      '--config.dataset=image_folder', '--config.eval_every_epochs=5', '--config.online=True',
+      '--config.seed=3', '--config.data_dir=/data/cifar10']
+
+
+def test_two_runs_of_one_name_are_refused():
+  with pytest.raises(InputError, match='more than once'):
+    Plan('p', (Run('a', 'x.py', 'normal', 0), Run('a', 'x.py', 'normal', 1)))
+
+
+def test_a_run_name_must_be_a_folder_name():
+  with pytest.raises(InputError, match='not a folder name'):
+    Plan('p', (Run('../a', 'x.py', 'normal', 0),))
+
+
+def test_an_override_must_be_a_scalar():
+  plan = Plan('p', (Run('a', 'x.py', 'normal', 0, overrides={'pixel_mean': (0.5, 0.5)}),))
+  with pytest.raises(InputError, match='bool, number or string'):
+    train_arguments(plan, plan.runs[0], 'a', None)
+
+
+def test_a_missing_plan_file_is_one_sentence(tmp_path):
+  with pytest.raises(InputError, match='no plan file'):
+    load_plan(str(tmp_path / 'absent.py'))
+  (tmp_path / 'empty.py').write_text('x = 1\n')
+  with pytest.raises(InputError, match='defines no get_plan'):
+    load_plan(str(tmp_path / 'empty.py'))
+
+
+@pytest.mark.parametrize('path', sorted(ROOT.glob('configs/campaigns/*.py')), ids=lambda p: p.name)
+def test_the_plans_in_configs_name_existing_configs_and_keys(path):
+  plan = load_plan(str(path))
+  keys = set(flatten_keys(get_config().to_dict()))
+  for run in plan.runs:
+    assert (ROOT / run.config.split(':')[0]).is_file(), run.config
+    assert set(plan.overrides) | set(run.overrides) <= keys, run.name
+  assert set(plan.published) <= set(plan.arms())
