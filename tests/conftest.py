@@ -15,6 +15,9 @@ import pytest
 if importlib.util.find_spec('triton') is not None:
   import triton  # noqa: F401
 
+# A skip fails under CI=true (tests/support/ci_skips.py); pytester tests that hook.
+pytest_plugins = ['tests.support.ci_skips', 'pytester']
+
 # Tests compile the same small models many times, in this process and in
 # subprocesses: a persistent compilation cache shared by all of them saves minutes.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',

@@ -16,7 +16,7 @@ from tests.support.images import extract_cifar10
 from tests.support.runs import run_command
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 200, 100
-pytestmark = pytest.mark.full
+pytestmark = [pytest.mark.full, pytest.mark.needs_cifar]
 
 
 @pytest.fixture(scope='module')

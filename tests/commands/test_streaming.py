@@ -90,6 +90,7 @@ def test_the_imagenet_command_streams_imagenet2012_from_tfds(tmp_path):
   assert result['fused_matches']
 
 
+@pytest.mark.needs_processes
 def test_two_processes_each_stream_half_of_every_batch(folder, tmp_path):
   flags = [*STREAM_FLAGS, f'--config.data_dir={folder}', '--config.num_epochs=1',
            '--config.checkpoint_every_steps=100']
@@ -109,6 +110,7 @@ def test_two_processes_each_stream_half_of_every_batch(folder, tmp_path):
   assert a['num_examples'] == b['num_examples'] == 40
 
 
+@pytest.mark.needs_cifar
 def test_streamed_real_photos_are_learned_above_chance(tmp_path):
   """ResNet-8 on real CIFAR-10 photos upscaled to 40-96 px, streamed with
   RandomResizedCrop to 32 px: above the 10% of chance on held-out images."""

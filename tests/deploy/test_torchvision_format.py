@@ -26,6 +26,7 @@ CLASSES = 1000
 
 
 @pytest.mark.full
+@pytest.mark.needs_torch
 @pytest.mark.parametrize('layout,model,kind', [
     ('dbb', 'resnet18', 'dbb'), ('acnet', 'resnet34', 'acnet'), ('dbb', 'resnet50', 'normal')])
 def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, kind, tmp_path):

@@ -18,7 +18,7 @@ from acnet_jax.training import workdir as runs
 from tests.support.authors_torch import require_torch
 from tests.support.numerics import MODEL_RTOL, max_relative_error
 
-pytestmark = pytest.mark.full
+pytestmark = [pytest.mark.full, pytest.mark.needs_torch]
 
 CIFAR_MODELS = ('cfqkbnc', 'rc56', 'vc', 'wrnc16')
 IMAGENET_MODELS = ('resnet18', 'resnet34', 'resnet50', 'mobilenet_v1')

@@ -24,6 +24,7 @@ FLOAT64_MODEL_RTOL = MODEL_RTOL * 2.0**-29
 
 
 @pytest.mark.full
+@pytest.mark.needs_torch
 @pytest.mark.parametrize('conv', ['normal', 'acnet'])
 def test_the_first_steps_agree_with_the_authors_within_float64_rounding(conv):
   require_torch()

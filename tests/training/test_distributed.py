@@ -21,7 +21,7 @@ from tests.support.numerics import MODEL_RTOL
 from tests.support.runs import ROOT, TINY_FLAGS
 from tests.training.test_steps import assert_same_step
 
-pytestmark = pytest.mark.full
+pytestmark = [pytest.mark.full, pytest.mark.needs_processes]
 
 RUN_FLAGS = [*TINY_FLAGS, '--config.num_epochs=1', '--config.log_every_steps=1',
              '--config.checkpoint_every_steps=2']
