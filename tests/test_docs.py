@@ -22,9 +22,8 @@ from ml_collections import config_flags
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted([REPO / 'README.md', *(REPO / 'docs').glob('*.md')])
-# The pages held to "no commit id": every page but results.md, whose run records
-# are being rewritten.
-NO_COMMIT_IDS = [str(page.relative_to(REPO)) for page in PAGES if page.name != 'results.md']
+# The pages held to "no commit id": all of them (history lives in git log).
+NO_COMMIT_IDS = [str(page.relative_to(REPO)) for page in PAGES]
 # What a config placeholder (--config=... or a path with one in it) is read as:
 # the defaults, so --config.KEY overrides are still checked against its keys.
 BASE_CONFIG = 'acnet_jax/training/config.py'
@@ -405,3 +404,14 @@ def test_no_commit_ids(name):
   text = (REPO / name).read_text()
   found = sorted(set(COMMIT_ID.findall(text)))
   assert not found, f'{name} names commits {found}: history lives in git log'
+
+
+# Words of a lab notebook, not of a reference: when and where something was
+# measured belongs in git log.
+HISTORY = re.compile(r'\bsittings?\b|\bsessions?\b|\bfrozen clone\b|/work/', re.IGNORECASE)
+
+
+@pytest.mark.parametrize('name', NO_COMMIT_IDS)
+def test_no_lab_notebook_history(name):
+  found = sorted({match.group(0) for match in HISTORY.finditer((REPO / name).read_text())})
+  assert not found, f'{name} speaks of {found}: say what is true now'
