@@ -15,7 +15,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from acnet_jax import cli
+from acnet_jax import cli, xla_cpu
 from acnet_jax.errors import InputError
 from acnet_jax.training import loop, stopping
 from acnet_jax.training.config import get_config
@@ -155,6 +155,8 @@ def exit_at_once(signal_number: int, frame: object) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Before anything starts a JAX backend: XLA reads XLA_FLAGS then.
+  xla_cpu.use_project_flags()
   signal.signal(signal.SIGINT, exit_at_once)
   cli.setup_logging()
   initialize_distributed()
