@@ -25,7 +25,8 @@ GKE_TPU = {'TPU_WORKER_HOSTNAMES': 'tpu-0,tpu-1,tpu-2,tpu-3', 'TPU_WORKER_ID': '
            'MEGASCALE_NUM_SLICES': '1'}
 KUBERNETES = {'KUBERNETES_SERVICE_HOST': '10.0.0.1', 'JOB_COMPLETION_INDEX': '3'}
 # A TPU VM's metadata server, for GCE (on GKE the variables above stand in for it).
-GCE_METADATA = {'agent-worker-number': '1', 'worker-network-endpoints': 'w0:0:10.0.0.2,w1:1:10.0.0.3',
+GCE_METADATA = {'agent-worker-number': '1',
+                'worker-network-endpoints': 'w0:0:10.0.0.2,w1:1:10.0.0.3',
                 'tpu-env': "MEGASCALE_NUM_SLICES: '1'"}
 
 
