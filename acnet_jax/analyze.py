@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from acnet_jax import cli
+from acnet_jax import cli, xla_cpu
 from acnet_jax.analysis.report import analyze
 from acnet_jax.errors import InputError
 
@@ -28,6 +28,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  xla_cpu.use_project_flags()
   cli.setup_logging()
   args = flags.FLAGS
   try:

@@ -32,6 +32,7 @@ from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
 from acnet_jax.benchmarking.report import format_report
 from acnet_jax.benchmarking.suite import BENCHMARK_CONVS, run_benchmark
+from acnet_jax import xla_cpu
 from acnet_jax.blocks.acb import ACB_IMPLS
 from acnet_jax.errors import InputError
 
@@ -93,6 +94,7 @@ def pipeline_main(devices: Sequence[jax.Device]) -> None:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  xla_cpu.use_project_flags()
   devices = jax.devices(FLAGS.backend) if FLAGS.backend else jax.devices()
   if FLAGS.num_devices:
     if FLAGS.num_devices > len(devices):

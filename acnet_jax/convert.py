@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from acnet_jax import cli
+from acnet_jax import cli, xla_cpu
 from acnet_jax.errors import InputError
 from acnet_jax.interop import convert
 from acnet_jax.interop.layouts import MODEL_LAYOUTS
@@ -32,6 +32,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  xla_cpu.use_project_flags()
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   args = flags.FLAGS
   try:

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 from absl import app, flags, logging
 
-from acnet_jax import cli
+from acnet_jax import cli, xla_cpu
 from acnet_jax.deploy import artifacts
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
@@ -70,6 +70,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  xla_cpu.use_project_flags()
   # Warnings (a damaged checkpoint skipped) and errors, without the INFO lines
   # Orbax and TensorFlow log for every restore and save.
   logging.set_verbosity(logging.WARNING)

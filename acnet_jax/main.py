@@ -15,9 +15,9 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from acnet_jax import cli
+from acnet_jax import cli, xla_cpu
 from acnet_jax.errors import InputError
-from acnet_jax.training import loop, stopping
+from acnet_jax.training import cluster, loop, stopping
 from acnet_jax.training.config import get_config
 from acnet_jax.training.workdir import with_recorded_data
 
@@ -35,30 +35,21 @@ flags.DEFINE_bool('show_config', False, 'Print the whole config before the run (
                   'written to WORKDIR/config.json).')
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0, to run as one of several processes (hosts). '
-                    'Without it, jax.distributed detects SLURM/Open MPI/cloud TPU clusters.')
+                    "Without it, JAX's own cluster detection supplies it (and the next two) "
+                    'under Open MPI, SLURM, Cloud TPU (GKE, GCE) and Kubernetes.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, with --coordinator_address.')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
 flags.DEFINE_bool('distributed', None, 'Call jax.distributed.initialize(); the default is to '
-                  'do so when --coordinator_address is given or a cluster is detected.')
+                  'do so when --coordinator_address (or --num_processes, --process_id) is '
+                  'given or the cluster JAX detects runs several processes.')
 flags.DEFINE_string('cpu_collectives', 'gloo', "Collectives between CPU processes ('gloo' or "
                     "'mpi'); only used when the devices are CPUs.")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-# Launchers that start one process per task and tell it how many there are;
-# jax.distributed.initialize() then finds the rest in the same variables.
-CLUSTER_SIZE_VARIABLES = ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
-
-
-def running_in_cluster() -> bool:
-  return any(int(os.environ.get(name, '1')) > 1 for name in CLUSTER_SIZE_VARIABLES)
-
-
 def initialize_distributed() -> None:
-  wanted = FLAGS.distributed
-  if wanted is None:
-    wanted = FLAGS.coordinator_address is not None or running_in_cluster()
-  if not wanted:
+  if not cluster.wants_distributed(FLAGS.distributed, FLAGS.coordinator_address,
+                                   FLAGS.num_processes, FLAGS.process_id):
     return
   jax.config.update('jax_cpu_collectives_implementation', FLAGS.cpu_collectives)
   jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -155,14 +146,16 @@ def exit_at_once(signal_number: int, frame: object) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Before anything starts a JAX backend: XLA reads XLA_FLAGS then.
+  xla_cpu.use_project_flags()
   signal.signal(signal.SIGINT, exit_at_once)
   cli.setup_logging()
-  initialize_distributed()
-  if jax.process_index() != 0:
-    logging.set_verbosity(logging.WARNING)
-  if FLAGS.show_config:
-    logging.info('Config:\n%s', FLAGS.config)
   try:
+    initialize_distributed()
+    if jax.process_index() != 0:
+      logging.set_verbosity(logging.WARNING)
+    if FLAGS.show_config:
+      logging.info('Config:\n%s', FLAGS.config)
     if FLAGS.mode == 'train':
       loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
     else:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from acnet_jax import xla_cpu
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding
 from acnet_jax.errors import InputError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+  xla_cpu.use_project_flags()
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data_dir', required=True, help='A folder holding train/<class>/*.jpg.')
   parser.add_argument('--image_sizes', default='224,64', help='Comma-separated crop sizes.')

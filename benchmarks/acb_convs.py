@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import jax
 
-import acnet_jax  # noqa: F401  (sets the project's XLA:CPU flag, as in training)
+from acnet_jax import xla_cpu
 from acnet_jax.blocks.acb import acb_branch_shapes
 from acnet_jax.blocks.primitives import conv_with_kernel
 
@@ -81,6 +81,7 @@ def branch_table(shape: tuple[int, int, int, int], k: int, repeats: int) -> list
 
 
 def main() -> None:
+  xla_cpu.use_project_flags()
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--shapes', default='64x32x32x16,64x16x16x32,64x8x8x64',
                       help='NHWC activation shapes, comma-separated.')

@@ -67,9 +67,11 @@ def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
   import numpy as np
   from jax.sharding import Mesh
 
+  from acnet_jax import xla_cpu
   from acnet_jax.benchmarking.suite import bench_config, update_on_ready_batch
   from acnet_jax.training.trainer import DATA_AXIS, Trainer
 
+  xla_cpu.use_project_flags()
   mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
   runs = {}
   for conv in CONVS:

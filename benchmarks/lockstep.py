@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 
+from acnet_jax import xla_cpu
 from acnet_jax.training import presets
 from tests.support.authors_torch.training import lockstep
 
 
 def main() -> None:
+  xla_cpu.use_project_flags()
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--data_dir', required=True, help='An image folder: train/<class>/*.')
   parser.add_argument('--steps', type=int, default=50)

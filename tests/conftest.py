@@ -24,6 +24,12 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'acnet_jax_test_jax_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
+from acnet_jax import xla_cpu  # noqa: E402
+
+# The tests compute under the flags the commands set (before any test starts
+# a backend; subprocesses inherit them).
+xla_cpu.use_project_flags()
+
 from acnet_jax.training.loop import train_and_evaluate  # noqa: E402  (after the cache settings)
 from tests.support.runs import tiny_config  # noqa: E402
 

@@ -1,43 +1,142 @@
-"""The project's XLA:CPU flags: added to XLA_FLAGS unless the user set them, and
-in force in a process that imports acnet_jax before computing."""
+"""The project's XLA:CPU flags: importing acnet_jax sets nothing; the commands
+call `use_project_flags`, which adds them to XLA_FLAGS unless the user names
+them, and which moves a convolution off YNNPACK in the compiled program."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 
-from acnet_jax import xla_cpu
+import jax
+import pytest
 
+from acnet_jax import xla_cpu
+from tests.support.runs import ROOT
+
+# argv[1] 'use': call use_project_flags first. Prints whether XLA:CPU compiled
+# the conv into a YNNPACK fusion (a conv this small and narrow stays a plain
+# convolution either way: 32 channels is past YNNPACK's threshold).
 CONV_IN_A_FRESH_PROCESS = """
-import os, acnet_jax, jax, jax.numpy as jnp
-conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME')
-jax.block_until_ready(jax.jit(conv)(jnp.ones((2, 4, 8, 8)), jnp.ones((4, 4, 3, 3))))
-print(os.environ['XLA_FLAGS'])
+import sys
+from acnet_jax import xla_cpu
+if sys.argv[1] == 'use':
+  xla_cpu.use_project_flags()
+import jax, jax.numpy as jnp
+conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+compiled = jax.jit(conv).lower(jnp.zeros((1, 4, 4, 32)), jnp.zeros((3, 3, 32, 32))).compile()
+print('__ynn_fusion' in compiled.as_text())
 """
 
+# What importing the package and every command changes in the process.
+IMPORT_IN_A_FRESH_PROCESS = """
+import os, jax
+from jax._src import xla_bridge
+environ, settings = dict(os.environ), dict(jax.config.values)
+import acnet_jax, acnet_jax.main, acnet_jax.benchmark, acnet_jax.export, acnet_jax.analyze
+import acnet_jax.convert, acnet_jax.pipeline_benchmark
+print(os.environ.get('XLA_FLAGS'))
+print(dict(os.environ) == environ, dict(jax.config.values) == settings,
+      xla_bridge.backends_are_initialized())
+"""
 
-def test_the_flags_are_added_to_the_users_flags():
-  environ = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-  xla_cpu.with_project_flags(environ)
-  assert environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
-                                  '--xla_cpu_experimental_ynn_fusion_type=')
-  empty: dict[str, str] = {}
-  xla_cpu.with_project_flags(empty)
-  assert empty['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type='
-
-
-def test_the_users_own_setting_wins():
-  environ = {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'}
-  xla_cpu.with_project_flags(environ)
-  assert environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'
+USERS_FLAGS = '--xla_force_host_platform_device_count=2'
 
 
-def test_a_process_that_imports_acnet_jax_computes_under_the_flags():
-  # The flag lives below HLO (XLA:CPU picks a conv's library when it emits the
-  # program), so what is checked is that it was in XLA_FLAGS when the backend
-  # started and that this jaxlib accepts it (an unknown flag aborts the process).
+def fresh_process(script: str, *args: str, xla_flags: str | None) -> list[str]:
   env = {key: value for key, value in os.environ.items() if key != 'XLA_FLAGS'}
-  completed = subprocess.run([sys.executable, '-c', CONV_IN_A_FRESH_PROCESS], env=env,
+  env['PYTHONPATH'] = str(ROOT)
+  if xla_flags is not None:
+    env['XLA_FLAGS'] = xla_flags
+  completed = subprocess.run([sys.executable, '-c', script, *args], env=env, cwd=ROOT,
                              check=True, capture_output=True, text=True)
-  assert completed.stdout.split() == ['--xla_cpu_experimental_ynn_fusion_type=']
+  return completed.stdout.splitlines()
+
+
+@pytest.fixture
+def before_jax_starts(monkeypatch):
+  """This process's XLA_FLAGS (restored after the test), as if no backend had started."""
+  monkeypatch.delenv('XLA_FLAGS', raising=False)
+  monkeypatch.setattr(xla_cpu, 'backends_started', lambda: False)
+
+
+def test_the_flags_are_added_to_the_users_flags(before_jax_starts, monkeypatch):
+  xla_cpu.use_project_flags()
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type='
+  monkeypatch.setenv('XLA_FLAGS', USERS_FLAGS)
+  xla_cpu.use_project_flags()
+  assert os.environ['XLA_FLAGS'] == f'{USERS_FLAGS} --xla_cpu_experimental_ynn_fusion_type='
+
+
+@pytest.mark.parametrize('users_flags', [
+    '--xla_cpu_experimental_ynn_fusion_type=individual_convolution',
+    f'--xla_cpu_experimental_ynn_fusion_type= {USERS_FLAGS}',
+    "--xla_cpu_experimental_ynn_fusion_type='individual_convolution'"])
+def test_the_users_own_setting_wins(before_jax_starts, monkeypatch, users_flags):
+  monkeypatch.setenv('XLA_FLAGS', users_flags)
+  xla_cpu.use_project_flags()
+  assert os.environ['XLA_FLAGS'] == users_flags
+
+
+@pytest.mark.parametrize('users_flags', [
+    '--xla_dump_to=/tmp/--xla_cpu_experimental_ynn_fusion_type=x',
+    '--xla_cpu_experimental_ynn_fusion_type_of_another_flag=1'])
+def test_a_flag_is_the_users_only_by_its_name_not_a_substring(users_flags):
+  assert xla_cpu.missing_project_flags(users_flags) == xla_cpu.PROJECT_FLAGS
+
+
+def test_after_jax_started_it_warns_and_changes_nothing(monkeypatch):
+  monkeypatch.delenv('XLA_FLAGS', raising=False)
+  jax.devices()  # Starts the backends, if no test has yet.
+  with pytest.warns(RuntimeWarning, match='cannot take effect in this process'):
+    xla_cpu.use_project_flags()
+  assert 'XLA_FLAGS' not in os.environ
+
+
+@pytest.mark.parametrize('xla_flags', [None, USERS_FLAGS])
+def test_importing_acnet_jax_changes_no_environment_variable_and_no_jax_setting(xla_flags):
+  printed, unchanged = fresh_process(IMPORT_IN_A_FRESH_PROCESS, xla_flags=xla_flags)
+  assert printed == str(xla_flags)
+  # The environment, JAX's settings, and no backend started (the commands'
+  # use_project_flags() still comes in time).
+  assert unchanged.split() == ['True', 'True', 'False']
+
+
+@pytest.mark.parametrize('xla_flags, use, on_ynnpack', [
+    (None, '', True),  # jaxlib's default.
+    (None, 'use', False),  # The project's flag: Eigen's convolution.
+    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', 'use', True)])
+def test_the_flag_takes_the_convolution_off_ynnpack(xla_flags, use, on_ynnpack):
+  assert fresh_process(CONV_IN_A_FRESH_PROCESS, use, xla_flags=xla_flags) == [str(on_ynnpack)]
+
+
+class Called(Exception):
+  pass
+
+
+COMMANDS = {
+    'acnet_jax.main': lambda m: m.main(['main']),
+    'acnet_jax.benchmark': lambda m: m.main([]),
+    'acnet_jax.export': lambda m: m.main(['export']),
+    'acnet_jax.analyze': lambda m: m.main(['analyze']),
+    'acnet_jax.convert': lambda m: m.main(['convert']),
+    'acnet_jax.pipeline_benchmark': lambda m: m.main([]),
+    'benchmarks.acb_convs': lambda m: m.main(),
+    'benchmarks.acnet_over_normal': lambda m: m.jax_runs('rc8', 8),
+    'benchmarks.lockstep': lambda m: m.main(),
+}
+
+
+@pytest.mark.parametrize('command', sorted(COMMANDS))
+def test_every_command_sets_the_flags_before_it_does_anything_else(command, monkeypatch):
+  if command == 'benchmarks.lockstep':
+    pytest.importorskip('torch')  # It runs the authors' PyTorch code.
+
+  def called() -> None:
+    raise Called
+
+  monkeypatch.setattr(xla_cpu, 'use_project_flags', called)
+  with pytest.raises(Called):
+    COMMANDS[command](importlib.import_module(command))

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
-from acnet_jax.data import memory, order, stream
+from acnet_jax.data import keys, memory, order, stream
 from acnet_jax.data.image_folder import ImageFolderSource, header_size, image_folder_sources
 from acnet_jax.data.on_device import augment, normalize
 from acnet_jax.errors import InputError
@@ -102,7 +102,7 @@ class MemoryFeed:
     images, labels, indices = inputs
     x = images[indices]
     if self.config.augment:
-      x = augment(x, jax.random.fold_in(jax.random.key(self.config.seed), step))
+      x = augment(x, jax.random.fold_in(keys.seed_key(self.config.seed), step))
     x = normalize(x, self.config.pixel_mean, self.config.pixel_std)
     return jax.lax.with_sharding_constraint(x, self.sharder.batch_sharding), labels[indices]
 

@@ -11,5 +11,6 @@
     write_failures a failed write (a full disk) as one paragraph
     checkpointing  Orbax checkpoints with a fingerprint of the values
     stopping       SIGTERM/SIGINT as a stop every process agrees on
+    cluster        whether a run is one of several processes (JAX's cluster detection)
     metrics        metrics.jsonl, TensorBoard events, eval.json
 """

@@ -17,7 +17,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from acnet_jax.data import feeds
+from acnet_jax.data import feeds, keys
 
 # Folded into a step's key for dropout, so that it differs from the augmentation's.
 DROPOUT_STREAM = 1
@@ -30,11 +30,11 @@ class TrainState(train_state.TrainState):
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
                        optimizer: optax.GradientTransformation,
                        image_shape: tuple[int, ...]) -> TrainState:
-  # Jitted, with the 'rbg' generator: eager init compiles every op one by one,
-  # and XLA compiles a threefry draw per parameter slowly (rc20 ACNet on the
-  # CPU: 20 s with threefry, 8 s with rbg). Same seed, same init.
+  # Jitted: eager init compiles every op one by one. The threefry key costs
+  # compile time on the CPU (docs/training.md, Seeds) but means the same
+  # weights on every platform.
   init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape)), train=False))
-  variables = init(jax.random.key(config.seed, impl='rbg'))
+  variables = init(keys.seed_key(config.seed))
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables['batch_stats'], tx=optimizer)
 
@@ -65,7 +65,7 @@ def gradients(state: TrainState, x: jax.Array, y: jax.Array, dropout_key: jax.Ar
 
 def dropout_key(seed: int, step: jax.Array) -> jax.Array:
   """A pure function of (seed, step), apart from the augmentation's key."""
-  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), DROPOUT_STREAM)
+  return jax.random.fold_in(jax.random.fold_in(keys.seed_key(seed), step), DROPOUT_STREAM)
 
 
 def update(state: TrainState, x: jax.Array, y: jax.Array, *, schedule: optax.Schedule,

@@ -23,6 +23,9 @@ def test_the_benchmark_measures_every_variant(tmp_path):
   assert completed.returncode == 0, completed.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report['environment']['num_devices'] == 2 and report['environment']['backend'] == 'cpu'
+  # The command added the project's flag to the user's.
+  assert report['environment']['xla_flags'] == ('--xla_force_host_platform_device_count=2 '
+                                                '--xla_cpu_experimental_ynn_fusion_type=')
   variants = [('normal', '-'), ('acnet', 'branches'), ('acnet', 'stacked'), ('dbb', '-'),
               ('repvgg', '-'), ('acnet_online', '-')]
   assert {(r['conv'], r['acb_impl'], r['feed']) for r in report['train']} == \

@@ -34,6 +34,8 @@ RUN_FLAGS = [*TINY_FLAGS, '--config.num_epochs=1', '--config.log_every_steps=1',
 # --process_id=I, as main takes them: then each process writes FILE.I.npz].
 GRADIENTS_SCRIPT = """
 import sys, jax, numpy as np
+from acnet_jax import xla_cpu
+xla_cpu.use_project_flags()  # As main: the flags XLA_FLAGS below lacks.
 flags = dict(arg[2:].split('=', 1) for arg in sys.argv[3:])
 out = sys.argv[1]
 if flags:

@@ -132,3 +132,31 @@ def test_dropout_keys_are_a_function_of_seed_and_step():
   np.testing.assert_array_equal(key(0, 3), key(0, 3))
   assert not np.array_equal(key(0, 3), key(0, 4))
   assert not np.array_equal(key(0, 3), key(1, 3))
+
+
+def key_types(jaxpr: jax.extend.core.Jaxpr) -> set[str]:
+  """The dtypes ('key<fry>', 'key<rbg>', ...) of every key a jaxpr and the
+  jaxprs inside it (jit, scan, cond, custom rules) hold."""
+  found = set()
+  for eqn in jaxpr.eqns:
+    for var in [*eqn.invars, *eqn.outvars]:
+      if jax.dtypes.issubdtype(var.aval.dtype, jax.dtypes.prng_key):
+        found.add(str(var.aval.dtype))
+    for param in eqn.params.values():
+      for inner in param if isinstance(param, (tuple, list)) else [param]:
+        if isinstance(inner, jax.extend.core.ClosedJaxpr):
+          inner = inner.jaxpr
+        if isinstance(inner, jax.extend.core.Jaxpr):
+          found |= key_types(inner)
+  return found
+
+
+def test_every_draw_of_a_run_comes_from_a_threefry_key():
+  # Init, the augmentation and the dropout of a step: threefry's bits are the
+  # same on every platform, RBG's are not.
+  config = tiny_config(conv='acnet', augment=True)
+  trainer = Trainer(config, create_mesh())
+  init = jax.make_jaxpr(lambda: steps.create_train_state(
+      config, trainer.model, trainer.optimizer, trainer.feed.image_shape))().jaxpr
+  step = trainer.train_step.trace(trainer.abstract_state, trainer.train_inputs(0)).jaxpr.jaxpr
+  assert key_types(init) == key_types(step) == {'key<fry>'}
