@@ -13,6 +13,7 @@ import jax
 import pytest
 
 from acnet_jax import xla_cpu
+from tests.support.authors_torch import require_torch
 from tests.support.runs import ROOT
 
 # argv[1] 'use': call use_project_flags first. Prints whether XLA:CPU compiled
@@ -129,10 +130,16 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize('command', sorted(COMMANDS))
+# The lockstep runs the authors' PyTorch code: the full tier, which has torch.
+NEEDS_TORCH = {'benchmarks.lockstep'}
+
+
+@pytest.mark.parametrize('command', [
+    pytest.param(name, marks=[pytest.mark.full, pytest.mark.needs_torch])
+    if name in NEEDS_TORCH else name for name in sorted(COMMANDS)])
 def test_every_command_sets_the_flags_before_it_does_anything_else(command, monkeypatch):
-  if command == 'benchmarks.lockstep':
-    pytest.importorskip('torch')  # It runs the authors' PyTorch code.
+  if command in NEEDS_TORCH:
+    require_torch()
 
   def called() -> None:
     raise Called
