@@ -75,7 +75,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'The checkpoint to export; default: the newest intact one.')
   flags.DEFINE_string('format', ','.join(artifacts.DEFAULT_FORMATS),
                       f'Comma-separated, of: {", ".join(artifacts.FORMATS)} (torchvision: '
-                      'resnet18/34/50 only).')
+                      'resnet18/34/50 only; onnx and onnx-int8: the onnx extra; onnx-int8 '
+                      'writes onnx too).')
+  flags.DEFINE_integer('calibration_images', 512, "onnx-int8: how many of the run's training "
+                       "images calibrate the activation ranges (drawn with the run's seed).")
   flags.DEFINE_integer('image_size', 0, 'Input height and width; default: those the run '
                        'trained at (its config.json records them).')
   flags.mark_flags_as_required(['workdir'])

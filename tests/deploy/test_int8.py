@@ -89,3 +89,19 @@ def test_calibration_needs_an_image(tiny_run, tmp_path):
 
   with pytest.raises(InputError, match='calibrates on at least one training image'):
     export.int8_data(runs.read_run(str(tiny_run)).config, 0)
+
+
+@pytest.mark.full
+def test_the_cli_writes_the_int8_model_and_its_report(tiny_run, tmp_path):
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  from tests.support.runs import run_command
+
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  completed = run_command('export', f'--workdir={workdir}', '--format=onnx-int8',
+                          '--calibration_images=16')
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert 'model.onnx, model_int8.onnx, model.json, eval_int8.json' in completed.stdout
+  report = json.loads((workdir / 'export' / int8.REPORT_FILE).read_text())
+  assert report['calibration']['images'] == 16
