@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -96,19 +96,34 @@ def inlined(function: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array],
   return flat
 
 
+# Loggers that warn of nothing wrong with the model: jax2onnx, of each of its
+# dm_pix plugins (which no model here uses; written for an older JAX) with a
+# traceback, and onnx_ir, of each constant's shape tensor it leaves
+# unannotated (annotations are optional; the graph is complete).
+QUIETED = ('jax2onnx.plugins.plugin_system', 'onnx_ir.serde')
+
+
+@contextlib.contextmanager
+def quieted(names: Sequence[str]) -> Iterator[None]:
+  """Those loggers at ERROR, and stdout silent (jax2onnx's plugins print debug lines)."""
+  loggers = [logging.getLogger(name) for name in names]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
+
+
 def save_onnx(logits: Callable[[jax.Array], jax.Array], image_shape: tuple[int, int, int],
               path: str) -> None:
   """An ONNX model `images [batch, H, W, C] -> logits`, `batch` symbolic."""
-  import jax2onnx  # Only with the onnx extra.
+  with quieted(QUIETED):
+    import jax2onnx  # Only with the onnx extra.
 
-  # onnx_ir warns of each constant's shape tensor it leaves unannotated (the
-  # annotations are optional; the graph is complete).
-  quiet = logging.getLogger('onnx_ir.serde')
-  level, quiet.level = quiet.level, logging.ERROR
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):  # Its plugins print debug lines.
-      jax2onnx.to_onnx(inlined(logits), [('batch', *image_shape)], model_name='deploy',
-                       opset=OPSET, return_mode='file', output_path=path,
-                       input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
-  finally:
-    quiet.setLevel(level)
+    jax2onnx.to_onnx(inlined(logits), [('batch', *image_shape)], model_name='deploy',
+                     opset=OPSET, return_mode='file', output_path=path,
+                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
