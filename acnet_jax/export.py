@@ -54,13 +54,13 @@ def export_run(workdir: str, step: int | None = None,
   formats = artifacts.parse_formats(formats, run.config.model)
   if not formats:
     raise InputError(f'no export format given; valid: {", ".join(artifacts.FORMATS)}')
-  data = int8_data(run.config, calibration_images) if 'onnx-int8' in formats else None
   image_shape = (image_size, image_size, 3) if image_size else run.input_shape
   if image_shape is None:
     raise InputError(f'{workdir}/config.json does not record the input shape the run trained '
                      'at (a run from before it was recorded): pass --image_size')
   state = runs.restore_step_or_newest(workdir, run.config, step, image_shape)
   step = int(state.step)
+  data = int8_data(run.config, calibration_images) if 'onnx-int8' in formats else None
   # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   with reported_as_one_paragraph(workdir):

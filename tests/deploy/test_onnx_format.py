@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from acnet_jax import models
-from acnet_jax.deploy import artifacts, onnx_format
+from acnet_jax.deploy import artifacts, onnx_format, run_images
 from acnet_jax.fusion import fuse_params
 from acnet_jax.training import workdir as runs
-from tests.deploy.test_artifacts import deploy_model_logits, deploy_variables, images
+from tests.deploy.test_artifacts import deploy_model_logits, deploy_variables
 from tests.support.numerics import MODEL_RTOL, max_relative_error
 from tests.support.runs import tiny_config
 
@@ -54,9 +54,10 @@ def test_the_onnx_model_gives_the_deploy_models_logits(tiny_run, tmp_path):
   assert model.opset_import[0].version == onnx_format.OPSET
   batch = model.graph.input[0].type.tensor_type.shape.dim[0]
   assert batch.dim_param and not batch.dim_value  # Symbolic: any batch size.
+  test_images = next(run_images.test_batches(record.config))[0]  # The run's own.
   for n in BATCH_SIZES:
-    expected = deploy_model_logits(variables, images()[:n])
-    logits = onnx_logits(tmp_path / 'export' / 'model.onnx', images()[:n])
+    expected = deploy_model_logits(variables, test_images[:n])
+    logits = onnx_logits(tmp_path / 'export' / 'model.onnx', test_images[:n])
     assert logits.shape == expected.shape == (n, 10)
     assert max_relative_error(logits, expected) <= ONNX_RTOL
   assert float(np.std(expected)) > 1e-3  # The logits vary: the check shows something.
