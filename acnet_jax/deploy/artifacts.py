@@ -8,6 +8,10 @@
 - `model.json`: what the function expects and where it came from.
 - `torchvision.safetensors` (ResNets only, not by default): the fused
   ResNet as torchvision's (`torchvision_format`).
+- `model.onnx` (not by default; the `onnx` extra): the same function as ONNX
+  (`onnx_format`), `images [batch, H, W, 3] -> logits`.
+- `model_int8.onnx` and `eval_int8.json` (`onnx-int8`, which brings `onnx`):
+  that model quantized to int8, and both models' test top-1 (`int8`).
 
 The function is the `deploy` model in eval mode, in float32 whatever dtype the
 run trained in, with the fused variables baked in as constants. It takes
@@ -17,6 +21,7 @@ per RGB channel, with model.json's mean and std; and returns float32 logits.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +34,8 @@ import ml_collections
 import numpy as np
 
 from acnet_jax import models
+from acnet_jax.deploy import int8
+from acnet_jax.deploy.onnx_format import ONNX_FILE, OPSET, save_onnx
 from acnet_jax.deploy.torchvision_format import (
   TORCHVISION_FILE,
   TORCHVISION_MODELS,
@@ -36,14 +43,14 @@ from acnet_jax.deploy.torchvision_format import (
 )
 from acnet_jax.errors import InputError
 
-FORMATS = ('stablehlo', 'savedmodel', 'torchvision')
+FORMATS = ('stablehlo', 'savedmodel', 'torchvision', 'onnx', 'onnx-int8')
 DEFAULT_FORMATS = ('stablehlo', 'savedmodel')  # Those of every model.
 EXPORT_DIR = 'export'  # In a run's workdir.
 STABLEHLO_FILE = 'model.jax_exported'
 SAVEDMODEL_DIR = 'saved_model'
 CARD_FILE = 'model.json'
 FILES = {'stablehlo': STABLEHLO_FILE, 'savedmodel': SAVEDMODEL_DIR,
-         'torchvision': TORCHVISION_FILE}
+         'torchvision': TORCHVISION_FILE, 'onnx': ONNX_FILE, 'onnx-int8': int8.INT8_FILE}
 # The exported code runs on each of these: jax.export lowers for all of them
 # on any machine (a conv net lowers to the same StableHLO everywhere, so the
 # file is hardly larger than for one).
@@ -56,7 +63,8 @@ Logits = Callable[[jax.Array], jax.Array]
 
 def parse_formats(formats: str | Sequence[str], model: str | None = None) -> tuple[str, ...]:
   """'stablehlo,savedmodel' (or a sequence of names) -> the names, checked
-  (against `model` too, where given: torchvision is for the ResNets)."""
+  (against `model` too, where given: torchvision is for the ResNets);
+  onnx-int8 brings onnx, the model it quantizes and compares with."""
   names = tuple(f.strip() for f in formats.split(',')) if isinstance(formats, str) \
       else tuple(formats)
   names = tuple(name for name in names if name)
@@ -67,6 +75,12 @@ def parse_formats(formats: str | Sequence[str], model: str | None = None) -> tup
   if 'torchvision' in names and model is not None and model not in TORCHVISION_MODELS:
     raise InputError(f'the torchvision format is for {", ".join(TORCHVISION_MODELS)}, not '
                      f'{model}; export it as {", ".join(DEFAULT_FORMATS)}')
+  if any(name.startswith('onnx') for name in names) and not all(
+      importlib.util.find_spec(package) for package in ('jax2onnx', 'onnxruntime')):
+    raise InputError("the onnx and onnx-int8 formats need the onnx extra (jax2onnx, onnx, "
+                     "onnxruntime): pip install -e '.[onnx]'")
+  if 'onnx-int8' in names and 'onnx' not in names:
+    names = (*names[:names.index('onnx-int8')], 'onnx', *names[names.index('onnx-int8'):])
   return names
 
 
@@ -122,17 +136,19 @@ def model_card(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
           'pixel_mean': list(config.pixel_mean), 'pixel_std': list(config.pixel_std),
           'output': 'float32 logits, [batch, num_classes]', 'step': step,
           'test_top1': test_top1, 'platforms': list(PLATFORMS), 'jax_version': jax.__version__,
-          'files': {name: FILES[name] for name in formats}}
+          'files': {name: FILES[name] for name in formats},
+          **({'onnx_opset': OPSET} if 'onnx' in formats else {})}
 
 
 def write_export(directory: str, config: ml_collections.ConfigDict, params: Any,
                  batch_stats: Any, image_shape: tuple[int, int, int], step: int,
                  test_top1: float | None, formats: Sequence[str],
-                 class_names: Sequence[str] | None) -> dict[str, Any]:
+                 class_names: Sequence[str] | None,
+                 int8_data: int8.Int8Data | None = None) -> dict[str, Any]:
   """Writes the formats and model.json into `directory` and returns model.json's
-  content. What an earlier export left there is replaced only once all is
-  written: the folder never mixes two exports, and a failed export leaves the
-  previous one whole."""
+  content; `int8_data` (the run's images) is needed for onnx-int8. What an
+  earlier export left there is replaced only once all is written: the folder
+  never mixes two exports, and a failed export leaves the previous one whole."""
   logits = deploy_logits(config, params, batch_stats)
   staging = f'{directory.rstrip(os.sep)}.partial'
   shutil.rmtree(staging, ignore_errors=True)
@@ -144,6 +160,10 @@ def write_export(directory: str, config: ml_collections.ConfigDict, params: Any,
     save_savedmodel(logits, image_shape, os.path.join(staging, SAVEDMODEL_DIR))
   if 'torchvision' in formats:
     save_torchvision(os.path.join(staging, TORCHVISION_FILE), config.model, params)
+  if 'onnx' in formats:
+    save_onnx(logits, image_shape, os.path.join(staging, ONNX_FILE))
+  if 'onnx-int8' in formats:
+    int8.quantize_and_evaluate(staging, ONNX_FILE, int8_data)
   card = model_card(config, image_shape, step, test_top1, formats, class_names)
   with open(os.path.join(staging, CARD_FILE), 'w') as f:
     json.dump(card, f, indent=2)

@@ -92,8 +92,8 @@ def copied(run: Path, tmp_path: Path) -> Path:
     (config_only, {}, 'no checkpoint in .*checkpoints: train first'),
     (another_models_run, {}, "is of model='rc8' but this config has model='rc20'"),
     (copied, {'step': 3}, 'no checkpoint of step 3 in .*; it has steps 2, 4'),
-    (copied, {'formats': 'stablehlo,onnx'},
-     "unknown export format 'onnx'; valid: stablehlo, savedmodel"),
+    (copied, {'formats': 'stablehlo,tflite'},
+     "unknown export format 'tflite'; valid: stablehlo, savedmodel"),
     (copied, {'formats': ''}, 'no export format given'),
     (copied, {'formats': 'torchvision'}, 'the torchvision format is for resnet18, resnet34, '
      'resnet50, not rc8'),

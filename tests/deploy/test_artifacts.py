@@ -5,6 +5,7 @@ model.json says what the function takes and where it came from."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from acnet_jax.deploy import artifacts
+from acnet_jax.errors import InputError
 from acnet_jax.training import workdir as runs
 from acnet_jax.training.trainer import create_model
 from tests.conftest import TINY_RUN, TINY_RUN_STEPS
@@ -140,3 +142,20 @@ def test_an_artifact_gives_the_deploy_models_logits_without_acnet_jax(artifact, 
     expected = deploy_model_logits(deploy_variables(tiny_run), images()[:n])
     assert logits[str(n)].shape == expected.shape == (n, 10)
     assert max_relative_error(logits[str(n)], expected) <= EXPORT_RTOL
+
+
+def test_onnx_formats_without_the_extra_say_how_to_install_it(monkeypatch):
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *args: None if name == 'jax2onnx' else find_spec(name, *args))
+  assert artifacts.parse_formats('stablehlo') == ('stablehlo',)
+  with pytest.raises(InputError, match=r"need the onnx extra .*pip install -e '\.\[onnx\]'"):
+    artifacts.parse_formats('stablehlo,onnx-int8')
+
+
+@pytest.mark.needs_onnx
+def test_onnx_int8_brings_the_onnx_model_it_quantizes():
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  assert artifacts.parse_formats('stablehlo,onnx-int8') == ('stablehlo', 'onnx', 'onnx-int8')
+  assert artifacts.parse_formats('onnx,onnx-int8') == ('onnx', 'onnx-int8')

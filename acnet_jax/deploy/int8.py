@@ -1,0 +1,113 @@
+"""int8 post-training quantization of the ONNX deploy model, and its cost in
+test top-1 (the `onnx` extra).
+
+ONNX Runtime's static quantizer in the QDQ format: weights int8, symmetric,
+one scale per output channel; activations uint8 with one scale and zero point
+per tensor, from the ranges (MinMax) the float model's activations take on
+calibration images of the run's training split. U8S8 is what ONNX Runtime
+recommends on x86-64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from acnet_jax.deploy.onnx_format import INPUT_NAME
+
+INT8_FILE = 'model_int8.onnx'
+REPORT_FILE = 'eval_int8.json'
+CALIBRATION_METHOD = 'MinMax'
+CALIBRATION_BATCH = 64  # Images per calibration run of the float model.
+
+Batches = Iterable[tuple[np.ndarray, np.ndarray]]  # (normalised images, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Data:
+  """What quantizing and evaluating need of a run: `calibration` normalised
+  training images at `positions` of its training examples (drawn with
+  `seed`), and `test_batches()` its test split once."""
+  calibration: np.ndarray
+  positions: np.ndarray
+  seed: int
+  test_batches: Callable[[], Batches]
+
+
+class CalibrationReader:
+  """Hands the quantizer the calibration images in batches, and counts them:
+  the report states how many it read, not how many were asked for."""
+
+  def __init__(self, images: np.ndarray):
+    self.batches: Iterator[np.ndarray] = iter(
+        [images[i:i + CALIBRATION_BATCH] for i in range(0, len(images), CALIBRATION_BATCH)])
+    self.images_read = 0
+
+  def get_next(self) -> dict[str, np.ndarray] | None:
+    batch = next(self.batches, None)
+    if batch is None:
+      return None
+    self.images_read += len(batch)
+    return {INPUT_NAME: batch}
+
+
+def quantize(float_path: str, int8_path: str, calibration: np.ndarray) -> int:
+  """Writes the int8 model; returns how many calibration images the quantizer read."""
+  from onnxruntime import quantization as q  # Only with the onnx extra.
+
+  reader = CalibrationReader(calibration)
+  q.quantize_static(float_path, int8_path, reader, quant_format=q.QuantFormat.QDQ,
+                    per_channel=True, activation_type=q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD))
+  return reader.images_read
+
+
+def session(path: str) -> Any:
+  import onnxruntime as ort
+
+  return ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+
+
+def top1_counts(paths: tuple[str, ...], batches: Batches) -> tuple[list[int], int]:
+  """Correct predictions of each model on the batches (read once), and their number."""
+  sessions = [session(path) for path in paths]
+  correct, count = [0] * len(paths), 0
+  for images, labels in batches:
+    for k, model in enumerate(sessions):
+      logits = model.run(None, {INPUT_NAME: images})[0]
+      correct[k] += int(np.sum(np.argmax(logits, axis=-1) == labels))
+    count += len(labels)
+  return correct, count
+
+
+def quantize_and_evaluate(directory: str, float_file: str, data: Int8Data) -> dict[str, Any]:
+  """Writes INT8_FILE and REPORT_FILE into `directory` beside the float model;
+  returns the report."""
+  import onnxruntime
+
+  float_path, int8_path = (os.path.join(directory, name) for name in (float_file, INT8_FILE))
+  read = quantize(float_path, int8_path, data.calibration)
+  (float_correct, int8_correct), count = top1_counts((float_path, int8_path),
+                                                     data.test_batches())
+  float_top1, int8_top1 = float_correct / count, int8_correct / count
+  report = {
+      'float_top1': float_top1, 'int8_top1': int8_top1, 'drop': float_top1 - int8_top1,
+      'num_test_images': count,
+      'calibration': {
+          'images': read, 'method': CALIBRATION_METHOD, 'split': 'train',
+          'positions': [int(p) for p in data.positions], 'seed': data.seed,
+          'which': 'positions in the training examples the run trained on, drawn by '
+                   'acnet_jax.data.order.random_subset with the seed; evaluation view '
+                   '(no augmentation), normalised'},
+      'quantization': {'format': 'QDQ', 'weights': 'int8, symmetric, per output channel',
+                       'activations': 'uint8, per tensor'},
+      'onnxruntime_version': onnxruntime.__version__}
+  with open(os.path.join(directory, REPORT_FILE), 'w') as f:
+    json.dump(report, f, indent=2)
+  return report

@@ -1,0 +1,108 @@
+"""--format=onnx-int8 on the tiny trained run: the int8 model's test top-1
+against its float model's within a bound the test derives from the logits,
+and calibration on the stated training images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from acnet_jax import export
+from acnet_jax.deploy import int8, onnx_format, run_images
+from acnet_jax.training import workdir as runs
+from tests.conftest import TINY_RUN_STEPS
+from tests.support.numerics import MODEL_RTOL
+
+pytestmark = pytest.mark.needs_onnx
+# Fewer than the tiny run's 64 training images: a subset, drawn.
+CALIBRATION_IMAGES = 48
+
+
+def logits_of(path, batches) -> np.ndarray:
+  session = int8.session(str(path))
+  return np.concatenate([session.run(None, {onnx_format.INPUT_NAME: images})[0]
+                         for images, _ in batches])
+
+
+@pytest.mark.full  # The onnx extra, which the full tier installs.
+def test_int8_top1_is_within_the_flips_its_logit_error_allows(tiny_run, tmp_path):
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  import onnx
+
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  card = export.export_run(str(workdir), formats='onnx-int8',
+                           calibration_images=CALIBRATION_IMAGES)
+  directory = workdir / 'export'
+  assert card['files'] == {'onnx': 'model.onnx', 'onnx-int8': 'model_int8.onnx'}
+  report = json.loads((directory / int8.REPORT_FILE).read_text())
+
+  # Calibration read the stated number of distinct training images, those the report names.
+  config = runs.read_run(str(workdir)).config
+  calibration = report['calibration']
+  assert calibration['images'] == CALIBRATION_IMAGES == len(calibration['positions'])
+  assert calibration['positions'] == \
+      run_images.calibration_indices(config, CALIBRATION_IMAGES).tolist()
+  assert len(set(calibration['positions'])) == CALIBRATION_IMAGES
+  assert max(calibration['positions']) < config.synthetic_examples
+  assert calibration['method'] == 'MinMax' and calibration['split'] == 'train'
+
+  # It is quantized: convs read int8 weights through QDQ pairs.
+  model = onnx.load(str(directory / 'model_int8.onnx'))
+  ops = {node.op_type for node in model.graph.node}
+  assert {'QuantizeLinear', 'DequantizeLinear', 'Conv'} <= ops
+  assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+
+  # Both models on the run's test images, here; the report says the same.
+  batches = list(run_images.test_batches(config))
+  labels = np.concatenate([labels for _, labels in batches])
+  float_logits = logits_of(directory / 'model.onnx', batches)
+  int8_logits = logits_of(directory / 'model_int8.onnx', batches)
+  float_top1 = float(np.mean(np.argmax(float_logits, -1) == labels))
+  int8_top1 = float(np.mean(np.argmax(int8_logits, -1) == labels))
+  assert report['num_test_images'] == len(labels) == config.synthetic_examples // 4
+  assert (report['float_top1'], report['int8_top1']) == (float_top1, int8_top1)
+  assert report['drop'] == pytest.approx(float_top1 - int8_top1)
+  # The float model's top-1 is the run's fused top-1 of that step (eval.json),
+  # but for images whose top two logits lie within ONNX's rounding (MODEL_RTOL).
+  evaluation = json.loads((workdir / 'eval.json').read_text())
+  top2 = np.sort(float_logits, axis=-1)[:, -2:]
+  margin = top2[:, 1] - top2[:, 0]
+  near_ties = np.mean(margin <= 2 * MODEL_RTOL * np.max(np.abs(float_logits)))
+  assert evaluation['step'] == TINY_RUN_STEPS
+  assert abs(float_top1 - evaluation['fused_top1']) <= near_ties
+
+  # An image's prediction can change only where int8 moved some logit by at
+  # least half the float model's top-2 margin (the top logit down, the
+  # runner-up up): top-1 moves by at most the share of such images.
+  error = np.max(np.abs(int8_logits - float_logits), axis=-1)
+  may_flip = np.mean(margin <= 2 * error)
+  assert 0 < np.max(error)  # Quantization changed the logits: the bound is not vacuous.
+  assert abs(float_top1 - int8_top1) <= may_flip
+
+
+def test_calibration_needs_an_image(tiny_run, tmp_path):
+  from acnet_jax.errors import InputError
+
+  with pytest.raises(InputError, match='calibrates on at least one training image'):
+    export.int8_data(runs.read_run(str(tiny_run)).config, 0)
+
+
+@pytest.mark.full
+def test_the_cli_writes_the_int8_model_and_its_report(tiny_run, tmp_path):
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  from tests.support.runs import run_command
+
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  completed = run_command('export', f'--workdir={workdir}', '--format=onnx-int8',
+                          '--calibration_images=16')
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert 'model.onnx, model_int8.onnx, model.json, eval_int8.json' in completed.stdout
+  report = json.loads((workdir / 'export' / int8.REPORT_FILE).read_text())
+  assert report['calibration']['images'] == 16
