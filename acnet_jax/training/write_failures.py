@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterator
 
 from acnet_jax.errors import InputError
+from acnet_jax.training.os_errors import causes, os_error_code
 
-# tensorstore (Orbax's writer) reports the OS error and the file in its message.
-TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
+# tensorstore (Orbax's writer) names the file in its message.
 QUOTED_PATH = re.compile(r'"(/[^"]+)"')
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Codes that can only come from writing, wherever the path; others count only
@@ -33,15 +33,10 @@ class WriteFailed(InputError):
 def os_error(error: BaseException) -> tuple[int, str] | None:
   """(the OS error code behind `error`, following its causes; the text that
   carried it), or None."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno is not None:
-      return error.errno, f'{error} {error.filename or ""}'
-    match = TENSORSTORE_OS_ERROR.search(str(error))
-    if match:
-      return int(match.group(1)), str(error)
-    error = error.__cause__ or error.__context__
+  for link in causes(error):
+    code = os_error_code(link)
+    if code is not None:
+      return code, f'{link} {link.filename or ""}' if isinstance(link, OSError) else str(link)
   return None
 
 
