@@ -54,7 +54,7 @@ def fingerprint(tree: Any) -> list[jax.Array]:
 def host_fingerprint(tree: Any) -> list[int]:
   """The fingerprint of this process's copy of a replicated tree: a process
   computes it alone, so one whose read failed stalls no other."""
-  local = jax.tree.map(lambda x: x.addressable_data(0), tree)
+  local = jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
   return [int(np.asarray(x)) for x in fingerprint(local)]
 
 
