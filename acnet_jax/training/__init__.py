@@ -9,7 +9,11 @@
     workdir        what a run leaves in its workdir, and reading it back
     lock           one run per workdir: WORKDIR/.lock
     write_failures a failed write (a full disk) as one paragraph
-    checkpointing  Orbax checkpoints with a fingerprint of the values
+    held_back      what background writes report meanwhile, held back from the output
+    checkpointing  Orbax checkpoints with a fingerprint of the values; reading one back
+    read_errors    a failed read: damage (the bytes) or a fault (the machine)
+    restoring      which checkpoint a run restores, decided once for all processes
+    os_errors      the OS error behind an Orbax or tensorstore error
     stopping       SIGTERM/SIGINT as a stop every process agrees on
     cluster        whether a run is one of several processes (JAX's cluster detection)
     metrics        metrics.jsonl, TensorBoard events, eval.json

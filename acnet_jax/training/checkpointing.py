@@ -1,17 +1,17 @@
-"""Orbax checkpoints of the train state: save with a fingerprint of the values,
-restore the newest checkpoint that reads back intact.
+"""Orbax checkpoints of the train state: save one with a fingerprint of its
+values, read one back and tell damage from a fault (`restoring` picks which).
 
 A checkpoint holds three items: `state` (the TrainState), `config` (the
 config of the run, JSON) and `fingerprint` (per leaf, the wrapping uint32 sum
 of the value bits). Orbax detects a damaged file only where it cannot parse
 it; bytes flipped inside an array's data read back silently, so the values
-are checked against the fingerprint taken when they were saved.
+are checked against the fingerprint taken when they were saved. A
+checkpoint without one of the three items is damaged.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -20,14 +20,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from jax.experimental import multihost_utils
 
 from acnet_jax.errors import InputError
+from acnet_jax.training import read_errors
 
 # What must match between a checkpoint and the config that restores it, and
 # what a checkpoint saved before the key existed had.
 IDENTITY_KEYS = {'model': None, 'conv': None, 'num_classes': None, 'online': False}
 DAMAGED_DIR = 'damaged_checkpoints'
+ITEMS = ('state', 'config', 'fingerprint')
 
 
 def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -51,7 +52,10 @@ def fingerprint(tree: Any) -> list[jax.Array]:
 
 
 def host_fingerprint(tree: Any) -> list[int]:
-  return [int(np.asarray(x.addressable_data(0))) for x in fingerprint(tree)]
+  """The fingerprint of this process's copy of a replicated tree: a process
+  computes it alone, so one whose read failed stalls no other."""
+  local = jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+  return [int(np.asarray(x)) for x in fingerprint(local)]
 
 
 def save_checkpoint(manager: ocp.CheckpointManager, state: Any,
@@ -62,7 +66,14 @@ def save_checkpoint(manager: ocp.CheckpointManager, state: Any,
 
 
 class DamagedCheckpoint(Exception):
-  """A checkpoint that does not read back as it was saved."""
+  """A checkpoint whose bytes are wrong (`read_errors.shows_damage`, a missing
+  item, a fingerprint mismatch): a resume may set it aside."""
+
+
+class UnreadableCheckpoint(InputError):
+  """A checkpoint this machine could not read for a reason other than its
+  bytes (an I/O error, no memory, another shape or sharding): the run stops
+  and nothing is moved."""
 
 
 def check_identity(saved: dict, config: ml_collections.ConfigDict, step: int,
@@ -75,73 +86,55 @@ def check_identity(saved: dict, config: ml_collections.ConfigDict, step: int,
           'use another workdir or config')
 
 
-def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
-                 config: ml_collections.ConfigDict) -> Any:
-  """The state saved at `step`; InputError if it is another model's,
-  DamagedCheckpoint if it does not read back intact."""
-  path = os.path.join(str(manager.directory), str(step))
+def local_reader() -> ocp.Checkpointer:
+  """Reads in this process alone. Orbax's own restore ends in a barrier of all
+  processes, which a process whose read failed would never reach; the
+  processes agree on what they read afterwards (`restoring`)."""
+  me = jax.process_index()
+  return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
+                          multiprocessing_options=ocp.options.MultiprocessingOptions(
+                              primary_host=me, active_processes={me}))
+
+
+def is_missing(path: str) -> bool:
+  """Unlike os.path.isdir, an I/O error while looking is raised, not taken
+  for a missing item."""
   try:
-    saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  except Exception as error:  # Orbax and tensorstore raise many kinds on bad bytes.
-    raise DamagedCheckpoint(f'{path}: its config does not read ({error})') from error
-  check_identity(saved['config'], config, step, str(manager.directory))
+    os.stat(path)
+  except FileNotFoundError:
+    return True
+  return False
+
+
+def read_checkpoint(directory: str, step: int, abstract_state: Any,
+                    config: ml_collections.ConfigDict) -> Any:
+  """The state saved at `step`, read once. InputError if it is another
+  model's, DamagedCheckpoint if its bytes are wrong, UnreadableCheckpoint if
+  reading it failed otherwise."""
+  path = os.path.join(directory, str(step))
   try:
-    state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))['state']
-    # Checkpoints written before fingerprints were saved have none to check.
-    has_fingerprint = os.path.isdir(os.path.join(path, 'fingerprint'))
-    expected = manager.restore(step, args=ocp.args.Composite(
-        fingerprint=ocp.args.JsonRestore()))['fingerprint'] if has_fingerprint else None
-  except Exception as error:
-    raise DamagedCheckpoint(f'{path}: its train state does not read ({error})') from error
-  if expected is not None and host_fingerprint(state) != expected:
+    missing = [item for item in ITEMS if is_missing(os.path.join(path, item))]
+    if missing:
+      raise DamagedCheckpoint(f'{path}: its {" and ".join(missing)} item is missing')
+    reader = local_reader()
+    saved = reader.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    check_identity(saved['config'], config, step, directory)
+    restored = reader.restore(path, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), fingerprint=ocp.args.JsonRestore()))
+  except (DamagedCheckpoint, InputError):
+    raise
+  except Exception as error:  # Orbax and tensorstore raise many kinds: told apart here.
+    if read_errors.shows_damage(error):
+      raise DamagedCheckpoint(f'{path}: {read_errors.summary(error)}') from error
+    raise UnreadableCheckpoint(
+        f'cannot read the checkpoint of step {step} in {directory}: '
+        f'{read_errors.summary(error)}. Nothing was moved or deleted: once the machine reads '
+        'it again (the disk, the mount, free memory; or the config that wrote it), run the '
+        'same command again.') from error
+  if host_fingerprint(restored['state']) != restored['fingerprint']:
     raise DamagedCheckpoint(f'{path}: its values differ from those that were saved '
                             '(fingerprint mismatch)')
-  return state
-
-
-def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any,
-                   config: ml_collections.ConfigDict) -> tuple[Any | None, list[int]]:
-  """(the newest intact state or None if there is no checkpoint, the steps of
-  the damaged checkpoints newer than it). Warns about each damaged one;
-  InputError if there are checkpoints but none is intact."""
-  damaged: list[int] = []
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      state = restore_step(manager, step, abstract_state, config)
-    except DamagedCheckpoint as error:
-      logging.warning('Checkpoint of step %d is damaged and was skipped: %s', step, error)
-      damaged.append(step)
-      continue
-    logging.info('Restored the checkpoint of step %d.', step)
-    return state, damaged
-  if damaged:
-    raise InputError(
-        f'no checkpoint in {manager.directory} reads back intact (damaged: steps '
-        f'{", ".join(map(str, damaged))}; see the warnings above). They are left as they are; '
-        'move them away to train from scratch, or restore them from a copy.')
-  return None, []
-
-
-def set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
-  """Moves damaged checkpoints to <workdir>/damaged_checkpoints/, for
-  inspection; a newer damaged step left in place would stop Orbax from
-  saving the older steps that training now repeats."""
-  if not steps:
-    return
-  target = os.path.join(os.path.dirname(str(manager.directory)), DAMAGED_DIR)
-  if jax.process_index() == 0:
-    os.makedirs(target, exist_ok=True)
-    for step in steps:
-      destination = os.path.join(target, str(step))
-      suffix = 1
-      while os.path.exists(destination):  # Never overwrite an earlier one.
-        destination = os.path.join(target, f'{step}.{suffix}')
-        suffix += 1
-      shutil.move(os.path.join(str(manager.directory), str(step)), destination)
-      logging.warning('Moved the damaged checkpoint of step %d to %s.', step, destination)
-  multihost_utils.sync_global_devices('set aside damaged checkpoints')
-  manager.reload()
+  return restored['state']
 
 
 def save_deploy_variables(workdir: str, step: int, params: Any, batch_stats: Any) -> str:

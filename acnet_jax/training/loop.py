@@ -193,11 +193,13 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
   is_chief = jax.process_index() == 0
   trainer = Trainer(config, create_mesh())
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+  # Every refusal before anything in the workdir changes: restoring may set
+  # damaged checkpoints aside.
+  if manager.all_steps() and os.path.isfile(os.path.join(workdir, runs.CONFIG_FILE)):
+    refuse_changed_trajectory(config, workdir, allow_config_change)
   state = in_thread(lambda: runs.restore_or_initialize(
       manager, trainer.abstract_state, trainer.init_state, config))
   step = checked_step = saved_step = int(state.step)
-  if step and os.path.isfile(os.path.join(workdir, runs.CONFIG_FILE)):
-    refuse_changed_trajectory(config, workdir, allow_config_change)
   logging.info('%s', describe_run(config, trainer, step, workdir))
   if is_chief:  # Only now: a refused restore leaves the workdir as it was.
     runs.write_run_config(workdir, config, trainer.feed.image_shape, trainer.feed.class_names)

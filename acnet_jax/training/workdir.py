@@ -21,7 +21,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from acnet_jax.errors import InputError
-from acnet_jax.training import checkpointing
+from acnet_jax.training import checkpointing, restoring
 from acnet_jax.training.config import get_config
 from acnet_jax.training.trainer import abstract_train_state
 
@@ -127,7 +127,7 @@ def restore_trained(manager: ocp.CheckpointManager, abstract_state: Any,
   """The newest intact checkpoint (damaged newer ones are skipped, not moved),
   restored into the shapes, dtypes and shardings of `abstract_state`."""
   with contextlib.closing(manager):
-    state, _ = checkpointing.restore_newest(manager, abstract_state, config)
+    state, _ = restoring.restore_newest(manager, abstract_state, config)
   return state
 
 
@@ -136,8 +136,8 @@ def restore_or_initialize(manager: ocp.CheckpointManager, abstract_state: Any,
                           config: ml_collections.ConfigDict) -> Any:
   """The newest intact checkpoint (damaged newer ones set aside), or
   `initialize()` where there is none: a resume computes no initial state."""
-  state, damaged = checkpointing.restore_newest(manager, abstract_state, config)
-  checkpointing.set_aside(manager, damaged)
+  state, damaged = restoring.restore_newest(manager, abstract_state, config)
+  restoring.set_aside(manager, damaged)
   return initialize() if state is None else state
 
 
@@ -149,12 +149,12 @@ def restore_step_or_newest(workdir: str, config: ml_collections.ConfigDict, step
   abstract = abstract_train_state(config, image_shape)
   with contextlib.closing(manager):
     if step is None:
-      return checkpointing.restore_newest(manager, abstract, config)[0]
+      return restoring.restore_newest(manager, abstract, config)[0]
     if step not in manager.all_steps():
       raise InputError(f'no checkpoint of step {step} in {manager.directory}; it has steps '
                        f'{", ".join(map(str, sorted(manager.all_steps())))}')
     try:
-      return checkpointing.restore_step(manager, step, abstract, config)
+      return restoring.read_with_retries(str(manager.directory), step, abstract, config)
     except checkpointing.DamagedCheckpoint as error:
       raise InputError(f'the checkpoint of step {step} does not read back intact: {error}') \
           from None

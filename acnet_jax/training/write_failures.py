@@ -15,9 +15,10 @@ import re
 from collections.abc import Iterator
 
 from acnet_jax.errors import InputError
+from acnet_jax.training.held_back import HeldBack
+from acnet_jax.training.os_errors import causes, os_error_code
 
-# tensorstore (Orbax's writer) reports the OS error and the file in its message.
-TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
+# tensorstore (Orbax's writer) names the file in its message.
 QUOTED_PATH = re.compile(r'"(/[^"]+)"')
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Codes that can only come from writing, wherever the path; others count only
@@ -33,15 +34,10 @@ class WriteFailed(InputError):
 def os_error(error: BaseException) -> tuple[int, str] | None:
   """(the OS error code behind `error`, following its causes; the text that
   carried it), or None."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno is not None:
-      return error.errno, f'{error} {error.filename or ""}'
-    match = TENSORSTORE_OS_ERROR.search(str(error))
-    if match:
-      return int(match.group(1)), str(error)
-    error = error.__cause__ or error.__context__
+  for link in causes(error):
+    code = os_error_code(link)
+    if code is not None:
+      return code, f'{link} {link.filename or ""}' if isinstance(link, OSError) else str(link)
   return None
 
 
@@ -58,23 +54,43 @@ def write_failure(error: BaseException, workdir: str) -> tuple[int, str] | None:
   return code, paths[-1] if paths else ''
 
 
+def failure_of(error: BaseException, workdir: str) -> tuple[int, str] | None:
+  """`write_failure`, or, where the workdir itself is gone (a vanished mount:
+  Orbax then fails in ways of its own, not all of them OS errors), ENOENT."""
+  return write_failure(error, workdir) or (
+      None if os.path.isdir(workdir) else (errno.ENOENT, os.path.abspath(workdir)))
+
+
 @contextlib.contextmanager
 def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
-  """Turns an error whose cause is an OS error into WriteFailed; errors the
-  user was already told about (InputError) and all others pass unchanged."""
+  """Turns an error whose cause is an OS error into WriteFailed, the
+  background writes that failed alike counted in it and not shown; errors
+  the user was already told about (InputError) and all others pass
+  unchanged, and what was held back is shown then."""
+  held = HeldBack(lambda error: failure_of(error, workdir) is not None)
+  held.install()
+  reported = False
   try:
     yield
   except InputError:
     raise
   except Exception as error:
-    failure = write_failure(error, workdir)
+    failure = failure_of(error, workdir)
     if failure is None:
       raise
-    code, path = failure
-    problem = f'no space left on {workdir}' if code in NO_SPACE else \
-        f'cannot write to {workdir}'
-    where = f' writing {path}' if path else ''
-    raise WriteFailed(
-        f'{problem} ({os.strerror(code)}{where}). The checkpoints written before are intact; '
-        'make room (or move the workdir) and run the same command again to resume from the '
-        'newest one.') from error
+    # Held back for good: Orbax's threads and the garbage collector may
+    # report more of the same after the paragraph.
+    reported = True
+    raise WriteFailed(paragraph(workdir, *failure, len(held.records))) from error
+  finally:
+    if not reported:
+      held.release()
+
+
+def paragraph(workdir: str, code: int, path: str, background: int) -> str:
+  problem = f'no space left on {workdir}' if code in NO_SPACE else f'cannot write to {workdir}'
+  where = f' writing {path}' if path else ''
+  also = f'; background writes that failed alike: {background}' if background else ''
+  return (f'{problem} ({os.strerror(code)}{where}{also}). The checkpoints written before are '
+          'intact; make room (or move the workdir) and run the same command again to resume '
+          'from the newest one.')

@@ -166,3 +166,36 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step_within_30_s(tmp_pat
   assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]
   assert steps[0] == steps[1]
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]
+
+
+def faulty(kind: str, step: int, workdir: Path) -> list[str]:
+  """The job on two processes, process 1's reads of checkpoint `step` failing
+  with `kind` (tests/support/faulty_reads.py)."""
+  return [sys.executable, '-m', 'tests.support.faulty_reads', '1', str(step), kind,
+          f'--workdir={workdir}', *RUN_FLAGS]
+
+
+def test_a_read_fault_on_one_process_is_decided_alike_on_both(tmp_path):
+  """Process 1 reads the newest checkpoint (step 4) as damaged: both restore
+  step 2 and set 4 aside. Then process 1 cannot read it at all (an I/O error
+  on every try): both stop, naming it, and move nothing."""
+  workdir = tmp_path / 'run'
+  outputs_of(start_two_processes(cli(workdir, RUN_FLAGS)))
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+
+  outputs = outputs_of(start_two_processes(faulty('damage', 4, workdir)))
+  for output in outputs:
+    assert 'restored step 2' in output, output[-3000:]
+  assert 'Checkpoint of step 4 is damaged and was skipped: process 1 reads it so' in outputs[0]
+  assert 'Checkpoint of step 4 is damaged and was skipped' in outputs[1]
+  assert sorted(os.listdir(workdir / 'damaged_checkpoints')) == ['4']
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']  # 3 and 4 trained again.
+
+  before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*'))
+  outputs = outputs_of(start_two_processes(faulty('eio', 4, workdir)), returncode=1)
+  assert 'process 1 could not use the checkpoint of step 4' in outputs[0], outputs[0][-3000:]
+  assert 'cannot read the checkpoint of step 4' in outputs[1] and 'Input/output error' in \
+      outputs[1], outputs[1][-3000:]
+  for output in outputs:
+    assert 'Nothing was moved or deleted' in output and 'Traceback' not in output
+  assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*')) == before

@@ -170,8 +170,10 @@ def test_a_checkpoint_of_another_model_or_kind_names_both_and_is_left_intact(tin
   before = files()
   for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet'),
                             ('online', True, False)]:
+    # Allowed to change the config, the run is still refused another model's checkpoint.
     with pytest.raises(InputError, match=f"{key}={saved!r} but this config has {key}={value!r}"):
-      loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir))
+      loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir),
+                              allow_config_change=True)
   assert files() == before
 
 
