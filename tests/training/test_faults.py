@@ -99,6 +99,7 @@ def assert_ends_in_the_paragraph(output: str, paragraph: str) -> None:
       output[-5000:]
 
 
+@pytest.mark.needs_root
 @pytest.mark.full  # A minute or two: two runs of the command.
 def test_a_full_disk_is_one_paragraph_and_the_checkpoints_before_it_resume(disk, tmp_path):
   mount_tmpfs(disk, '3m')
@@ -123,6 +124,7 @@ def test_a_full_disk_is_one_paragraph_and_the_checkpoints_before_it_resume(disk,
   assert json.loads((moved / 'eval.json').read_text())['step'] == 12
 
 
+@pytest.mark.needs_root
 @pytest.mark.full  # A minute each.
 @pytest.mark.parametrize('how,paragraph', [
     ('read-only', r'cannot write to {workdir} \(Read-only file system'),
