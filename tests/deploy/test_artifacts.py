@@ -153,6 +153,7 @@ def test_onnx_formats_without_the_extra_say_how_to_install_it(monkeypatch):
     artifacts.parse_formats('stablehlo,onnx-int8')
 
 
+@pytest.mark.full  # The onnx extra, which the full tier installs.
 @pytest.mark.needs_onnx
 def test_onnx_int8_brings_the_onnx_model_it_quantizes():
   pytest.importorskip('onnxruntime')

@@ -25,8 +25,8 @@ from tests.support.runs import tiny_config
     ('batch_size', 0, 'batch_size must be positive'),
     ('acb.impl', 'fused', "unknown acb.impl 'fused'; valid: branches, stacked"),
     ('acb.branches', ('ver', 'hor'), "must be distinct names from .* and include 'square'"),
-    ('export_formats', 'stablehlo,onnx',
-     "unknown export format 'onnx'; valid: stablehlo, savedmodel"),
+    ('export_formats', 'stablehlo,tflite',
+     "unknown export format 'tflite'; valid: stablehlo, savedmodel"),
 ])
 def test_bad_config_values_are_refused_before_anything_is_written(key, value, message, tmp_path):
   config = tiny_config(**{key: value})
