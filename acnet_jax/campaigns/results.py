@@ -138,6 +138,8 @@ def plot_curves(plan: Plan, rows: Sequence[Mapping[str, Any]], path: str) -> Non
     if arm in colors:
       ax.axhline(published, color=colors[arm], linestyle='--', linewidth=1,
                  label=f'{arm}, published')
+  if plan.published:  # Room above the highest published line.
+    ax.set_ylim(top=max(ax.get_ylim()[1], max(plan.published.values()) + 0.5))
   ax.set_xlabel('epoch')
   ax.set_ylabel('test top-1 (%)')
   ax.set_title(plan.name)
