@@ -12,7 +12,7 @@ from acnet_jax.data import feeds
 from acnet_jax.errors import InputError
 from acnet_jax.training.trainer import Trainer, create_mesh
 from tests.support.images import make_image_folder
-from tests.support.runs import tiny_config
+from tests.support.runs import folder_config, tiny_config
 
 
 def sharder() -> feeds.Sharder:
@@ -32,11 +32,6 @@ def one_size(tmp_path_factory):
 def mixed_sizes(tmp_path_factory):
   return make_image_folder(tmp_path_factory.mktemp('mixed'), 4, 2, num_classes=3,
                            size=(40, 80), varied_modes=False, real=False)
-
-
-def folder_config(root, **overrides):
-  return tiny_config(**{'dataset': 'image_folder', 'data_dir': str(root), 'num_classes': 3,
-                        **overrides})
 
 
 def test_the_pipeline_is_memory_for_cifar_size_data_and_stream_for_the_rest(one_size,

@@ -10,7 +10,7 @@ from PIL import Image
 from acnet_jax.data import memory
 from acnet_jax.errors import InputError
 from tests.support.images import make_image_folder
-from tests.support.runs import tiny_config
+from tests.support.runs import folder_config, tiny_config
 
 CLASSES = 3
 
@@ -19,11 +19,6 @@ def small_folder(root, per_class: int = 4):
   """3 classes of random 32x32 JPEGs, train/ and test/."""
   return make_image_folder(root, per_class, per_class, num_classes=CLASSES, eval_split='test',
                            size=32, varied_modes=False, real=False)
-
-
-def folder_config(root, **overrides):
-  return tiny_config(**{'dataset': 'image_folder', 'data_dir': str(root), 'num_classes': CLASSES,
-                        **overrides})
 
 
 def load(config, split: str) -> memory.Split:

@@ -12,7 +12,7 @@ from acnet_jax.data.on_device import normalize
 from acnet_jax.data.transforms import decode, resize_shorter_then_center_crop
 from acnet_jax.deploy import run_images
 from tests.support.images import make_image_folder
-from tests.support.runs import tiny_config
+from tests.support.runs import folder_config, tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -20,11 +20,6 @@ def folder(tmp_path_factory):
   """Images of several sizes: the streamed path resizes and crops them."""
   return make_image_folder(tmp_path_factory.mktemp('images'), 4, 3, num_classes=3,
                            size=(40, 80), varied_modes=False, real=False)
-
-
-def folder_config(root, **overrides):
-  return tiny_config(**{'dataset': 'image_folder', 'data_dir': str(root), 'num_classes': 3,
-                        'eval_batch_size': 4, **overrides})
 
 
 def test_in_memory_runs_give_their_split_normalised():
@@ -47,7 +42,7 @@ def test_in_memory_runs_give_their_split_normalised():
 
 
 def test_streamed_runs_give_their_images_cropped_as_evaluation_crops_them(folder):
-  config = folder_config(folder, pipeline='stream', image_size=32)
+  config = folder_config(folder, pipeline='stream', image_size=32, eval_batch_size=4)
   train, evaluation = feeds.stream_sources(config)
   positions = run_images.calibration_indices(config, 5)
   crop = lambda source, i: np.asarray(resize_shorter_then_center_crop(

@@ -39,6 +39,12 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
   return config
 
 
+def folder_config(root, **overrides) -> ml_collections.ConfigDict:
+  """The tiny run on a three-class image folder at `root`."""
+  return tiny_config(**{'dataset': 'image_folder', 'data_dir': str(root), 'num_classes': 3,
+                        **overrides})
+
+
 def flat(tree) -> dict[str, np.ndarray]:
   """Leaves by path, as numpy."""
   return {jax.tree_util.keystr(path): np.asarray(leaf)
