@@ -111,7 +111,8 @@ class Supervisor:
       self.child = None
 
 
-def record_start(workdir: str, entry: dict[str, Any]) -> None:
+def record_segment(workdir: str, entry: dict[str, Any]) -> None:
+  """One line of campaign.jsonl for a start of the run, written when it ends."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, PROVENANCE_FILE), 'a') as f:
     f.write(json.dumps(entry) + '\n')
@@ -148,7 +149,7 @@ def run_plan(plan: Plan, root: str, data_dir: str | None) -> int:
         arguments = train_arguments(plan, run, workdir, data_dir)
         started = time.strftime('%Y-%m-%dT%H:%M:%S%z')
         code = supervisor.run([sys.executable, '-m', 'acnet_jax.main', *arguments])
-        record_start(workdir, {'started': started, 'ended': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        record_segment(workdir, {'started': started, 'ended': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                                'exit_code': code, 'from_step': before,
                                'to_step': newest_checkpoint_step(workdir), **version,
                                'arguments': arguments})
