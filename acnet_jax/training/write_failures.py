@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from collections.abc import Iterator
 
 from acnet_jax.errors import InputError
@@ -54,11 +55,28 @@ def write_failure(error: BaseException, workdir: str) -> tuple[int, str] | None:
   return code, paths[-1] if paths else ''
 
 
-def failure_of(error: BaseException, workdir: str) -> tuple[int, str] | None:
-  """`write_failure`, or, where the workdir itself is gone (a vanished mount:
-  Orbax then fails in ways of its own, not all of them OS errors), ENOENT."""
-  return write_failure(error, workdir) or (
-      None if os.path.isdir(workdir) else (errno.ENOENT, os.path.abspath(workdir)))
+def folder_identity(folder: str) -> tuple[int, int] | None:
+  """(device, inode) of `folder`, or None where it is not a folder."""
+  try:
+    found = os.stat(folder)
+  except OSError:
+    return None
+  return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
+
+
+def failure_of(error: BaseException, workdir: str,
+               identity: tuple[int, int] | None) -> tuple[int, str] | None:
+  """`write_failure`, or, where the workdir is gone (a vanished mount: Orbax
+  then fails in ways of its own, not all of them OS errors), ENOENT. Gone
+  also when a folder of its name is not the one it was (`identity`): Orbax's
+  writes recreate the path on the file system below a vanished mount."""
+  written = write_failure(error, workdir)
+  if written:
+    return written
+  now = folder_identity(workdir)
+  if now is None or (identity is not None and now != identity):
+    return errno.ENOENT, os.path.abspath(workdir)
+  return None
 
 
 @contextlib.contextmanager
@@ -67,7 +85,8 @@ def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   background writes that failed alike counted in it and not shown; errors
   the user was already told about (InputError) and all others pass
   unchanged, and what was held back is shown then."""
-  held = HeldBack(lambda error: failure_of(error, workdir) is not None)
+  identity = folder_identity(workdir)
+  held = HeldBack(lambda error: failure_of(error, workdir, identity) is not None)
   held.install()
   reported = False
   try:
@@ -75,7 +94,7 @@ def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   except InputError:
     raise
   except Exception as error:
-    failure = failure_of(error, workdir)
+    failure = failure_of(error, workdir, identity)
     if failure is None:
       raise
     # Held back for good: Orbax's threads and the garbage collector may

@@ -213,10 +213,17 @@ def test_a_write_failure_elsewhere_than_the_workdir_is_not_taken_for_one(tmp_pat
   assert write_failures.write_failure(vanished, str(tmp_path)) == \
       (2, f'{tmp_path}/checkpoints/2.orbax-checkpoint-tmp/state/d/1')
   assert write_failures.write_failure(vanished, '/elsewhere') is None
-  # Gone, the workdir explains any error.
+  # Gone, the workdir explains any error; so does another folder made at its
+  # path (Orbax's writes recreate it below a vanished mount).
+  metadata = ValueError('No ArrayMetadata found')
   gone = str(tmp_path / 'gone')
-  assert write_failures.failure_of(ValueError('No ArrayMetadata found'), gone) == (2, gone)
-  assert write_failures.failure_of(ValueError('No ArrayMetadata found'), str(tmp_path)) is None
+  assert write_failures.failure_of(metadata, gone, None) == (2, gone)
+  here = write_failures.folder_identity(str(tmp_path))
+  assert write_failures.failure_of(metadata, str(tmp_path), here) is None
+  device, inode = here
+  on_the_mount_that_vanished = (device + 1, inode)
+  assert write_failures.failure_of(metadata, str(tmp_path), on_the_mount_that_vanished) == \
+      (2, str(tmp_path))
 
 
 def test_resuming_with_another_batch_size_is_refused_naming_it(tiny_run, tmp_path):
