@@ -94,6 +94,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 10
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 3
+  # With several processes, how often they agree whether one was asked to stop:
+  # a preemption notice is honoured within this, two steps and a save. Keep it
+  # well inside the grace period the cluster gives.
+  config.stop_agree_seconds = 10.0
   # Comma-separated formats of acnet_jax.deploy.artifacts (e.g. 'stablehlo,savedmodel')
   # to write DIR/export/ with at the end of training; '' = none.
   config.export_formats = ''
@@ -105,7 +109,7 @@ def get_config() -> ml_collections.ConfigDict:
 # batches, how the result is exported. A resume may change these freely.
 OUTSIDE_THE_TRAJECTORY = frozenset({
     'log_every_steps', 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
-    'export_formats', 'data_dir', 'data_workers', 'eval_batch_size', 'eval_split', 'try_arg'})
+    'stop_agree_seconds', 'export_formats', 'data_dir', 'data_workers', 'eval_batch_size', 'eval_split', 'try_arg'})
 
 
 def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -131,7 +135,8 @@ def trajectory_changes(before: ml_collections.ConfigDict,
 
 
 POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
-                 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints')
+                 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
+                 'stop_agree_seconds')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -215,7 +215,7 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
                        dynamic_ncols=True, disable=not is_chief)
   # A save still in flight when training stops (a signal, a NaN) is a good checkpoint.
   with stopping.stop_requests() as received, contextlib.closing(manager):
-    agreement = stopping.StopAgreement(received)
+    agreement = stopping.StopAgreement(received, config.stop_agree_seconds)
     while step < trainer.total_steps:
       try:
         inputs = first_inputs if first_inputs is not None else trainer.train_inputs(step)

@@ -45,23 +45,18 @@ def stop_requests() -> Iterator[list[int]]:
       signal.signal(sig, old)
 
 
-# With several processes, they agree whether to stop about this often (an
-# all-gather that waits for every process): a signal to one of them stops all
-# within this time plus two steps and the save.
-AGREE_SECONDS = 10.0
-
-
 class StopAgreement:
   """`check(step)`: (signal, process) of the first process that was asked to
   stop, or None.
 
   One process looks at its own signals every step. Several processes must
   decide at the same step: they all-gather their signals at agreement steps
-  that each computes alike, about every AGREE_SECONDS, from the slowest
+  that each computes alike, about every `agree_seconds` (an all-gather that
+  waits for every process: not every step), from the slowest
   process's step time since the last agreement (gathered with the signals).
   """
 
-  def __init__(self, received: list[int], agree_seconds: float = AGREE_SECONDS):
+  def __init__(self, received: list[int], agree_seconds: float):
     self.received = received
     self.agree_seconds = agree_seconds
     self.next_step = 0  # The first step boundary agrees.
@@ -83,7 +78,11 @@ class StopAgreement:
         np.array([mine, seconds_per_step], np.float64))).reshape(-1, 2)
     signals, slowest = gathered[:, 0].astype(int), float(gathered[:, 1].max())
     # The first agreement has no step time yet: the next step agrees again.
-    interval = 1 if self.last_step is None else int(self.agree_seconds / max(slowest, 1e-9))
+    # Later intervals at most double, so that a few fast steps measured early
+    # (before the first evaluation, say) cannot set one far longer than meant.
+    previous = 0 if self.last_step is None else step - self.last_step
+    interval = 1 if self.last_step is None else min(
+        int(self.agree_seconds / max(slowest, 1e-9)), 2 * previous)
     self.last_step, self.last_time = step, now
     self.next_step = step + max(1, interval)
     asked = np.flatnonzero(signals)

@@ -23,6 +23,7 @@ from tests.support.runs import tiny_config
     ('pipeline', 'disk', "unknown pipeline 'disk'; valid: auto, memory, stream"),
     ('dtype', 'float16', "unknown dtype 'float16'; valid: float32, bfloat16"),
     ('batch_size', 0, 'batch_size must be positive'),
+    ('stop_agree_seconds', 0.0, 'stop_agree_seconds must be positive'),
     ('acb.impl', 'fused', "unknown acb.impl 'fused'; valid: branches, stacked"),
     ('acb.branches', ('ver', 'hor'), "must be distinct names from .* and include 'square'"),
     ('export_formats', 'stablehlo,tflite',

@@ -141,14 +141,17 @@ def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
   assert a['fused_matches'] and b['fused_matches']
 
 
-def test_a_signal_to_one_process_stops_both_at_the_same_step_within_30_s(tmp_path):
+def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
   """A preempted host gets SIGTERM, the others do not: all must agree to stop
-  (about every stopping.AGREE_SECONDS), save the same step together and exit
-  as the signalled one does."""
+  (every stop_agree_seconds), save the same step together and exit as the
+  signalled one does. The schedule of agreements is test_stopping.py's; the
+  time bound here only catches a run that never stops (CI's cores are shared
+  with another test, so its seconds vary)."""
   workdir = tmp_path / 'run'
   flags = [flag for flag in RUN_FLAGS if not flag.startswith('--config.num_epochs')]
   processes = start_two_processes(cli(workdir, [*flags, '--config.num_epochs=100000',
-                                                '--config.checkpoint_every_steps=100000']))
+                                                '--config.checkpoint_every_steps=100000',
+                                                '--config.stop_agree_seconds=1']))
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
   while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
@@ -160,7 +163,7 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step_within_30_s(tmp_pat
   processes[1].send_signal(signal.SIGTERM)
   signalled = time.time()
   outputs = outputs_of(processes, 128 + signal.SIGTERM)
-  assert time.time() - signalled < 30
+  assert time.time() - signalled < 120
   steps = [int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);', output).group(1))
            for output in outputs]
   assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]

@@ -44,9 +44,26 @@ def test_agreements_come_every_agree_seconds_of_the_slowest_process(two_processe
     assert agreement.check(step) is None
     if two_processes.calls > calls:
       agreed_at.append(step)
-  # Step 1 agrees (no step time yet), then step 2; from then on every 10 s of
-  # the slower process's 2 s steps: every 5 steps.
-  assert agreed_at == [1, 2, 7, 12, 17]
+  # Step 1 agrees (no step time yet), then step 2; the interval doubles up
+  # to 10 s of the slower process's 2 s steps: every 5 steps.
+  assert agreed_at == [1, 2, 4, 8, 13, 18]
+
+
+def test_fast_first_steps_cannot_set_a_long_interval(two_processes):
+  """Steps measured before the first evaluation can be far faster than those
+  after it: the interval grows at most twofold per agreement."""
+  two_processes.seconds_per_step = 0.001
+  agreement = stopping.StopAgreement([], agree_seconds=10.0)
+  agreed_at = []
+  for step in range(1, 40):
+    calls = two_processes.calls
+    agreement.check(step)
+    if two_processes.calls > calls:
+      agreed_at.append(step)
+      if len(agreed_at) == 2:  # Measured fast at step 2, slow from then on.
+        two_processes.seconds_per_step = 2.0
+  # Without the cap, step 2's measure would set an interval of 10,000 steps.
+  assert agreed_at == [1, 2, 4, 8, 13, 18, 23, 28, 33, 38]
 
 
 def test_a_signal_to_the_other_process_stops_this_one_at_the_next_agreement(two_processes):
@@ -54,14 +71,13 @@ def test_a_signal_to_the_other_process_stops_this_one_at_the_next_agreement(two_
   agreement = stopping.StopAgreement(received, agree_seconds=10.0)
   assert agreement.check(1) is None and agreement.check(2) is None
   two_processes.signal = int(signal.SIGTERM)
-  stops = {step: agreement.check(step) for step in range(3, 8)}
-  assert all(stop is None for step, stop in stops.items() if step < 7)
-  assert stops[7] == (signal.SIGTERM, 1)
+  stops = {step: agreement.check(step) for step in range(3, 5)}
+  assert stops == {3: None, 4: (signal.SIGTERM, 1)}
 
 
 def test_one_process_stops_at_the_next_step(monkeypatch):
   received: list[int] = []
-  agreement = stopping.StopAgreement(received)
+  agreement = stopping.StopAgreement(received, agree_seconds=10.0)
   assert agreement.check(1) is None
   received.append(int(signal.SIGINT))
   assert agreement.check(2) == (signal.SIGINT, 0)
