@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +20,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from acnet_jax import create_model, main
+from tests.support import killed_saving
 from tests.support.images import make_image_folder
 from tests.support.runs import (
+  ROOT,
   TINY_FLAGS,
+  cli_environment,
   final_state,
   finish,
   run_command,
@@ -79,12 +84,54 @@ RESUME_CONFIG = dict(conv='acnet', num_epochs=5, lr_boundaries_epochs=(3,),
                      log_every_steps=1, eval_every_epochs=100)
 
 
-@pytest.mark.full
-def test_kill_9_during_saves_leaves_a_checkpoint_to_resume_from_exactly(tmp_path):
-  reference = tmp_path / 'reference'
+@pytest.fixture(scope='module')
+def reference_run(tmp_path_factory) -> Path:
+  """The resume runs' flags, trained without a break."""
+  reference = tmp_path_factory.mktemp('reference') / 'run'
   output = finish(process := start_main(reference, RESUME_FLAGS))
   assert process.returncode == 0, output[-2000:]
+  return reference
 
+
+def assert_same_run(workdir: Path, reference: Path) -> None:
+  """Bitwise the same final state and the same evaluation."""
+  config = tiny_config(**RESUME_CONFIG)
+  (a, a_step), (b, b_step) = final_state(workdir, config), final_state(reference, config)
+  assert a_step == b_step == 20
+  for key, value in b.items():
+    np.testing.assert_array_equal(a[key], value, err_msg=key)
+  assert json.loads((workdir / 'eval.json').read_text()) == \
+      json.loads((reference / 'eval.json').read_text())
+
+
+@pytest.mark.full
+@pytest.mark.parametrize('moment', killed_saving.MOMENTS)
+def test_kill_9_during_the_save_of_step_n_resumes_from_the_save_before(moment, reference_run,
+                                                                       tmp_path):
+  """SIGKILL at an exact point of step 4's save (tests/support/killed_saving.py):
+  its half-written folder is never used, step 2 is restored and the run ends
+  as one without a break."""
+  workdir = tmp_path / 'run'
+  flags = [*RESUME_FLAGS, '--config.checkpoint_every_steps=2']
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'tests.support.killed_saving', '4', moment,
+       f'--workdir={workdir}', *flags],
+      cwd=ROOT, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  output = finish(process)
+  assert process.returncode == -signal.SIGKILL, output[-2000:]
+  assert ocp.CheckpointManager(workdir / 'checkpoints').all_steps() == [2]
+  assert (workdir / 'checkpoints' / '4.orbax-checkpoint-tmp').is_dir()  # Half-written.
+
+  output = finish(process := start_main(workdir, flags))
+  assert process.returncode == 0, output[-2000:]
+  assert 'Restored the checkpoint of step 2' in output
+  assert_same_run(workdir, reference_run)
+
+
+@pytest.mark.full
+def test_kill_9_at_any_moment_of_saves_leaves_a_checkpoint_to_resume_from_exactly(
+    reference_run, tmp_path):
   workdir = tmp_path / 'run'
   # A save at every other step, so the kill lands during or between (async) saves.
   flags = [*RESUME_FLAGS, '--config.checkpoint_every_steps=2']
@@ -98,13 +145,7 @@ def test_kill_9_during_saves_leaves_a_checkpoint_to_resume_from_exactly(tmp_path
   output = finish(process := start_main(workdir, flags))
   assert process.returncode == 0, output[-2000:]
   assert f'Restored the checkpoint of step {latest}' in output
-  config = tiny_config(**RESUME_CONFIG)
-  (a, a_step), (b, b_step) = final_state(workdir, config), final_state(reference, config)
-  assert a_step == b_step == 20
-  for key, value in b.items():
-    np.testing.assert_array_equal(a[key], value, err_msg=key)  # Bitwise.
-  assert json.loads((workdir / 'eval.json').read_text()) == \
-      json.loads((reference / 'eval.json').read_text())
+  assert_same_run(workdir, reference_run)
 
 
 @pytest.mark.full
