@@ -100,19 +100,34 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any,
 def set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   """Moves damaged checkpoints to <workdir>/damaged_checkpoints/, for
   inspection; a newer damaged step left in place would stop Orbax from
-  saving the older steps that training now repeats."""
+  saving the older steps that training now repeats. Process 0 moves them;
+  where it cannot, every process stops (none waits for the others)."""
   if not steps:
     return
-  target = os.path.join(os.path.dirname(str(manager.directory)), checkpointing.DAMAGED_DIR)
+  failure: OSError | None = None
   if jax.process_index() == 0:
-    os.makedirs(target, exist_ok=True)
-    for step in steps:
-      destination = os.path.join(target, str(step))
-      suffix = 1
-      while os.path.exists(destination):  # Never overwrite an earlier one.
-        destination = os.path.join(target, f'{step}.{suffix}')
-        suffix += 1
-      shutil.move(os.path.join(str(manager.directory), str(step)), destination)
-      logging.warning('Moved the damaged checkpoint of step %d to %s.', step, destination)
-  multihost_utils.sync_global_devices('set aside damaged checkpoints')
+    try:
+      move_aside(str(manager.directory), steps)
+    except OSError as error:
+      failure = error
+  if jax.process_count() > 1:
+    moved = bool(multihost_utils.broadcast_one_to_all(np.int32(failure is None)))
+    if not moved and failure is None:
+      raise InputError(f'process 0 could not move the damaged checkpoints of {manager.directory} '
+                       'aside (its log says why); run the same command again once it can.')
+  if failure is not None:
+    raise failure
   manager.reload()
+
+
+def move_aside(directory: str, steps: list[int]) -> None:
+  target = os.path.join(os.path.dirname(directory), checkpointing.DAMAGED_DIR)
+  os.makedirs(target, exist_ok=True)
+  for step in steps:
+    destination = os.path.join(target, str(step))
+    suffix = 1
+    while os.path.exists(destination):  # Never overwrite an earlier one.
+      destination = os.path.join(target, f'{step}.{suffix}')
+      suffix += 1
+    shutil.move(os.path.join(directory, str(step)), destination)
+    logging.warning('Moved the damaged checkpoint of step %d to %s.', step, destination)

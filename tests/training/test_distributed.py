@@ -171,22 +171,23 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]
 
 
-def faulty(kind: str, step: int, workdir: Path) -> list[str]:
-  """The job on two processes, process 1's reads of checkpoint `step` failing
-  with `kind` (tests/support/faulty_reads.py)."""
-  return [sys.executable, '-m', 'tests.support.faulty_reads', '1', str(step), kind,
-          f'--workdir={workdir}', *RUN_FLAGS]
+def faulty(workdir: Path, *faults: str) -> list[str]:
+  """The job on two processes with `faults` (PROCESS:STEP:KIND each, as
+  tests/support/process_faults.py takes them)."""
+  return [sys.executable, '-m', 'tests.support.process_faults',
+          *(f'--fault={fault}' for fault in faults), f'--workdir={workdir}', *RUN_FLAGS]
 
 
 def test_a_read_fault_on_one_process_is_decided_alike_on_both(tmp_path):
   """Process 1 reads the newest checkpoint (step 4) as damaged: both restore
   step 2 and set 4 aside. Then process 1 cannot read it at all (an I/O error
-  on every try): both stop, naming it, and move nothing."""
+  on every try): both stop, naming it, and move nothing. Then process 0
+  cannot move the damaged step 4 aside: neither waits for the other."""
   workdir = tmp_path / 'run'
   outputs_of(start_two_processes(cli(workdir, RUN_FLAGS)))
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
 
-  outputs = outputs_of(start_two_processes(faulty('damage', 4, workdir)))
+  outputs = outputs_of(start_two_processes(faulty(workdir, '1:4:damage')))
   for output in outputs:
     assert 'restored step 2' in output, output[-3000:]
   assert 'Checkpoint of step 4 is damaged and was skipped: process 1 reads it so' in outputs[0]
@@ -195,10 +196,17 @@ def test_a_read_fault_on_one_process_is_decided_alike_on_both(tmp_path):
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']  # 3 and 4 trained again.
 
   before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*'))
-  outputs = outputs_of(start_two_processes(faulty('eio', 4, workdir)), returncode=1)
+  outputs = outputs_of(start_two_processes(faulty(workdir, '1:4:eio')), returncode=1)
   assert 'process 1 could not use the checkpoint of step 4' in outputs[0], outputs[0][-3000:]
   assert 'cannot read the checkpoint of step 4' in outputs[1] and 'Input/output error' in \
       outputs[1], outputs[1][-3000:]
   for output in outputs:
     assert 'Nothing was moved or deleted' in output and 'Traceback' not in output
   assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*')) == before
+
+  # Process 1 reads it as damaged, process 0 cannot move it aside: both stop.
+  outputs = outputs_of(start_two_processes(faulty(workdir, '1:4:damage', '0:4:unmovable')),
+                       returncode=1)
+  assert re.search(r'cannot write to .*Permission denied', outputs[0]), outputs[0][-3000:]
+  assert 'process 0 could not move the damaged checkpoints' in outputs[1], outputs[1][-3000:]
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
