@@ -15,8 +15,8 @@ from acnet_jax.blocks.conv_bn import ConvBias, ConvBN
 from acnet_jax.blocks.dbb import DBB
 from acnet_jax.blocks.repvgg import RepVGG
 from acnet_jax.blocks.switch import ConvSwitch
-from acnet_jax.fusion import FusionError, acnet_to_normal, fuse_params, to_normal
+from acnet_jax.fusion import FusionError, fuse_params, to_normal
 from acnet_jax.models import create_model
 
 __all__ = ['ACB', 'DBB', 'ConvBN', 'ConvBias', 'ConvSwitch', 'FusionError', 'RepVGG',
-           'acnet_to_normal', 'create_model', 'fuse_params', 'models', 'to_normal']
+           'create_model', 'fuse_params', 'models', 'to_normal']

@@ -108,8 +108,6 @@ def to_normal(params: Tree, batch_stats: Tree | None, normal_params: Tree) -> tu
   return new_params, new_stats
 
 
-acnet_to_normal = to_normal  # Its name from when ACBs were the only blocks.
-
 
 def _children(params: Tree, stats: Tree) -> frozenset[str]:
   return frozenset(params) | frozenset(stats)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from acnet_jax import ConvSwitch, FusionError, acnet_to_normal, fuse_params, models, to_normal
+from acnet_jax import ConvSwitch, FusionError, fuse_params, models, to_normal
 from acnet_jax.blocks.primitives import bn_relu
 from acnet_jax.models.common import pooled_logits
 from acnet_jax.models.wrn_cifar import WideResNetCifar
@@ -207,18 +207,18 @@ def test_deploy_variables_come_back_unchanged():
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), again, deploy))
 
 
-def test_acnet_to_normal_refuses_a_normal_model():
+def test_to_normal_refuses_a_normal_model():
   variables = cached_variables('rc8', 'normal')
   with pytest.raises(FusionError, match="not the variables of a model of conv kind 'acnet' or "
                                        "'dbb' or 'repvgg'"):
-    acnet_to_normal(variables['params'], variables['batch_stats'], normal_template('rc8'))
+    to_normal(variables['params'], variables['batch_stats'], normal_template('rc8'))
 
 
-def test_acnet_to_normal_refuses_another_architecture():
+def test_to_normal_refuses_another_architecture():
   variables = cached_variables('rc8', 'acnet')
   with pytest.raises(FusionError, match="'final_bn/bias' would have shape None but the normal "
                                        r'model has \(128,\): not the same architecture'):
-    acnet_to_normal(variables['params'], variables['batch_stats'], normal_template('wrn10_2'))
+    to_normal(variables['params'], variables['batch_stats'], normal_template('wrn10_2'))
 
 
 def test_acb_without_square_kernel_is_refused():

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from acnet_jax import ConvSwitch, acnet_to_normal, create_model, fuse_params
+from acnet_jax import ConvSwitch, create_model, fuse_params, to_normal
 from acnet_jax.blocks.primitives import BN_MOMENTUM
 from acnet_jax.errors import InputError
 from tests.support.numerics import MODEL_RTOL, max_relative_error, randomize_batch_norm
@@ -139,7 +139,7 @@ def test_acnet_deploy_and_mapped_normal_logits_agree(name):
   variables = calibrated_variables(acnet, images(0, 2, 224), seed=1)
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])
   template = variable_shapes(name, 'normal')['params']
-  normal_params, normal_stats = jax.jit(lambda p, s: acnet_to_normal(p, s, template))(
+  normal_params, normal_stats = jax.jit(lambda p, s: to_normal(p, s, template))(
       variables['params'], variables['batch_stats'])
   for size in (224, 225):
     x = images(size, 2, size)
