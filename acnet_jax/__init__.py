@@ -10,7 +10,7 @@ set the project's XLA:CPU flag themselves (`xla_cpu.use_project_flags`).
 """
 
 from acnet_jax import models
-from acnet_jax.blocks.acb import ACB
+from acnet_jax.blocks.acb import ACB, ACBOptions
 from acnet_jax.blocks.conv_bn import ConvBias, ConvBN
 from acnet_jax.blocks.dbb import DBB
 from acnet_jax.blocks.repvgg import RepVGG
@@ -18,5 +18,5 @@ from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.fusion import FusionError, fuse_params, to_normal
 from acnet_jax.models import create_model
 
-__all__ = ['ACB', 'DBB', 'ConvBN', 'ConvBias', 'ConvSwitch', 'FusionError', 'RepVGG',
-           'create_model', 'fuse_params', 'models', 'to_normal']
+__all__ = ['ACB', 'ACBOptions', 'DBB', 'ConvBN', 'ConvBias', 'ConvSwitch', 'FusionError',
+           'RepVGG', 'create_model', 'fuse_params', 'models', 'to_normal']

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from acnet_jax import ConvSwitch, FusionError, fuse_params, models, to_normal
+from acnet_jax import ACBOptions, ConvSwitch, FusionError, fuse_params, models, to_normal
 from acnet_jax.blocks.primitives import bn_relu
 from acnet_jax.models.common import pooled_logits
 from acnet_jax.models.wrn_cifar import WideResNetCifar
@@ -51,21 +51,22 @@ SMALL_MODELS = {
 }
 
 
-def create_model(name: str, conv: str, **acb_options):
+def create_model(name: str, conv: str, **switch_options):
+  """`switch_options`: the ConvSwitch's (acb, online)."""
   if name in SMALL_MODELS:
-    return SMALL_MODELS[name](num_classes=10, conv=ConvSwitch(conv, **acb_options))
-  return models.create_model(name, conv, **acb_options)
+    return SMALL_MODELS[name](num_classes=10, conv=ConvSwitch(conv, **switch_options))
+  return models.create_model(name, conv, **switch_options)
 
 
 def images(seed: int, n: int = BATCH) -> jax.Array:
   return jax.random.normal(jax.random.key(seed), (n, 32, 32, 3))
 
 
-def trained_variables(name: str, conv: str, steps: int = 3, **acb_options) -> dict:
+def trained_variables(name: str, conv: str, steps: int = 3, **switch_options) -> dict:
   """Train-mode passes update the running statistics from real activations;
   then every BN scale, bias and statistic is moved at random, as training
   would, so that no term of the fusion can hide."""
-  model = create_model(name, conv, **acb_options)
+  model = create_model(name, conv, **switch_options)
   variables = jax.jit(lambda key: model.init(key, images(0), train=False))(
       jax.random.key(0, impl='rbg'))
   update_stats = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[1])
@@ -76,7 +77,7 @@ def trained_variables(name: str, conv: str, steps: int = 3, **acb_options) -> di
 
 @functools.lru_cache(maxsize=None)
 def cached_variables(name: str, conv: str, branch_bn: bool = True, online: bool = False) -> dict:
-  return trained_variables(name, conv, branch_bn=branch_bn, online=online)
+  return trained_variables(name, conv, acb=ACBOptions(branch_bn=branch_bn), online=online)
 
 
 def normal_template(name: str) -> dict:
@@ -84,8 +85,8 @@ def normal_template(name: str) -> dict:
   return jax.eval_shape(lambda: model.init(jax.random.key(0), images(0), train=False))['params']
 
 
-def logits(name: str, conv: str, variables: dict, x: jax.Array, **acb_options) -> jax.Array:
-  model = create_model(name, conv, **acb_options)
+def logits(name: str, conv: str, variables: dict, x: jax.Array, **switch_options) -> jax.Array:
+  model = create_model(name, conv, **switch_options)
   return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
 
 
@@ -118,7 +119,7 @@ ZOO = [('rc8', 'acnet', True, False), ('cfqkbnc', 'acnet', True, False),
 def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, online):
   variables = cached_variables(name, conv, branch_bn, online)
   x = images(100)
-  reference = logits(name, conv, variables, x, branch_bn=branch_bn, online=online)
+  reference = logits(name, conv, variables, x, acb=ACBOptions(branch_bn=branch_bn), online=online)
 
   # Both transforms are pure functions of the trees, so they jit.
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])

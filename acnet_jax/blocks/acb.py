@@ -23,6 +23,7 @@ variables and values, computed as one conv instead of three.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -48,6 +49,24 @@ ACB_BRANCHES: tuple[str, ...] = ('square', 'ver', 'hor')
 # from the same parameter tree (see `ACB`).
 AcbImpl = Literal['branches', 'stacked']
 ACB_IMPLS: tuple[str, ...] = get_args(AcbImpl)
+
+
+@dataclasses.dataclass(frozen=True)
+class ACBOptions:
+  """The options of every ACB a `ConvSwitch` builds, checked once here: the
+  fields of `ACB` beyond its conv site (`OnlineACB` takes all but `impl`),
+  named as in the config (`config.acb`)."""
+
+  gamma_init: float = 1.0
+  use_affine: bool = True
+  branches: tuple[str, ...] = ACB_BRANCHES
+  impl: AcbImpl = 'branches'
+  branch_bn: bool = True
+
+  def __post_init__(self) -> None:
+    object.__setattr__(self, 'branches', tuple(self.branches))  # Frozen: set once here.
+    validate_branches(self.branches)
+    validate_acb_impl(self.impl)
 
 
 class ACB(ConvSiteModule):

@@ -31,15 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from acnet_jax.blocks.acb import (
-  ACB,
-  ACB_BRANCHES,
-  ACB_KIND,
-  AcbImpl,
-  OnlineACB,
-  validate_acb_impl,
-  validate_branches,
-)
+from acnet_jax.blocks.acb import ACB, ACB_KIND, ACBOptions, OnlineACB
 from acnet_jax.blocks.conv_bn import CONV_BN_KIND, ConvBias, ConvBN
 from acnet_jax.blocks.dbb import DBB, DBB_KIND, OnlineDBB
 from acnet_jax.blocks.kinds import BlockKind
@@ -67,13 +59,15 @@ class TrainingBlock:
 
 
 def build_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
-  return ACB(**site, gamma_init=switch.gamma_init, use_affine=switch.use_affine,
-             branches=switch.branches, impl=switch.acb_impl, branch_bn=switch.branch_bn)
+  acb = switch.acb
+  return ACB(**site, gamma_init=acb.gamma_init, use_affine=acb.use_affine,
+             branches=acb.branches, impl=acb.impl, branch_bn=acb.branch_bn)
 
 
 def build_online_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
-  return OnlineACB(**site, gamma_init=switch.gamma_init, use_affine=switch.use_affine,
-                   branches=switch.branches, branch_bn=switch.branch_bn)
+  acb = switch.acb
+  return OnlineACB(**site, gamma_init=acb.gamma_init, use_affine=acb.use_affine,
+                   branches=acb.branches, branch_bn=acb.branch_bn)
 
 
 TRAINING_BLOCKS: dict[str, TrainingBlock] = {
@@ -116,28 +110,24 @@ class ConvSwitch:
   module `(x, train) -> y`. `with_bn=False` marks a conv that is not followed
   by its own BN in the baseline (a BN-ReLU-conv pre-activation site): it is a
   plain conv with bias there, the training-time block in the re-parameterized
-  kinds, and a conv with bias in `deploy`. The ACB options (gamma_init,
-  use_affine, branches, acb_impl, branch_bn) shape ACBs only (acb_impl not
-  their online form). `online` builds each re-parameterized kind's online form;
-  `normal` and `deploy` have none and build what they always do. `dtype`
+  kinds, and a conv with bias in `deploy`. `acb` (an `ACBOptions`) shapes
+  ACBs only (its `impl` not their online form). `online` builds each
+  re-parameterized kind's online form; `normal` and `deploy` have none and
+  build what they always do. `dtype`
   ('float32' or 'bfloat16', or the jnp dtype) is the computation dtype; it is
   stored canonical, so models can hand `conv.dtype` to their dense layers.
   """
 
   kind: ConvKind = 'normal'
-  gamma_init: float = 1.0
-  use_affine: bool = True
-  branches: tuple[str, ...] = ACB_BRANCHES
-  acb_impl: AcbImpl = 'branches'
-  branch_bn: bool = True
+  acb: ACBOptions = dataclasses.field(default_factory=ACBOptions)
   online: bool = False
   dtype: DTypeLike = jnp.float32
 
   def __post_init__(self) -> None:
     if self.kind not in CONV_KINDS:
       raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
-    validate_acb_impl(self.acb_impl)
-    validate_branches(self.branches)
+    if not isinstance(self.acb, ACBOptions):
+      raise InputError(f'acb takes an ACBOptions, got {self.acb!r}')
     object.__setattr__(self, 'dtype', validate_dtype(self.dtype))  # Frozen: set once here.
 
   def __call__(self, features: int, kernel_size: int, *, strides: int = 1,

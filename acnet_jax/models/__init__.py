@@ -1,5 +1,6 @@
 """The models, one family a module, each building its convs through a ConvSwitch;
-`create_model(name, conv, num_classes, dtype=...)` is the registry (`MODELS`).
+`create_model(name, conv, num_classes, acb=..., online=..., dtype=...)` is the
+registry (`MODELS`).
 
     cifar_quick      Cifar-quick with BN (cfqkbnc)
     vgg_cifar        VGG-16 with BN (vc)
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import flax.linen as nn
 from jax.typing import DTypeLike
 
+from acnet_jax.blocks.acb import ACBOptions
 from acnet_jax.blocks.switch import ConvKind, ConvSwitch
 from acnet_jax.errors import InputError
 from acnet_jax.models.alexnet import AlexNet
@@ -48,18 +50,21 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10,
-                 dtype: DTypeLike | None = None, **acb_options) -> nn.Module:
-  """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch; `dtype`
-  ('float32', the default, or 'bfloat16': the computation dtype; parameters
-  stay float32, logits are float32) and `acb_options` (gamma_init, use_affine,
-  branches, acb_impl, branch_bn, and online for every kind) go to the ConvSwitch."""
+def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10, *,
+                 acb: ACBOptions | None = None, online: bool | None = None,
+                 dtype: DTypeLike | None = None) -> nn.Module:
+  """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch.
+  `acb`, `online` and `dtype` are the ConvSwitch's options of those names (an
+  ACBOptions; the online form of every re-parameterized kind; the computation
+  dtype, 'float32', the default, or 'bfloat16': parameters stay float32,
+  logits are float32), given here for a kind or in the ConvSwitch, not both."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
-  options = acb_options if dtype is None else {**acb_options, 'dtype': dtype}
+  options = {key: value for key, value in dict(acb=acb, online=online, dtype=dtype).items()
+             if value is not None}
   if not isinstance(conv, ConvSwitch):
     conv = ConvSwitch(conv, **options)
   elif options:
-    raise InputError('pass ACB options and dtype either in the ConvSwitch or as keywords, '
+    raise InputError('pass acb, online and dtype either in the ConvSwitch or as keywords, '
                      'not both')
   return MODELS[name](num_classes=num_classes, conv=conv)

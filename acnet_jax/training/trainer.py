@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from acnet_jax import models
+from acnet_jax.blocks.acb import ACBOptions
 from acnet_jax.data import feeds
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
@@ -35,9 +36,7 @@ def create_mesh() -> Mesh:
 def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> nn.Module:
   return models.create_model(
       config.model, conv or config.conv, config.num_classes,
-      gamma_init=config.acb.gamma_init, use_affine=config.acb.use_affine,
-      branches=tuple(config.acb.branches), acb_impl=config.acb.impl,
-      branch_bn=config.acb.branch_bn, online=config.online, dtype=config.dtype)
+      acb=ACBOptions(**config.acb.to_dict()), online=config.online, dtype=config.dtype)
 
 
 def abstract_train_state(config: ml_collections.ConfigDict,

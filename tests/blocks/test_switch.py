@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from acnet_jax.blocks.acb import ACB, OnlineACB
+from acnet_jax.blocks.acb import ACB, ACBOptions, OnlineACB
 from acnet_jax.blocks.conv_bn import ConvBias, ConvBN
 from acnet_jax.blocks.dbb import DBB, OnlineDBB
 from acnet_jax.blocks.repvgg import OnlineRepVGG, RepVGG
@@ -21,11 +21,13 @@ from acnet_jax.blocks.switch import (
 
 def test_switch_refuses_bad_options():
   with pytest.raises(ValueError, match="include 'square'"):
-    ConvSwitch('acnet', branches=('ver', 'hor'))
+    ACBOptions(branches=('ver', 'hor'))
   with pytest.raises(ValueError, match='valid kinds: normal, acnet, dbb, repvgg, deploy'):
     ConvSwitch('acb')
   with pytest.raises(ValueError, match='ACB impl'):
-    ConvSwitch('acnet', acb_impl='fused')
+    ACBOptions(impl='fused')
+  with pytest.raises(ValueError, match='acb takes an ACBOptions'):
+    ConvSwitch('acnet', acb={'impl': 'stacked'})
   with pytest.raises(ValueError, match="unknown dtype 'float16'; valid: float32, bfloat16, float64"):
     ConvSwitch('normal', dtype='float16')
   assert ConvSwitch('normal', dtype='bfloat16').dtype == jnp.bfloat16
@@ -51,8 +53,8 @@ def test_online_switch_builds_each_kind_online_at_the_same_sites():
     assert isinstance(ConvSwitch(kind, online=True)(8, 5), block)
     assert isinstance(ConvSwitch(kind, online=True)(8, 3, with_bn=False), block)
     assert isinstance(ConvSwitch(kind, online=True)(8, 1), ConvBN)
-  acb = ConvSwitch('acnet', gamma_init=0.5, branches=('square', 'hor'), branch_bn=False,
-                   online=True)(8, 3)
+  options = ACBOptions(gamma_init=0.5, branches=['square', 'hor'], branch_bn=False)
+  acb = ConvSwitch('acnet', acb=options, online=True)(8, 3)
   assert (acb.gamma_init, acb.branches, acb.branch_bn) == (0.5, ('square', 'hor'), False)
   # The kinds without branches build what they always do.
   assert isinstance(ConvSwitch('normal', online=True)(8, 3), ConvBN)

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from acnet_jax import ConvSwitch, create_model, fuse_params, to_normal
+from acnet_jax import ACBOptions, ConvSwitch, create_model, fuse_params, to_normal
 from acnet_jax.blocks.primitives import BN_MOMENTUM
 from acnet_jax.errors import InputError
 from tests.support.numerics import MODEL_RTOL, max_relative_error, randomize_batch_norm
@@ -179,7 +179,7 @@ def matmul_operand_dtypes(jaxpr: jex.Jaxpr) -> list[jnp.dtype]:
 
 
 @pytest.mark.parametrize('name,conv,options', [
-    ('mobilenet_v1', 'acnet', {}), ('resnet50', 'acnet', {'acb_impl': 'stacked'}),
+    ('mobilenet_v1', 'acnet', {}), ('resnet50', 'acnet', {'acb': ACBOptions(impl='stacked')}),
     ('alexnet', 'deploy', {}), ('wrnc16', 'normal', {}), ('densenet40', 'acnet', {})])
 def test_bfloat16_runs_every_conv_and_dense_in_bfloat16(name, conv, options):
   model = create_model(name, conv, dtype='bfloat16', **options)
