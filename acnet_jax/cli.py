@@ -8,7 +8,7 @@ from typing import NoReturn
 
 from absl import logging
 
-from acnet_jax.errors import InputError
+from acnet_jax.errors import InputError, TrainingError
 
 # Libraries whose INFO lines are noise around the progress bar: Orbax logs
 # every save and restore, JAX every accelerator it looks for and does not find.
@@ -25,6 +25,6 @@ def setup_logging() -> None:
   logging.get_absl_handler().addFilter(quiet_library_info)
 
 
-def fail(error: InputError) -> NoReturn:
+def fail(error: InputError | TrainingError) -> NoReturn:
   logging.error('%s', error)
   raise SystemExit(1) from None

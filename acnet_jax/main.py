@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from acnet_jax import cli, xla_cpu
-from acnet_jax.errors import InputError
+from acnet_jax.errors import REPORTED_ERRORS
 from acnet_jax.training import cluster, loop, stopping
 from acnet_jax.training.config import get_config
 from acnet_jax.training.workdir import with_recorded_data
@@ -164,7 +164,7 @@ def main(argv: list[str]) -> None:
   except stopping.TrainingInterrupted as stop:
     logging.warning('%s', stop)
     sys.exit(128 + stop.signal_number)
-  except InputError as error:
+  except REPORTED_ERRORS as error:
     cli.fail(error)
 
 

@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 
 from acnet_jax.data import feeds
 from acnet_jax.deploy import artifacts
-from acnet_jax.errors import InputError
+from acnet_jax.errors import InputError, TrainingError
 from acnet_jax.training import checkpointing, stopping
 from acnet_jax.training import metrics as metrics_lib
 from acnet_jax.training import workdir as runs
@@ -43,7 +43,7 @@ from acnet_jax.training.write_failures import reported_as_one_paragraph
 T = TypeVar('T')
 
 
-class NonFiniteLoss(InputError):
+class NonFiniteLoss(TrainingError):
   """The training loss became NaN or Inf; nothing after the last finite check is saved."""
 
 

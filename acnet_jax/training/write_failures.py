@@ -15,7 +15,7 @@ import re
 import stat
 from collections.abc import Iterator
 
-from acnet_jax.errors import InputError
+from acnet_jax.errors import REPORTED_ERRORS, InputError
 from acnet_jax.training.held_back import HeldBack
 from acnet_jax.training.os_errors import causes, os_error_code
 
@@ -83,7 +83,7 @@ def failure_of(error: BaseException, workdir: str,
 def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   """Turns an error whose cause is an OS error into WriteFailed, the
   background writes that failed alike counted in it and not shown; errors
-  the user was already told about (InputError) and all others pass
+  the user was already told about (REPORTED_ERRORS) and all others pass
   unchanged, and what was held back is shown then."""
   identity = folder_identity(workdir)
   held = HeldBack(lambda error: failure_of(error, workdir, identity) is not None)
@@ -91,7 +91,7 @@ def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   reported = False
   try:
     yield
-  except InputError:
+  except REPORTED_ERRORS:
     raise
   except Exception as error:
     failure = failure_of(error, workdir, identity)

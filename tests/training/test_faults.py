@@ -17,7 +17,7 @@ from absl import logging as absl_logging
 
 from acnet_jax.data import order
 from acnet_jax.data.image_folder import ImageFolderSource
-from acnet_jax.errors import InputError
+from acnet_jax.errors import REPORTED_ERRORS, InputError
 from acnet_jax.training import checkpointing, held_back, loop, write_failures
 from acnet_jax.training.lock import LOCK_FILE, WorkdirBusy
 from acnet_jax.training.presets import preset
@@ -191,6 +191,23 @@ def test_what_is_held_back_is_shown_when_no_write_failed(tmp_path, caplog, capsy
       raise ZeroDivisionError
   assert 'a write failed' in caplog.text
   assert 'RuntimeError: Event loop is closed' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('error', [InputError('a bad value'),
+                                   loop.NonFiniteLoss('the training loss is nan at step 3')])
+def test_an_error_reported_as_it_is_passes_unchanged_though_the_workdir_is_gone(
+    error, tmp_path, hooks_restored):
+  """A diverged run is no input error (NonFiniteLoss is a TrainingError), but
+  is reported as one paragraph all the same: main exits 1 on both."""
+  assert not isinstance(loop.NonFiniteLoss(''), InputError)
+  assert isinstance(error, REPORTED_ERRORS)
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  with pytest.raises(type(error)) as caught:
+    with write_failures.reported_as_one_paragraph(str(workdir)):
+      workdir.rmdir()
+      raise error
+  assert caught.value is error
 
 
 def test_a_write_failure_elsewhere_than_the_workdir_is_not_taken_for_one(tmp_path):
