@@ -33,7 +33,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -46,7 +46,14 @@ from acnet_jax.blocks.primitives import BN_EPSILON
 from acnet_jax.blocks.switch import uses_block
 from acnet_jax.errors import InputError
 from acnet_jax.interop.files import StateDict, read_state_dict
-from acnet_jax.interop.layouts import MODEL_LAYOUTS, Dense, Layout, Path, Site, layouts_of
+from acnet_jax.interop.layouts import (
+  MODEL_LAYOUTS,
+  Dense,
+  Layout,
+  ParamPath,
+  Site,
+  layouts_of,
+)
 from acnet_jax.training import checkpointing, optim, presets, steps
 from acnet_jax.training import workdir as runs
 
@@ -127,7 +134,7 @@ def abstract_variables(model: str, conv: str, num_classes: int) -> dict[str, Any
   return jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape), train=False))
 
 
-def subtree(variables: Mapping[str, Any], collection: str, path: Path) -> Mapping[str, Any]:
+def subtree(variables: Mapping[str, Any], collection: str, path: ParamPath) -> Mapping[str, Any]:
   node = variables.get(collection, {})
   for key in path:
     node = node.get(key, {})
@@ -155,11 +162,11 @@ class Planner:
   def shape(self, leaf: Leaf) -> tuple[int, ...]:
     return tuple(subtree(self.variables, leaf[0], leaf[1:-1])[leaf[-1]].shape)
 
-  def conv(self, key: str, path: Path) -> None:
+  def conv(self, key: str, path: ParamPath) -> None:
     leaf = ('params', *path, 'kernel')
     self.plan.keyed[key] = Keyed(leaf, conv_shape(self.shape(leaf)), conv_to_ours)
 
-  def batch_norm(self, name: str, path: Path) -> None:
+  def batch_norm(self, name: str, path: ParamPath) -> None:
     for their, (collection, ours) in BN_KEYS.items():
       leaf = (collection, *path, ours)
       self.plan.keyed[f'{name}.{their}'] = Keyed(leaf, self.shape(leaf))
@@ -171,7 +178,7 @@ class Planner:
   def constant(self, leaf: Leaf, value: float) -> None:
     self.plan.constants[leaf] = np.full(self.shape(leaf), value, np.float32)
 
-  def identity_batch_norm(self, path: Path) -> None:
+  def identity_batch_norm(self, path: ParamPath) -> None:
     """A BN that adds only its bias: scale 1, mean 0, var 1 - eps (as to_normal)."""
     self.constant(('params', *path, 'scale'), 1.0)
     self.constant(('batch_stats', *path, 'mean'), 0.0)
@@ -204,7 +211,7 @@ class Planner:
     self.conv('.'.join(filter(None, (site.name, site.conv, 'weight'))), (*site.path, 'conv'))
     self.constant(('params', *site.path, 'conv', 'bias'), 0.0)
 
-  def block(self, path: Path, name: str, names: Mapping[str, str]) -> None:
+  def block(self, path: ParamPath, name: str, names: Mapping[str, str]) -> None:
     """A training-time block: each of our children from their module of the table."""
     params = subtree(self.variables, 'params', path)
     stats = subtree(self.variables, 'batch_stats', path)
@@ -342,14 +349,14 @@ def default_class_names(model: str, num_classes: int) -> tuple[str, ...] | None:
   spec = importlib.util.find_spec('tensorflow_datasets')  # Its file, without importing it.
   if spec is None or not spec.submodule_search_locations:
     return None
-  labels = FilePath(spec.submodule_search_locations[0]) / 'datasets' / 'imagenet2012' / 'labels.txt'
+  labels = Path(spec.submodule_search_locations[0]) / 'datasets' / 'imagenet2012' / 'labels.txt'
   names = tuple(labels.read_text().split()) if labels.is_file() else ()
   return names if len(names) == num_classes else None
 
 
 def read_class_names(path: str) -> tuple[str, ...]:
   try:
-    return tuple(line.strip() for line in FilePath(path).read_text().splitlines() if line.strip())
+    return tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
   except OSError as error:
     raise InputError(f'--class_names {path} does not read: {error}') from None
 

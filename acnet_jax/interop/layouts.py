@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-Path = tuple[str, ...]
-LAYOUTS = ('acnet', 'dbb')
+ParamPath = tuple[str, ...]  # Our keys from the variables' root down to a module.
 REPOSITORIES = {'acnet': 'DingXiaoH/ACNet', 'dbb': 'DingXiaoH/DiverseBranchBlock'}
 
 
@@ -33,7 +32,7 @@ class Site:
   their builder puts an ACB in (`acb_wrapper`), and where their baseline keeps
   the conv (`conv` -> `<name>.conv.weight`; '' -> `<name>.weight`, a bare conv)."""
 
-  path: Path
+  path: ParamPath
   name: str
   acb_wrapper: str = ''
   conv: str = 'conv'
@@ -44,7 +43,7 @@ class Dense:
   """A dense layer; `flattened` = (channels, height, width) of the NCHW map
   that torch flattens into it, where that order differs from our NHWC one."""
 
-  path: Path
+  path: ParamPath
   name: str
   flattened: tuple[int, int, int] | None = None
 
@@ -56,7 +55,7 @@ class Layout:
   layout: str
   their_model: str
   sites: tuple[Site, ...]
-  batch_norms: tuple[tuple[Path, str], ...]  # (our path, their name) of BNs outside sites
+  batch_norms: tuple[tuple[ParamPath, str], ...]  # (our path, their name) of BNs outside sites
   denses: tuple[Dense, ...]
 
   @property
