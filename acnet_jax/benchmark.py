@@ -28,11 +28,11 @@ from collections.abc import Sequence
 import jax
 from absl import app, flags
 
+from acnet_jax import xla_cpu
 from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
 from acnet_jax.benchmarking.report import format_report
 from acnet_jax.benchmarking.suite import BENCHMARK_CONVS, run_benchmark
-from acnet_jax import xla_cpu
 from acnet_jax.blocks.acb import ACB_IMPLS
 from acnet_jax.errors import InputError
 
@@ -49,7 +49,8 @@ flags.DEFINE_integer('steps', 5, 'Timed steps per measurement (their median is r
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
 flags.DEFINE_integer('train_examples', 0, 'Size of the synthetic train split on device; '
                      '0 = 50,000 at 32 px, else enough for the timed steps.')
-flags.DEFINE_integer('image_size', 32, 'Side of the synthetic images, e.g. 224 for ImageNet models.')
+flags.DEFINE_integer('image_size', 32,
+                     'Side of the synthetic images, e.g. 224 for ImageNet models.')
 flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to train and evaluate in: float32, '
                   'bfloat16 (ratios and devices use the first).')
 flags.DEFINE_bool('pipeline', False, 'Time the streaming input pipeline on --data_dir instead: '
@@ -105,8 +106,9 @@ def main(argv: Sequence[str]) -> None:
     return pipeline_main(devices)
   if FLAGS.loop:
     result = time_loop_overhead(FLAGS.model, FLAGS.batch_size, FLAGS.steps)
-    print(f"{result['model']} batch {result['batch_size']}: the loop {result['loop_steps_per_s']:.1f} "
-          f"steps/s, the bare step {result['bare_steps_per_s']:.1f} steps/s: the loop adds "
+    print(f"{result['model']} batch {result['batch_size']}: the loop "
+          f"{result['loop_steps_per_s']:.1f} steps/s, the bare step "
+          f"{result['bare_steps_per_s']:.1f} steps/s: the loop adds "
           f"{result['overhead']:.1%}")
     with open(FLAGS.output, 'w') as f:
       json.dump(result, f, indent=1)

@@ -1,4 +1,5 @@
-"""python -m acnet_jax.export --workdir=DIR [--step=N] [--format=stablehlo,savedmodel,torchvision,onnx,onnx-int8] [--calibration_images=512]
+"""python -m acnet_jax.export --workdir=DIR [--step=N]
+    [--format=stablehlo,savedmodel,torchvision,onnx,onnx-int8] [--calibration_images=512]
 
 Fuses a trained run's newest intact checkpoint (or that of --step) and writes
 its deploy model into DIR/export/ as files that run without this package

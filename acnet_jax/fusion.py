@@ -37,7 +37,8 @@ def block_to_conv(params: Tree, stats: Tree, path: str) -> Conv:
   """One block's variables (of any kind in BLOCK_KINDS) -> (kernel, bias) of the equal conv."""
   kind = block_kind(params, stats, path)
   if kind is None:
-    raise FusionError(f"'{path}' is no block fusion knows (it has {sorted(_children(params, stats))})")
+    raise FusionError(f"'{path}' is no block fusion knows "
+                      f'(it has {sorted(_children(params, stats))})')
   return kind.fuse(BlockVariables(params, stats, path))
 
 

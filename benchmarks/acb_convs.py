@@ -75,7 +75,8 @@ def branch_table(shape: tuple[int, int, int, int], k: int, repeats: int) -> list
                     for p in PASSES)
     lines.append(f"{'x'.join(map(str, shape)):14}{name:8}{cells}")
   total = {name: sum(times[name].values()) for name in branches}
-  lines.append(f"{'':14}ACB's three convs / square conv: {sum(total.values()) / total['square']:.2f} "
+  ratio = sum(total.values()) / total['square']
+  lines.append(f"{'':14}ACB's three convs / square conv: {ratio:.2f} "
                f'(FLOPs {1 + 2 / k:.2f})')
   return lines
 

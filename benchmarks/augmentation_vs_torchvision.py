@@ -231,10 +231,11 @@ def our_config(data_dir: str, seed: int):
 
 
 def our_feed(config):
-  from acnet_jax.data import feeds
-  from acnet_jax.training.trainer import create_mesh
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+
+  from acnet_jax.data import feeds
+  from acnet_jax.training.trainer import create_mesh
 
   mesh = create_mesh()
   sharder = feeds.Sharder(NamedSharding(mesh, P()), NamedSharding(mesh, P(mesh.axis_names[0])))
@@ -350,9 +351,8 @@ def tensorflow_against_pil(paths: Sequence[str], pil: np.ndarray) -> dict[str, A
 
 
 def normalisation() -> dict[str, Any]:
-  from PIL import Image
-
   import jax
+  from PIL import Image
 
   from acnet_jax.data.on_device import normalize
 
@@ -535,7 +535,8 @@ def unbiased_running_variance(workdir: str, data_dir: str = '') -> dict[str, Any
 
 def compare_sides(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
   both = np.array([np.ravel(ours['offset_counts']), np.ravel(theirs['offset_counts'])])
-  flips = np.array([[side['flip']['rate'] * side['draws'], (1 - side['flip']['rate']) * side['draws']]
+  flips = np.array([[side['flip']['rate'] * side['draws'],
+                     (1 - side['flip']['rate']) * side['draws']]
                     for side in (ours, theirs)]).round()
   a, b = ours['pixels'], theirs['pixels']
   difference = np.subtract(a['mean'], b['mean'])

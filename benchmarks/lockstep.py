@@ -9,7 +9,8 @@ Needs the torch extra; from the repository root:
 
 Prints, per conv kind, a markdown table of each step: both losses and their
 difference, the difference of the gradients both compute at their parameters
-(and, for scale, their float32 gradients' distance from float64), and how far apart the two runs' parameters and batch statistics are
+(and, for scale, their float32 gradients' distance from float64), and how far
+apart the two runs' parameters and batch statistics are
 (tests/support/authors_torch/training.py says how each is measured).
 """
 

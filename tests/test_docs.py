@@ -134,7 +134,8 @@ def test_relative_links_and_anchors_resolve(path):
     target, _, anchor = (urllib.parse.unquote(part) for part in link.partition('#'))
     file = (path.parent / target).resolve() if target else path
     if not file.exists():
-      broken.append(f'{link}: no file {file.relative_to(REPO) if file.is_relative_to(REPO) else file}')
+      shown = file.relative_to(REPO) if file.is_relative_to(REPO) else file
+      broken.append(f'{link}: no file {shown}')
     elif anchor and file.suffix == '.md' and anchor not in anchors(read_page(file)):
       broken.append(f'{link}: no heading of {file.name} has the anchor #{anchor}')
   assert not broken, f'{page.name}: ' + '; '.join(broken)
@@ -194,7 +195,8 @@ def is_placeholder(value: str) -> bool:
   """DIR, FILE, N, runs/NAME, configs/cfqkbnc_CONV.py, $seed, ${conv}, <conv>, ...:
   a value the reader fills in."""
   return ('$' in value or '<' in value or '...' in value
-          or any(re.fullmatch(r'[A-Z][A-Z0-9]*', part) for part in re.split(r'[^A-Za-z0-9]+', value)))
+          or any(re.fullmatch(r'[A-Z][A-Z0-9]*', part)
+                 for part in re.split(r'[^A-Za-z0-9]+', value)))
 
 
 def variants(text: str) -> list[str]:

@@ -400,7 +400,8 @@ def write_converted_run(workdir: str, converted: Converted,
 
 
 def convert_file(checkpoint: str, model: str, workdir: str,
-                 class_names_file: str | None = None) -> tuple[Converted, ml_collections.ConfigDict]:
+                 class_names_file: str | None = None
+                 ) -> tuple[Converted, ml_collections.ConfigDict]:
   """The authors' checkpoint file as a run in `workdir`."""
   names = read_class_names(class_names_file) if class_names_file else None
   converted = convert_state_dict(read_state_dict(checkpoint), model, checkpoint)

@@ -40,5 +40,6 @@ class ResNetCifar(nn.Module):
     for stage, width in enumerate(self.widths):
       for block in range(self.blocks_per_stage):
         strides = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
+        name = f'stage{stage + 1}_block{block + 1}'
+        x = BasicBlock(width, strides, self.conv, name=name)(x, train)
     return pooled_logits(x, self.num_classes, self.conv.dtype)

@@ -109,7 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
 # batches, how the result is exported. A resume may change these freely.
 OUTSIDE_THE_TRAJECTORY = frozenset({
     'log_every_steps', 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
-    'stop_agree_seconds', 'export_formats', 'data_dir', 'data_workers', 'eval_batch_size', 'eval_split', 'try_arg'})
+    'stop_agree_seconds', 'export_formats', 'data_dir', 'data_workers', 'eval_batch_size',
+    'eval_split', 'try_arg'})
 
 
 def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:

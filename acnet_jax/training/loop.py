@@ -245,7 +245,8 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
         # Wall clock, evaluations and saves included: what an epoch really costs.
         summary['steps_per_s'] = (step - checked_step) / (now - checked_time)
         # The share of the wall clock the loop waited for input batches.
-        summary['data_wait_share'] = (trainer.feed.wait_seconds - checked_wait) / (now - checked_time)
+        summary['data_wait_share'] = ((trainer.feed.wait_seconds - checked_wait)
+                                      / (now - checked_time))
         history, checked_step, checked_time = [], step, now
         checked_wait = trainer.feed.wait_seconds
         if writer:

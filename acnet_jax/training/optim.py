@@ -27,7 +27,8 @@ def create_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) 
   elif config.lr_schedule == 'cosine':
     main = optax.cosine_decay_schedule(rate, total_steps, alpha=0.0)
   else:
-    raise InputError(f'unknown lr_schedule {config.lr_schedule!r}; valid: {", ".join(LR_SCHEDULES)}')
+    raise InputError(f'unknown lr_schedule {config.lr_schedule!r}; '
+                     f'valid: {", ".join(LR_SCHEDULES)}')
   warmup_steps = int(config.warmup_epochs * steps_per_epoch)
   if not warmup_steps:
     return main
@@ -64,5 +65,6 @@ def create_optimizer(config: ml_collections.ConfigDict,
           config.weight_decay,
           functools.partial(weight_decay_mask, on_bn_and_bias=config.weight_decay_on_bn_and_bias)),
       optax.multi_transform(
-          {'bias': sgd(lambda step: config.bias_lr_factor * schedule(step)), 'other': sgd(schedule)},
+          {'bias': sgd(lambda step: config.bias_lr_factor * schedule(step)),
+           'other': sgd(schedule)},
           bias_labels))

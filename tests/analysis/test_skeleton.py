@@ -40,7 +40,8 @@ def test_regions_on_a_5x5_kernel():
 def test_magnitudes_are_normalised_per_layer_then_averaged():
   first = jnp.zeros((3, 3, 2, 2)).at[1, 1].set(-4.0).at[0, 0, 0, 0].set(2.0)
   second = jnp.ones((3, 3, 1, 1)).at[2, 2].set(3.0)
-  params = {'a': {'kernel': first}, 'b': {'kernel': second}, 'c': {'kernel': jnp.ones((1, 1, 2, 2))}}
+  params = {'a': {'kernel': first}, 'b': {'kernel': second},
+            'c': {'kernel': jnp.ones((1, 1, 2, 2))}}
   assert set(skeleton.square_kernels(params)) == {'a', 'b'}
   expected_first = np.zeros((3, 3))
   expected_first[1, 1], expected_first[0, 0] = 1.0, 0.125  # mean |w|: 4 and 0.5.

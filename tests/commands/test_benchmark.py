@@ -41,7 +41,8 @@ def test_the_benchmark_measures_every_variant(tmp_path):
       {(conv, n) for conv in ('normal', 'acnet', 'dbb', 'repvgg', 'acnet_online') for n in (1, 2)}
   normal = next(r for r in report['train'] if r['conv'] == 'normal' and r['feed'] == 'pipeline')
   dbb = next(r for r in report['train'] if r['conv'] == 'dbb' and r['feed'] == 'pipeline')
-  assert report['ratios']['train_time_dbb/normal'] == pytest.approx(dbb['step_s'] / normal['step_s'])
+  assert report['ratios']['train_time_dbb/normal'] == \
+      pytest.approx(dbb['step_s'] / normal['step_s'])
   assert {'train_time_acnet_online/acnet_branches', 'train_memory_acnet_online/acnet_stacked',
           'train_memory_acnet_online/normal'} <= set(report['ratios'])
   assert completed.stdout.count('\ntrain ') == 12 and completed.stdout.count('\neval ') == 7

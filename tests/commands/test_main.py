@@ -41,9 +41,9 @@ def parse_error(monkeypatch, *args: str) -> str:
   module of the one it loaded before."""
   monkeypatch.setattr(sys, 'argv', ['main', *args])
   monkeypatch.delitem(sys.modules, 'config_config', raising=False)
-  with pytest.raises(SystemExit) as exit:
+  with pytest.raises(SystemExit) as exited:
     main.parse_flags(sys.argv)
-  return str(exit.value.code)
+  return str(exited.value.code)
 
 
 def test_a_misspelt_config_key_is_one_clean_paragraph(tmp_path, monkeypatch):

@@ -88,7 +88,8 @@ def test_tfds_imagenet_source_under_mock_data():
 
 def test_tfds_data_not_prepared_as_array_record_is_explained(tmp_path):
   command = r'`tfds build mnist --data_dir=.* --file_format=array_record`'
-  with pytest.raises(InputError, match=rf'mnist in .* is not prepared in the array_record .*{command}'):
+  with pytest.raises(InputError,
+                     match=rf'mnist in .* is not prepared in the array_record .*{command}'):
     stream.tfds_source('mnist', str(tmp_path), 'train')
 
 

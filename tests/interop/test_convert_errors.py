@@ -57,11 +57,13 @@ def test_an_hdf5_checkpoint_becomes_a_run_that_restores_its_values(tmp_path):
   # Weight for weight: the square kernel is the transposed torch kernel, the
   # running variance the torch one, and fc1 reads conv3's map in NHWC order.
   square = state.params['conv1']['square']['kernel']
-  np.testing.assert_array_equal(square, weights['conv1.acb.square_conv.weight'].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(square,
+                                weights['conv1.acb.square_conv.weight'].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(state.batch_stats['conv2']['ver_bn']['var'],
                                 weights['conv2.acb.ver_bn.running_var'])
   fc1 = weights['fc1.weight'].reshape(64, 64, 3, 3)  # [out, C, H, W]
-  np.testing.assert_array_equal(state.params['fc1']['kernel'][(1 * 3 + 2) * 64 + 5], fc1[:, 5, 1, 2])
+  np.testing.assert_array_equal(state.params['fc1']['kernel'][(1 * 3 + 2) * 64 + 5],
+                                fc1[:, 5, 1, 2])
 
 
 def test_a_deploy_checkpoint_becomes_the_normal_model_with_the_fused_biases():

@@ -102,5 +102,7 @@ def test_cifar100_head():
 
 
 def test_unknown_model_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='valid models: alexnet, cfqkbnc, densenet40, mobilenet_v1, rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, wrnc16'):
+  with pytest.raises(ValueError, match='valid models: alexnet, cfqkbnc, densenet40, mobilenet_v1, '
+                                       'rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, '
+                                       'wrnc16'):
     create_model('resnet56', 'normal')

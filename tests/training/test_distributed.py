@@ -94,8 +94,8 @@ def cli(workdir: Path, flags: list[str]) -> list[str]:
 
 
 def train_losses(workdir: Path) -> list[float]:
-  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  return [l['train_loss'] for l in lines if 'train_loss' in l]
+  lines = [json.loads(r) for r in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  return [r['train_loss'] for r in lines if 'train_loss' in r]
 
 
 def test_one_and_two_devices_compute_the_same_step(tmp_path):

@@ -76,7 +76,8 @@ def test_an_io_error_on_every_try_stops_naming_the_checkpoint_and_moves_nothing(
   before = files(workdir)
   failed = inject(monkeypatch, OSError(errno.EIO, 'Input/output error'), NEWEST)
   with pytest.raises(UnreadableCheckpoint,
-                     match=rf'cannot read the checkpoint of step {NEWEST} in {workdir}/checkpoints: '
+                     match=rf'cannot read the checkpoint of step {NEWEST} in '
+                           rf'{workdir}/checkpoints: '
                            r'OSError: \[Errno 5\] Input/output error\. Nothing was moved or '
                            r'deleted'):
     restore(workdir)

@@ -128,7 +128,8 @@ def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
     x = x.astype(dtype)
     state, metrics = update(state, x, y)
     at = convert(saving.numpy_state_dict(net))
-    images, labels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
+    images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(y).long()
     rounding = 0.0  # What rounding alone does to their gradients: nothing to see in float64.
     if not float64:
       exact = copy.deepcopy(net).double()  # Before their backward pass: no gradients to copy.
