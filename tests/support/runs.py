@@ -60,9 +60,14 @@ def final_state(workdir: Path, config: ml_collections.ConfigDict) -> tuple[dict,
 
 
 def cli_environment(**extra: str) -> dict[str, str]:
+  """This environment for a command: one host device unless `extra` sets
+  XLA_FLAGS; other XLA flags (a GPU's deterministic ops) pass through."""
   env = {**os.environ, 'PYTHONPATH': str(ROOT), **extra}
   if 'XLA_FLAGS' not in extra:
-    env.pop('XLA_FLAGS', None)
+    flags = [flag for flag in env.pop('XLA_FLAGS', '').split()
+             if not flag.startswith('--xla_force_host_platform_device_count')]
+    if flags:
+      env['XLA_FLAGS'] = ' '.join(flags)
   return env
 
 
