@@ -7,7 +7,10 @@ split:
   - pruning: top-1 with the corners, the skeleton or (5x5 and larger) the
     border of every fused KxK kernel zeroed;
   - robustness: top-1 on the images as they are, flipped left-right or
-    up-down, rotated by 90 and 180 degrees.
+    up-down, rotated by 90 and 180 degrees;
+  - int8 rounding: per region of the fused KxK kernels, how many steps of
+    per-channel int8 the weights span and what rounding costs them
+    (`int8_rounding`).
 `analyze` writes report.json (every number), tables.md and three PNG figures.
 """
 
@@ -27,7 +30,7 @@ import tqdm
 from absl import logging
 from matplotlib.figure import Figure
 
-from acnet_jax.analysis import plots, skeleton
+from acnet_jax.analysis import int8_rounding, plots, skeleton
 from acnet_jax.data import feeds
 from acnet_jax.errors import InputError
 from acnet_jax.training.config import validate_config
@@ -124,6 +127,7 @@ def analyze_run(workdir: str, label: str, data_dir: str | None = None) -> dict[s
                            for path, w in kernels.items()},
       'pruning': {region: top1[f'pruning/{region}'] for region in pruned},
       'robustness': {name: top1[f'robustness/{name}'] for name in TRANSFORMS},
+      'int8_rounding': int8_rounding.model_rounding(to_host(params)),
   }
 
 
@@ -139,7 +143,22 @@ def markdown_tables(runs: Sequence[dict[str, Any]]) -> str:
     return '\n'.join(lines)
   return '\n\n'.join([
       table('Test top-1 (%) with a region of every fused KxK kernel zeroed', 'pruning'),
-      table('Test top-1 (%) on transformed test images', 'robustness')]) + '\n'
+      table('Test top-1 (%) on transformed test images', 'robustness'),
+      rounding_table(runs)]) + '\n'
+
+
+def rounding_table(runs: Sequence[dict[str, Any]]) -> str:
+  """Per run and region, the mean over layers of int8 steps and rounding error."""
+  regions = list(dict.fromkeys(r for run in runs for r in run['int8_rounding']['mean']))
+  lines = ['Per-channel int8 of the fused KxK kernels, mean over layers: mean |w| in int8 '
+           'steps / relative rounding error (%)\n',
+           '| run | ' + ' | '.join(regions) + ' |', '|---|' + '---|' * len(regions)]
+  for run in runs:
+    mean = run['int8_rounding']['mean']
+    cells = [f"{mean[r]['levels']:.1f} / {100 * mean[r]['relative_error']:.2f}" if r in mean
+             else '-' for r in regions]
+    lines.append(f"| {run['label']} | " + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
 
 
 def unique_labels(workdirs: Sequence[str], labels: Sequence[str] | None) -> list[str]:

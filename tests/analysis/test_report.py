@@ -70,6 +70,9 @@ def direct_numbers(run_dir) -> dict:
 
   kernels = [np.asarray(w) for w in jax.tree.leaves(params) if w.ndim == 4 and w.shape[0] == 5]
   per_layer = [np.abs(w).mean((2, 3)) / np.abs(w).mean((2, 3)).max() for w in kernels]
+  # Mean |w| at the corners in steps of each output channel's int8 scale.
+  corner_steps = [np.mean([np.abs(w[i, j]) / (np.abs(w).max((0, 1, 2)) / 127)
+                           for i, j in CORNERS]) for w in kernels]
   return {
       'pruning': {'none': top1(params, x), 'corners': top1(zeroed(CORNERS), x),
                   'skeleton': top1(zeroed(SKELETON), x), 'border': top1(zeroed(RING), x)},
@@ -77,7 +80,8 @@ def direct_numbers(run_dir) -> dict:
                      'flip_ud': top1(params, x[:, ::-1]),
                      'rot90': top1(params, np.rot90(x, 1, (1, 2))),
                      'rot180': top1(params, x[:, ::-1, ::-1])},
-      'magnitudes': np.mean(per_layer, 0), 'num_layers': len(kernels)}
+      'magnitudes': np.mean(per_layer, 0), 'num_layers': len(kernels),
+      'corner_steps': float(np.mean(corner_steps))}
 
 
 @pytest.fixture(scope='module')
@@ -97,6 +101,10 @@ def test_pruning_robustness_and_magnitudes_match_a_direct_computation(report, ex
     np.testing.assert_allclose(run['kernel_magnitudes']['5']['average'], want['magnitudes'],
                                rtol=BLOCK_RTOL)
     assert run['kernel_magnitudes']['5']['num_layers'] == want['num_layers'] == 3
+    rounding = run['int8_rounding']
+    assert len(rounding['layers']) == 3
+    assert rounding['mean']['corners']['levels'] == pytest.approx(want['corner_steps'],
+                                                                  rel=BLOCK_RTOL)
 
 
 def test_the_trained_model_scores_as_its_deploy_model_and_as_eval_json(report):
@@ -113,6 +121,8 @@ def test_the_tables_and_figures_show_the_reports_numbers(report, expected, tmp_p
   for run in result['runs']:
     cells = ' | '.join(f'{100 * v:.2f}' for v in expected[run['label']]['pruning'].values())
     assert f"| {run['label']} | {cells} |" in tables
+    corners = run['int8_rounding']['mean']['corners']
+    assert f"{corners['levels']:.1f} / {100 * corners['relative_error']:.2f}" in tables
   figures = analysis.draw_figures(result['runs'], str(tmp_path))
   heatmaps = [ax.images[0].get_array() for ax in figures['kernel_magnitudes.png'].axes
               if ax.images]
