@@ -1,0 +1,128 @@
+"""Every platform's train and eval steps take their own branch of each platform
+choice (`acnet_jax/blocks/platform.py`): lowered for cuda and tpu they are the
+program of a build without the CPU forms, lowered for cpu that of a build with
+only the CPU forms, for every conv kind (the eval step also runs each kind's
+fused deploy model). Lowering needs no device, so a CPU checks all three.
+
+Cifar-quick (cfqkbnc) has every dispatched op: BN, a max pool and average
+pools (and the DBB's average branch)."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import re
+import sys
+
+import jax
+import pytest
+
+from acnet_jax.blocks import platform
+from acnet_jax.training import steps
+from acnet_jax.training.trainer import Trainer, create_mesh
+from tests.support.runs import tiny_config
+
+KINDS = [('normal', False), ('acnet', False), ('dbb', False), ('repvgg', False),
+         ('acnet', True), ('dbb', True), ('repvgg', True)]
+KIND_IDS = [f'{conv}{"-online" if online else ""}' for conv, online in KINDS]
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+# What a lowering for one platform keeps of a platform choice: `case`s on a
+# constant index (one computes the index, one holds the chosen branch, which
+# XLA inlines), their returns and the index's constants.
+CHOICE_OPS = {'stablehlo.case', 'stablehlo.return', 'stablehlo.constant'}
+# A branch's residuals that the other branch lacks are zeros there (cond's
+# partial evaluation): a constant broadcast that no op of the chosen branch reads.
+ZEROS = re.compile(r'stablehlo\.broadcast_in_dim %c\w*, dims = \[\]')
+
+
+def only(form: str):
+  """on_cpu_or_plain that builds only `form` ('cpu' or 'plain'), no choice."""
+  def choose(cpu, plain, *operands, **static):
+    return (cpu if form == 'cpu' else plain)(*operands, **static)
+  return choose
+
+
+def with_dispatch(dispatch, build):
+  """`build()` with every module's `on_cpu_or_plain` (platform's own included)
+  replaced by `dispatch`."""
+  original = platform.on_cpu_or_plain
+  users = [module for name, module in list(sys.modules.items()) if name.startswith('acnet_jax.')
+           and getattr(module, 'on_cpu_or_plain', None) is original]
+  assert users, 'no module dispatches through platform.on_cpu_or_plain'
+  try:
+    for module in users:
+      module.on_cpu_or_plain = dispatch
+    return build()
+  finally:
+    for module in users:
+      module.on_cpu_or_plain = original
+
+
+def traced_steps(conv: str, online: bool) -> dict[str, jax.stages.Traced]:
+  """The tiny run's jitted train and eval steps, traced on abstract state."""
+  config = tiny_config(model='cfqkbnc', conv=conv, online=online, batch_size=8,
+                       eval_batch_size=8)
+  trainer = Trainer(config, create_mesh())
+  state = trainer.abstract_state
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  deploy = dict(zip(('params', 'batch_stats'),
+                    jax.eval_shape(trainer.fuse, state.params, state.batch_stats)))
+  totals = jax.eval_shape(lambda: steps.zero_totals(config.num_classes))
+  inputs, mask = next(trainer.feed.eval_inputs())
+  return {'train': trainer.train_step.trace(state, trainer.train_inputs(0)),
+          'eval': trainer.eval_step.trace(totals, variables, deploy, inputs, mask)}
+
+
+@functools.cache
+def programs(build: str, conv: str, online: bool) -> dict[tuple[str, str], str]:
+  """StableHLO text by (step, platform): build 'real' (the choice at lowering),
+  'plain' (no CPU form) or 'cpu' (only the CPU forms)."""
+  traced = (traced_steps(conv, online) if build == 'real'
+            else with_dispatch(only(build), lambda: traced_steps(conv, online)))
+  platforms = ('cpu',) if build == 'cpu' else PLATFORMS
+  return {(step, p): traced[step].lower(lowering_platforms=(p,)).as_text()
+          for step in traced for p in platforms}
+
+
+def op_counts(program: str) -> collections.Counter:
+  """Ops by name. A call prints as `call` in a function's body and as
+  `func.call` in a case's region: both count as func.call."""
+  ops = re.findall(r'^\s*(?:%[^=]*= )?"?((?:[a-z_]+\.)?[a-z_]+)[ "(@]', program, re.MULTILINE)
+  return collections.Counter('func.call' if op == 'call' else op for op in ops
+                             if '.' in op or op == 'call')
+
+
+def assert_same_program_but_the_choice(actual: str, expected: str) -> None:
+  """`actual` has every op of `expected`, and beyond them only the platform
+  choice and zeros standing in for the other branch's residuals."""
+  ops, expected_ops = op_counts(actual), op_counts(expected)
+  assert not expected_ops - ops, f'ops missing: {dict(expected_ops - ops)}'
+  extra = ops - expected_ops
+  zeros = len(ZEROS.findall(actual)) - len(ZEROS.findall(expected))
+  assert extra.pop('stablehlo.broadcast_in_dim', 0) <= max(zeros, 0), \
+      'a broadcast beyond the zeros of the other branch'
+  assert set(extra) <= CHOICE_OPS, f'ops of the other branch: {dict(extra)}'
+
+
+@pytest.mark.parametrize('conv,online', KINDS, ids=KIND_IDS)
+def test_cuda_and_tpu_run_the_plain_ops_and_nothing_of_the_cpu_forms(conv, online):
+  real, plain = programs('real', conv, online), programs('plain', conv, online)
+  # The reference has no choice left: every dispatch was replaced.
+  assert all('stablehlo.case' not in program for program in plain.values())
+  for step in ('train', 'eval'):
+    for p in ('cuda', 'tpu'):
+      assert_same_program_but_the_choice(real[step, p], plain[step, p])
+  # XLA's max-pool gradient, not the CPU's per-offset form.
+  assert all('select_and_scatter' in real['train', p] for p in ('cuda', 'tpu'))
+
+
+@pytest.mark.parametrize('conv,online', KINDS, ids=KIND_IDS)
+def test_the_cpu_runs_the_cpu_forms(conv, online):
+  real, cpu = programs('real', conv, online), programs('cpu', conv, online)
+  assert all('stablehlo.case' not in program for program in cpu.values())
+  for step in ('train', 'eval'):
+    assert_same_program_but_the_choice(real[step, 'cpu'], cpu[step, 'cpu'])
+  assert 'select_and_scatter' not in real['train', 'cpu']
+  # Not vacuous: the CPU forms' train step is another program than the plain one.
+  assert op_counts(real['train', 'cpu']) != op_counts(programs('plain', conv, online)['train',
+                                                                                      'cpu'])
