@@ -64,9 +64,12 @@ def test_avg_pool_values_and_gradients_are_flaxs(case):
   np.testing.assert_allclose(grad(ours), grad(flax), rtol=0, atol=bound)
 
 
-def test_the_cpu_gradient_is_what_runs_here():
-  """The custom gradient, not XLA's: no select-and-scatter in the program."""
+def test_the_cpu_gradient_is_what_the_cpu_lowering_runs():
+  """The custom gradient, not XLA's, lowered for the CPU (whatever this
+  machine's backend): no select-and-scatter in the program; lowered for cuda,
+  XLA's select-and-scatter."""
   x = inputs(16, 16, ties=False)
-  hlo = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, (3, 3), (2, 2))))).lower(
-      x).as_text()
-  assert 'select_and_scatter' not in hlo and 'select-and-scatter' not in hlo
+  traced = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, (3, 3), (2, 2))))).trace(x)
+  hlo = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ('cpu', 'cuda')}
+  assert 'select_and_scatter' not in hlo['cpu'] and 'select-and-scatter' not in hlo['cpu']
+  assert 'select_and_scatter' in hlo['cuda']
