@@ -1,5 +1,7 @@
 """Runs a plan's runs one after another, each as `python -m acnet_jax.main`
-in a child process, and picks up where it stopped when started again.
+(or, for a PyTorch reference run, `python -m benchmarks.authors_reference`,
+which writes the same workdir layout) in a child process, and picks up where
+it stopped when started again.
 
 A finished run (its eval.json and the deploy variables of that step) is
 skipped; an unfinished one resumes from its newest checkpoint, since main
@@ -27,7 +29,7 @@ from typing import Any
 
 from absl import logging
 
-from acnet_jax.campaigns.plan import Plan, train_arguments
+from acnet_jax.campaigns.plan import Plan, train_command
 from acnet_jax.training.lock import WorkdirBusy, WorkdirLock
 
 PROVENANCE_FILE = 'campaign.jsonl'
@@ -69,7 +71,8 @@ def code_version() -> dict[str, Any]:
       return None
 
   commit = git('rev-parse', 'HEAD')
-  changed = git('status', '--porcelain', '--untracked-files=no', '--', 'acnet_jax', 'configs')
+  changed = git('status', '--porcelain', '--untracked-files=no', '--', 'acnet_jax', 'configs',
+                'benchmarks', 'tests/support/authors_torch')
   return {'commit': commit, 'modified': bool(changed) if commit else None}
 
 
@@ -146,13 +149,13 @@ def run_plan(plan: Plan, root: str, data_dir: str | None) -> int:
         before = newest_checkpoint_step(workdir)
         logging.info('%s: %s', label, 'from scratch' if before is None else
                      f'resuming from the checkpoint of step {before:,}')
-        arguments = train_arguments(plan, run, workdir, data_dir)
+        module, arguments = train_command(plan, run, workdir, data_dir)
         started = time.strftime('%Y-%m-%dT%H:%M:%S%z')
-        code = supervisor.run([sys.executable, '-m', 'acnet_jax.main', *arguments])
+        code = supervisor.run([sys.executable, '-m', module, *arguments])
         record_segment(workdir, {'started': started, 'ended': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                                'exit_code': code, 'from_step': before,
                                'to_step': newest_checkpoint_step(workdir), **version,
-                               'arguments': arguments})
+                               'module': module, 'arguments': arguments})
         if code != 0:
           how = 'was stopped' if supervisor.stopped else f'failed (exit code {code})'
           logging.warning('%s %s; run the same command again to resume it.', label, how)
