@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from acnet_jax.campaigns.plan import Plan, Run, load_plan, train_arguments
+from acnet_jax.campaigns.plan import Plan, Run, load_plan, train_arguments, train_command
 from acnet_jax.errors import InputError
 from acnet_jax.main import flatten_keys
 from acnet_jax.training.config import get_config
+from benchmarks import authors_reference
 from tests.support.runs import ROOT
 
 
@@ -19,6 +20,27 @@ def test_a_runs_arguments_merge_the_plans_overrides_its_own_and_its_seed():
       '--config=configs/cfqkbnc_acnet.py', '--workdir=root/a',
       '--config.dataset=image_folder', '--config.eval_every_epochs=5', '--config.online=True',
       '--config.seed=3', '--config.data_dir=/data/cifar10']
+
+
+def test_a_reference_run_is_the_pytorch_trainers_with_its_own_flags_only():
+  plan = Plan('p', (Run('n', 'configs/cfqkbnc_normal.py', 'normal', 0),
+                    Run('t', 'acnet', 'acnet, PyTorch', 2, overrides={'epochs': 150},
+                        trainer='pytorch_reference')),
+              overrides={'dataset': 'image_folder', 'eval_every_epochs': 10})
+  module, arguments = train_command(plan, plan.runs[0], 'root/n', '/data')
+  assert (module, arguments) == ('acnet_jax.main', train_arguments(plan, plan.runs[0], 'root/n',
+                                                                   '/data'))
+  module, arguments = train_command(plan, plan.runs[1], 'root/t', '/data')
+  assert (module, arguments) == (
+      'benchmarks.authors_reference',
+      ['--workdir=root/t', '--arm=acnet', '--epochs=150', '--seed=2', '--data_dir=/data'])
+  parsed = authors_reference.parser().parse_args(arguments)
+  assert (parsed.arm, parsed.seed, parsed.epochs) == ('acnet', 2, 150)
+
+
+def test_an_unknown_trainer_is_refused():
+  with pytest.raises(InputError, match="trainer 'torch'; the trainers are acnet_jax, "):
+    Plan('p', (Run('a', 'normal', 'normal', 0, trainer='torch'),))
 
 
 def test_two_runs_of_one_name_are_refused():
@@ -50,6 +72,10 @@ def test_the_plans_in_configs_name_existing_configs_and_keys(path):
   plan = load_plan(str(path))
   keys = set(flatten_keys(get_config().to_dict()))
   for run in plan.runs:
+    if run.trainer == 'pytorch_reference':
+      assert run.config in authors_reference.ARMS, run.name
+      assert set(run.overrides) <= authors_reference.flag_names(), run.name
+      continue
     assert (ROOT / run.config.split(':')[0]).is_file(), run.config
     assert set(plan.overrides) | set(run.overrides) <= keys, run.name
   assert set(plan.published) <= set(plan.arms())
