@@ -74,7 +74,7 @@ def run_result(plan: Plan, results: str, name: str) -> dict[str, Any] | None:
   steps_per_epoch = evaluation['step'] / config['num_epochs']
   starts = read_jsonl(os.path.join(folder, PROVENANCE_FILE))
   return {
-      'run': name, 'arm': run.arm, 'seed': run.seed,
+      'run': name, 'arm': run.arm, 'seed': run.seed, 'trainer': run.trainer,
       'top1': 100 * evaluation['top1'], 'fused_top1': 100 * evaluation['fused_top1'],
       'test_examples': evaluation['num_examples'], 'steps': evaluation['step'],
       'epochs': config['num_epochs'],
@@ -126,18 +126,23 @@ def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def plot_curves(plan: Plan, rows: Sequence[Mapping[str, Any]], path: str) -> None:
-  """Test top-1 against epochs: a line per run, a colour per arm, the
-  published figure of each arm dashed."""
+  """Test top-1 against epochs: a line per run, a colour per arm (the PyTorch
+  reference runs dotted), the published figure of each arm dashed (once for
+  arms that share it)."""
   fig, ax = plt.subplots(figsize=(7, 4.5))
   colors = dict(zip(plan.arms(), plt.rcParams['axes.prop_cycle'].by_key()['color']))
   for row in rows:
     epochs, top1 = zip(*row['curve']) if row['curve'] else ((), ())
     ax.plot(epochs, top1, marker='.', color=colors[row['arm']],
+            linestyle=':' if row['trainer'] == 'pytorch_reference' else '-',
             label=f"{row['arm']}, seed {row['seed']}")
+  shared: dict[float, list[str]] = {}
   for arm, published in plan.published.items():
     if arm in colors:
-      ax.axhline(published, color=colors[arm], linestyle='--', linewidth=1,
-                 label=f'{arm}, published')
+      shared.setdefault(published, []).append(arm)
+  for published, arms in shared.items():
+    ax.axhline(published, color=colors[arms[0]], linestyle='--', linewidth=1,
+               label=f'{" / ".join(arms)}, published')
   if plan.published:  # Room above the highest published line.
     ax.set_ylim(top=max(ax.get_ylim()[1], max(plan.published.values()) + 0.5))
   ax.set_xlabel('epoch')

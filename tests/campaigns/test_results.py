@@ -69,3 +69,27 @@ def test_the_curve_is_in_epochs_and_keeps_the_last_of_a_repeated_step(tmp_path):
   metrics = [{'step': 10, 'test_top1': 0.5}, {'step': 10, 'test_top1': 0.6},
              {'step': 20, 'test_top1': 0.7}, {'step': 15, 'train_loss': 1.0}]
   assert results.test_curve(metrics, steps_per_epoch=10) == [[1.0, 60.0], [2.0, 70.0]]
+
+
+def test_a_reference_arm_is_a_row_of_its_own_not_seeds_of_ours(tmp_path):
+  reference = "normal, PyTorch (authors' code)"
+  plan = Plan('p', (Run('normal_seed0', 'c.py', 'normal', 0),
+                    Run('torch_normal_seed0', 'normal', reference, 0,
+                        trainer='pytorch_reference'),
+                    Run('normal_seed1', 'c.py', 'normal', 1)),
+              published={'normal': 86.20, reference: 86.20})
+  root, out = tmp_path / 'root', tmp_path / 'results'
+  for name, top1 in (('normal_seed0', 0.8345), ('torch_normal_seed0', 0.8600),
+                     ('normal_seed1', 0.8355)):
+    write_run(root / name, top1, top1)
+  results.copy_evidence(plan, str(root), str(out))
+  report = results.summarize(plan, str(out))
+  ours, theirs = report['arms']
+  assert (ours['arm'], ours['n'], ours['mean']) == ('normal', 2, pytest.approx(83.50))
+  assert (theirs['arm'], theirs['n'], theirs['by_seed']) == (reference, 1,
+                                                             pytest.approx({'0': 86.00}))
+  assert [row['trainer'] for row in report['runs']] == \
+      ['acnet_jax', 'pytorch_reference', 'acnet_jax']
+  assert (out / 'table.md').read_text().splitlines()[3] == \
+      f'| {reference} | 86.20 | 86.00 | – | 86.00 (1) | -0.20 | 0.00 |'
+  assert (out / 'curves.png').stat().st_size > 0
