@@ -450,9 +450,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(1)
   except Stopped as stopped:
     step = newest_checkpoint_step(args.workdir)
-    where = 'no checkpoint yet' if step is None else f'the checkpoint of step {step}'
-    log.warning('Stopped by %s; %s is in %s (the epoch in progress is lost). Run the same '
-                'command again to resume.', stopped, where, args.workdir)
+    saved = 'no checkpoint was saved yet' if step is None else \
+        f'the checkpoint of step {step} is in {args.workdir}/checkpoints'
+    log.warning('Stopped by %s; %s (the epoch in progress is lost). Run the same command '
+                'again to resume.', stopped, saved)
     sys.exit(128 + stopped.signal_number)
   finally:
     lock.release()
