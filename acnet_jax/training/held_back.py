@@ -26,22 +26,26 @@ def is_closed_loop(error: BaseException | None) -> bool:
 
 
 class HeldBack(logging.Filter):
-  """Once installed, holds back the error records that `is_failure` says are
-  failed writes, and closed-loop errors, until `release()` shows them after
+  """Once installed, holds back the error records of failed writes (by their
+  exception: `is_failure`; a record without one, by its message:
+  `says_failure`), and closed-loop errors, until `release()` shows them after
   all; never released, it holds them back for good (a paragraph said it all)."""
 
-  def __init__(self, is_failure: Callable[[BaseException], bool]):
+  def __init__(self, is_failure: Callable[[BaseException], bool],
+               says_failure: Callable[[str], bool]):
     super().__init__()
     self.is_failure = is_failure
+    self.says_failure = says_failure
     self.records: list[logging.LogRecord] = []
     self.closed_loops: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
     self.loggers = [logging.getLogger(name) for name in BACKGROUND_LOGGERS]
     self.excepthook, self.unraisablehook = sys.excepthook, sys.unraisablehook
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+      return True
     error = record.exc_info[1] if record.exc_info else None
-    if record.levelno >= logging.ERROR and self.is_failure(
-        error or OSError(record.getMessage())):
+    if self.is_failure(error) if error else self.says_failure(record.getMessage()):
       self.records.append(record)
       return False
     return True

@@ -86,7 +86,10 @@ def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   the user was already told about (REPORTED_ERRORS) and all others pass
   unchanged, and what was held back is shown then."""
   identity = folder_identity(workdir)
-  held = HeldBack(lambda error: failure_of(error, workdir, identity) is not None)
+  # A message alone counts only where it names a write's OS error: once the
+  # workdir is gone, every record would count otherwise, the paragraph's too.
+  held = HeldBack(lambda error: failure_of(error, workdir, identity) is not None,
+                  lambda message: write_failure(OSError(message), workdir) is not None)
   held.install()
   reported = False
   try:

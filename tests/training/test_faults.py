@@ -165,7 +165,7 @@ def test_background_write_failures_are_counted_in_the_paragraph_not_logged(tmp_p
                        f'"{tmp_path}/checkpoints/3/d/1": No space left on device '
                        "[os_error_code='28']")
   with pytest.raises(write_failures.WriteFailed,
-                     match=r'; background writes that failed alike: 2\)\.'):
+                     match=r'; background writes that failed alike: 3\)\.'):
     with write_failures.reported_as_one_paragraph(str(tmp_path)):
       for _ in range(2):  # As Orbax's save threads log them.
         try:
@@ -173,9 +173,24 @@ def test_background_write_failures_are_counted_in_the_paragraph_not_logged(tmp_p
         except ValueError:
           absl_logging.exception('_SignalingThread.run() raised an exception')
       absl_logging.error('an error of another kind')
+      absl_logging.error('%s', failure)  # Its message alone names the failure.
       raise RuntimeError('the save failed') from failure
   assert 'an error of another kind' in caplog.text
-  assert 'SignalingThread' not in caplog.text
+  assert 'SignalingThread' not in caplog.text and 'RESOURCE_EXHAUSTED' not in caplog.text
+
+
+def test_once_the_workdir_is_gone_records_without_a_write_error_are_still_shown(
+    tmp_path, caplog, hooks_restored):
+  """The paragraph itself is logged after the block, the filter still in
+  place: a gone workdir must not make every error record a failed write."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  with pytest.raises(write_failures.WriteFailed) as failed:
+    with write_failures.reported_as_one_paragraph(str(workdir)):
+      workdir.rmdir()
+      raise ValueError('No ArrayMetadata found')
+  absl_logging.error('%s', failed.value)
+  assert f'cannot write to {workdir} (No such file or directory' in caplog.text
 
 
 def test_what_is_held_back_is_shown_when_no_write_failed(tmp_path, caplog, capsys,
