@@ -18,5 +18,17 @@ from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.fusion import FusionError, fuse_params, to_normal
 from acnet_jax.models import create_model
 
-__all__ = ['ACB', 'ACBOptions', 'DBB', 'ConvBN', 'ConvBias', 'ConvSwitch', 'FusionError',
-           'RepVGG', 'create_model', 'fuse_params', 'models', 'to_normal']
+__all__ = [
+  'ACB',
+  'ACBOptions',
+  'DBB',
+  'ConvBN',
+  'ConvBias',
+  'ConvSwitch',
+  'FusionError',
+  'RepVGG',
+  'create_model',
+  'fuse_params',
+  'models',
+  'to_normal',
+]

@@ -19,8 +19,12 @@ def define_flags() -> None:
   """Only when run as a command: importing the module defines no global flags."""
   flags.DEFINE_multi_string('workdir', None, 'A trained run (repeat the flag for several).')
   flags.DEFINE_string('output', None, 'Folder for report.json, tables.md and the PNG figures.')
-  flags.DEFINE_list('labels', None, 'Names of the runs in plots and tables, one per --workdir '
-                    "(default: the workdirs' folder names).")
+  flags.DEFINE_list(
+    'labels',
+    None,
+    'Names of the runs in plots and tables, one per --workdir '
+    "(default: the workdirs' folder names).",
+  )
   flags.DEFINE_string('data_dir', None, "Overrides the runs' data_dir (data moved since training).")
   flags.mark_flags_as_required(['workdir', 'output'])
 

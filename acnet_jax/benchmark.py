@@ -38,8 +38,11 @@ from acnet_jax.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'rc56', 'Model name, e.g. rc56, cfqkbnc, wrnc16.')
-flags.DEFINE_list('convs', ['normal', 'acnet'], 'Conv kinds to train, of: '
-                  f'{", ".join(BENCHMARK_CONVS)} (<kind>_online: config.online).')
+flags.DEFINE_list(
+  'convs',
+  ['normal', 'acnet'],
+  f'Conv kinds to train, of: {", ".join(BENCHMARK_CONVS)} (<kind>_online: config.online).',
+)
 flags.DEFINE_list('acb_impls', list(ACB_IMPLS), 'ACB computations to time for acnet.')
 flags.DEFINE_integer('batch_size', 64, 'Global train batch size.')
 flags.DEFINE_integer('eval_batch_size', 500, 'Global eval batch size.')
@@ -47,28 +50,54 @@ flags.DEFINE_integer('num_devices', 0, 'Devices of the mesh; 0 = all of the back
 flags.DEFINE_string('backend', None, "jax backend ('cpu', 'gpu', 'tpu'); default: jax's.")
 flags.DEFINE_integer('steps', 5, 'Timed steps per measurement (their median is reported).')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_integer('train_examples', 0, 'Size of the synthetic train split on device; '
-                     '0 = 50,000 at 32 px, else enough for the timed steps.')
-flags.DEFINE_integer('image_size', 32,
-                     'Side of the synthetic images, e.g. 224 for ImageNet models.')
-flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to train and evaluate in: float32, '
-                  'bfloat16 (ratios and devices use the first).')
-flags.DEFINE_bool('pipeline', False, 'Time the streaming input pipeline on --data_dir instead: '
-                  'decoded+augmented images/s per core, and with --model the share of a '
-                  'streamed train step spent waiting for data.')
+flags.DEFINE_integer(
+  'train_examples',
+  0,
+  'Size of the synthetic train split on device; '
+  '0 = 50,000 at 32 px, else enough for the timed steps.',
+)
+flags.DEFINE_integer(
+  'image_size', 32, 'Side of the synthetic images, e.g. 224 for ImageNet models.'
+)
+flags.DEFINE_list(
+  'dtypes',
+  ['float32'],
+  'Compute dtypes to train and evaluate in: float32, bfloat16 (ratios and devices use the first).',
+)
+flags.DEFINE_bool(
+  'pipeline',
+  False,
+  'Time the streaming input pipeline on --data_dir instead: '
+  'decoded+augmented images/s per core, and with --model the share of a '
+  'streamed train step spent waiting for data.',
+)
 flags.DEFINE_string('data_dir', None, 'With --pipeline: an image folder (train/<class>/*).')
 flags.DEFINE_list('num_workers', ['1', '2'], 'With --pipeline: decoding threads to try.')
-flags.DEFINE_integer('matmul_size', 0, 'Side of the square matmul that measures the peak; '
-                     '0 = 2048 on CPU, 8192 elsewhere.')
-flags.DEFINE_bool('breakdown', False, 'Also time the forward, input-gradient and '
-                  'weight-gradient parts of each train step.')
-flags.DEFINE_bool('loop', False, "Time the training loop against the bare jitted step instead "
-                  '(--model, --batch_size, --steps of the loop: e.g. --model=rc8 --batch_size=32 '
-                  '--steps=600).')
-flags.DEFINE_bool('profile', False, 'Also trace each train step and print where its time goes, '
-                  'per kind of op.')
-flags.DEFINE_string('output', os.path.join(tempfile.gettempdir(), 'acnet_jax_benchmark.json'),
-                    'Where to write the JSON report.')
+flags.DEFINE_integer(
+  'matmul_size',
+  0,
+  'Side of the square matmul that measures the peak; 0 = 2048 on CPU, 8192 elsewhere.',
+)
+flags.DEFINE_bool(
+  'breakdown',
+  False,
+  'Also time the forward, input-gradient and weight-gradient parts of each train step.',
+)
+flags.DEFINE_bool(
+  'loop',
+  False,
+  'Time the training loop against the bare jitted step instead '
+  '(--model, --batch_size, --steps of the loop: e.g. --model=rc8 --batch_size=32 '
+  '--steps=600).',
+)
+flags.DEFINE_bool(
+  'profile', False, 'Also trace each train step and print where its time goes, per kind of op.'
+)
+flags.DEFINE_string(
+  'output',
+  os.path.join(tempfile.gettempdir(), 'acnet_jax_benchmark.json'),
+  'Where to write the JSON report.',
+)
 
 
 def pipeline_main(devices: Sequence[jax.Device]) -> None:
@@ -76,18 +105,28 @@ def pipeline_main(devices: Sequence[jax.Device]) -> None:
   if not FLAGS.data_dir:
     raise app.UsageError('--pipeline needs --data_dir=FOLDER holding train/<class>/*')
   try:
-    results = [time_decoding(FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size,
-                                      int(workers), FLAGS.steps)
-               for workers in FLAGS.num_workers]
+    results = [
+      time_decoding(FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, int(workers), FLAGS.steps)
+      for workers in FLAGS.num_workers
+    ]
     print(format_table(results))
-    fed = time_streamed_training(FLAGS.model, FLAGS.data_dir, FLAGS.image_size,
-                                 FLAGS.batch_size, int(FLAGS.num_workers[-1]), devices,
-                                 FLAGS.steps, FLAGS.warmup)
+    fed = time_streamed_training(
+      FLAGS.model,
+      FLAGS.data_dir,
+      FLAGS.image_size,
+      FLAGS.batch_size,
+      int(FLAGS.num_workers[-1]),
+      devices,
+      FLAGS.steps,
+      FLAGS.warmup,
+    )
   except InputError as e:
     raise app.UsageError(str(e)) from None
-  print(f"\n{fed['model']} normal, train step fed by the stream ({fed['num_workers']} threads): "
-        f"{fed['step_s'] * 1e3:.0f} ms/step, {fed['images_per_s']:.1f} img/s, waiting for data "
-        f"{fed['data_wait_share']:.1%} of the time")
+  print(
+    f'\n{fed["model"]} normal, train step fed by the stream ({fed["num_workers"]} threads): '
+    f'{fed["step_s"] * 1e3:.0f} ms/step, {fed["images_per_s"]:.1f} img/s, waiting for data '
+    f'{fed["data_wait_share"]:.1%} of the time'
+  )
   with open(FLAGS.output, 'w') as f:
     json.dump({'pipeline': results, 'streamed_train_step': fed}, f, indent=1)
   print(f'\nwrote {FLAGS.output}')
@@ -99,27 +138,42 @@ def main(argv: Sequence[str]) -> None:
   devices = jax.devices(FLAGS.backend) if FLAGS.backend else jax.devices()
   if FLAGS.num_devices:
     if FLAGS.num_devices > len(devices):
-      raise app.UsageError(f'--num_devices={FLAGS.num_devices} but the backend has '
-                           f'{len(devices)} devices')
-    devices = devices[:FLAGS.num_devices]
+      raise app.UsageError(
+        f'--num_devices={FLAGS.num_devices} but the backend has {len(devices)} devices'
+      )
+    devices = devices[: FLAGS.num_devices]
   if FLAGS.pipeline:
     return pipeline_main(devices)
   if FLAGS.loop:
     result = time_loop_overhead(FLAGS.model, FLAGS.batch_size, FLAGS.steps)
-    print(f"{result['model']} batch {result['batch_size']}: the loop "
-          f"{result['loop_steps_per_s']:.1f} steps/s, the bare step "
-          f"{result['bare_steps_per_s']:.1f} steps/s: the loop adds "
-          f"{result['overhead']:.1%}")
+    print(
+      f'{result["model"]} batch {result["batch_size"]}: the loop '
+      f'{result["loop_steps_per_s"]:.1f} steps/s, the bare step '
+      f'{result["bare_steps_per_s"]:.1f} steps/s: the loop adds '
+      f'{result["overhead"]:.1%}'
+    )
     with open(FLAGS.output, 'w') as f:
       json.dump(result, f, indent=1)
     return print(f'\nwrote {FLAGS.output}')
   matmul_size = FLAGS.matmul_size or (2048 if devices[0].platform == 'cpu' else 8192)
   try:
-    report = run_benchmark(FLAGS.model, FLAGS.convs, FLAGS.acb_impls, FLAGS.batch_size,
-                           FLAGS.eval_batch_size, devices, FLAGS.steps, FLAGS.warmup,
-                           FLAGS.train_examples, matmul_size, FLAGS.breakdown, progress=print,
-                           image_size=FLAGS.image_size, dtypes=FLAGS.dtypes,
-                           profiled=FLAGS.profile)
+    report = run_benchmark(
+      FLAGS.model,
+      FLAGS.convs,
+      FLAGS.acb_impls,
+      FLAGS.batch_size,
+      FLAGS.eval_batch_size,
+      devices,
+      FLAGS.steps,
+      FLAGS.warmup,
+      FLAGS.train_examples,
+      matmul_size,
+      FLAGS.breakdown,
+      progress=print,
+      image_size=FLAGS.image_size,
+      dtypes=FLAGS.dtypes,
+      profiled=FLAGS.profile,
+    )
   except InputError as e:
     raise app.UsageError(str(e)) from None
   print(format_report(report))

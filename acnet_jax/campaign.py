@@ -28,13 +28,24 @@ from acnet_jax.errors import InputError
 def define_flags() -> None:
   """Only when run as a command: importing the module defines no global flags."""
   flags.DEFINE_string('plan', None, 'A plan file, e.g. configs/campaigns/cifar_quick_full.py.')
-  flags.DEFINE_enum('mode', 'run', ['run', 'collect'],
-                    'run: train the unfinished runs in order; collect: the results table.')
-  flags.DEFINE_string('root', None, 'The folder of the runs\' workdirs, ROOT/<run name>.')
-  flags.DEFINE_string('data_dir', None, "The image folder or tfds data_dir of the plan's "
-                      'runs (where it lies on this machine; not part of what training computes).')
-  flags.DEFINE_string('results', None, 'collect: the folder for the evidence files, '
-                      'results.json, table.md and curves.png.')
+  flags.DEFINE_enum(
+    'mode',
+    'run',
+    ['run', 'collect'],
+    'run: train the unfinished runs in order; collect: the results table.',
+  )
+  flags.DEFINE_string('root', None, "The folder of the runs' workdirs, ROOT/<run name>.")
+  flags.DEFINE_string(
+    'data_dir',
+    None,
+    "The image folder or tfds data_dir of the plan's "
+    'runs (where it lies on this machine; not part of what training computes).',
+  )
+  flags.DEFINE_string(
+    'results',
+    None,
+    'collect: the folder for the evidence files, results.json, table.md and curves.png.',
+  )
   flags.mark_flag_as_required('plan')
 
 
@@ -44,8 +55,9 @@ def collect(plan_path: str, root: str | None, folder: str | None) -> None:
   plan = load_plan(plan_path)
   if root:
     copied = results.copy_evidence(plan, root, folder)
-    logging.info('Copied the evidence of %d finished runs: %s', len(copied),
-                 ', '.join(copied) or 'none')
+    logging.info(
+      'Copied the evidence of %d finished runs: %s', len(copied), ', '.join(copied) or 'none'
+    )
   report = results.summarize(plan, folder)
   print(results.markdown_table(report['arms']), end='')
 

@@ -17,7 +17,8 @@ QUIET_INFO = ('/orbax/', '/jax/_src/xla_bridge.py')
 
 def quiet_library_info(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or not any(
-      part in record.pathname for part in QUIET_INFO)
+    part in record.pathname for part in QUIET_INFO
+  )
 
 
 def setup_logging() -> None:

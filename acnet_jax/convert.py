@@ -23,9 +23,13 @@ def define_flags() -> None:
   flags.DEFINE_string('checkpoint', None, "The authors' .pth or .hdf5 file.")
   flags.DEFINE_enum('model', None, sorted(MODEL_LAYOUTS), 'Our model it is.')
   flags.DEFINE_string('workdir', None, 'The run to write (a new or empty folder).')
-  flags.DEFINE_string('class_names', None, 'A file of the class names, one a line, in label '
-                      "order; default: CIFAR-10's for 10 classes, ImageNet's WordNet ids for "
-                      '1000.')
+  flags.DEFINE_string(
+    'class_names',
+    None,
+    'A file of the class names, one a line, in label '
+    "order; default: CIFAR-10's for 10 classes, ImageNet's WordNet ids for "
+    '1000.',
+  )
   flags.mark_flags_as_required(['checkpoint', 'model', 'workdir'])
 
 
@@ -36,17 +40,20 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   args = flags.FLAGS
   try:
-    converted, config = convert.convert_file(args.checkpoint, args.model, args.workdir,
-                                             args.class_names)
+    converted, config = convert.convert_file(
+      args.checkpoint, args.model, args.workdir, args.class_names
+    )
   except InputError as error:
     cli.fail(error)
   layout = converted.layout
-  preset = f"{config.try_arg}{CIFAR100_SUFFIX if config.dataset == 'cifar100' else ''}"
-  print(f"Converted the authors' {layout.their_model} ({layout.repository}, "
-        f'{converted.their_kind}) into {args.workdir}: {converted.model}, conv '
-        f'{converted.conv}, {converted.num_classes} classes. Evaluate it with: python -m '
-        f'acnet_jax.main --config=configs/{converted.model}.py:{preset} '
-        f'--workdir={args.workdir} --mode=eval')
+  preset = f'{config.try_arg}{CIFAR100_SUFFIX if config.dataset == "cifar100" else ""}'
+  print(
+    f"Converted the authors' {layout.their_model} ({layout.repository}, "
+    f'{converted.their_kind}) into {args.workdir}: {converted.model}, conv '
+    f'{converted.conv}, {converted.num_classes} classes. Evaluate it with: python -m '
+    f'acnet_jax.main --config=configs/{converted.model}.py:{preset} '
+    f'--workdir={args.workdir} --mode=eval'
+  )
 
 
 if __name__ == '__main__':

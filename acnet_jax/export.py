@@ -38,16 +38,26 @@ def evaluated_top1(workdir: str, step: int) -> float | None:
 def int8_data(config: ml_collections.ConfigDict, calibration_images: int) -> int8.Int8Data:
   """The run's calibration and test images, read as it read its data."""
   if calibration_images < 1:
-    raise InputError(f'--calibration_images={calibration_images}: int8 quantization '
-                     'calibrates on at least one training image (e.g. 512)')
+    raise InputError(
+      f'--calibration_images={calibration_images}: int8 quantization '
+      'calibrates on at least one training image (e.g. 512)'
+    )
   positions = run_images.calibration_indices(config, calibration_images)
-  return int8.Int8Data(run_images.training_images(config, positions), positions, config.seed,
-                       lambda: run_images.test_batches(config))
+  return int8.Int8Data(
+    run_images.training_images(config, positions),
+    positions,
+    config.seed,
+    lambda: run_images.test_batches(config),
+  )
 
 
-def export_run(workdir: str, step: int | None = None,
-               formats: str | tuple[str, ...] = artifacts.DEFAULT_FORMATS,
-               image_size: int = 0, calibration_images: int = 512) -> dict[str, Any]:
+def export_run(
+  workdir: str,
+  step: int | None = None,
+  formats: str | tuple[str, ...] = artifacts.DEFAULT_FORMATS,
+  image_size: int = 0,
+  calibration_images: int = 512,
+) -> dict[str, Any]:
   """Writes DIR/export/ from the run in `workdir`; returns its model.json's
   content. onnx-int8 calibrates on `calibration_images` of the run's training
   images and evaluates on its test images."""
@@ -57,8 +67,10 @@ def export_run(workdir: str, step: int | None = None,
     raise InputError(f'no export format given; valid: {", ".join(artifacts.FORMATS)}')
   image_shape = (image_size, image_size, 3) if image_size else run.input_shape
   if image_shape is None:
-    raise InputError(f'{workdir}/config.json does not record the input shape the run trained '
-                     'at (a run from before it was recorded): pass --image_size')
+    raise InputError(
+      f'{workdir}/config.json does not record the input shape the run trained '
+      'at (a run from before it was recorded): pass --image_size'
+    )
   state = runs.restore_step_or_newest(workdir, run.config, step, image_shape)
   step = int(state.step)
   data = int8_data(run.config, calibration_images) if 'onnx-int8' in formats else None
@@ -66,22 +78,41 @@ def export_run(workdir: str, step: int | None = None,
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   with reported_as_one_paragraph(workdir):
     return artifacts.write_export(
-        os.path.join(workdir, artifacts.EXPORT_DIR), run.config, params, batch_stats,
-        image_shape, step, evaluated_top1(workdir, step), formats, run.class_names, data)
+      os.path.join(workdir, artifacts.EXPORT_DIR),
+      run.config,
+      params,
+      batch_stats,
+      image_shape,
+      step,
+      evaluated_top1(workdir, step),
+      formats,
+      run.class_names,
+      data,
+    )
 
 
 def define_flags() -> None:
   """Only when run as a command: importing the module defines no global flags."""
   flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
   flags.DEFINE_integer('step', None, 'The checkpoint to export; default: the newest intact one.')
-  flags.DEFINE_string('format', ','.join(artifacts.DEFAULT_FORMATS),
-                      f'Comma-separated, of: {", ".join(artifacts.FORMATS)} (torchvision: '
-                      'resnet18/34/50 only; onnx and onnx-int8: the onnx extra; onnx-int8 '
-                      'writes onnx too).')
-  flags.DEFINE_integer('calibration_images', 512, "onnx-int8: how many of the run's training "
-                       "images calibrate the activation ranges (drawn with the run's seed).")
-  flags.DEFINE_integer('image_size', 0, 'Input height and width; default: those the run '
-                       'trained at (its config.json records them).')
+  flags.DEFINE_string(
+    'format',
+    ','.join(artifacts.DEFAULT_FORMATS),
+    f'Comma-separated, of: {", ".join(artifacts.FORMATS)} (torchvision: '
+    'resnet18/34/50 only; onnx and onnx-int8: the onnx extra; onnx-int8 '
+    'writes onnx too).',
+  )
+  flags.DEFINE_integer(
+    'calibration_images',
+    512,
+    "onnx-int8: how many of the run's training "
+    "images calibrate the activation ranges (drawn with the run's seed).",
+  )
+  flags.DEFINE_integer(
+    'image_size',
+    0,
+    'Input height and width; default: those the run trained at (its config.json records them).',
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -94,14 +125,17 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   args = flags.FLAGS
   try:
-    card = export_run(args.workdir, args.step, args.format, args.image_size,
-                      args.calibration_images)
+    card = export_run(
+      args.workdir, args.step, args.format, args.image_size, args.calibration_images
+    )
   except InputError as error:
     cli.fail(error)
   directory = os.path.join(args.workdir, artifacts.EXPORT_DIR)
-  print(f"Exported the deploy model of step {card['step']} to {directory}: "
-        f"{', '.join([*card['files'].values(), artifacts.CARD_FILE])}"
-        + (f', {int8.REPORT_FILE}' if 'onnx-int8' in card['files'] else ''))
+  print(
+    f'Exported the deploy model of step {card["step"]} to {directory}: '
+    f'{", ".join([*card["files"].values(), artifacts.CARD_FILE])}'
+    + (f', {int8.REPORT_FILE}' if 'onnx-int8' in card['files'] else '')
+  )
 
 
 if __name__ == '__main__':

@@ -37,13 +37,15 @@ def block_to_conv(params: Tree, stats: Tree, path: str) -> Conv:
   """One block's variables (of any kind in BLOCK_KINDS) -> (kernel, bias) of the equal conv."""
   kind = block_kind(params, stats, path)
   if kind is None:
-    raise FusionError(f"'{path}' is no block fusion knows "
-                      f'(it has {sorted(_children(params, stats))})')
+    raise FusionError(
+      f"'{path}' is no block fusion knows (it has {sorted(_children(params, stats))})"
+    )
   return kind.fuse(BlockVariables(params, stats, path))
 
 
-def block_kind(params: Tree, stats: Tree, path: str,
-               kinds: tuple[BlockKind, ...] = BLOCK_KINDS) -> BlockKind | None:
+def block_kind(
+  params: Tree, stats: Tree, path: str, kinds: tuple[BlockKind, ...] = BLOCK_KINDS
+) -> BlockKind | None:
   """The kind among `kinds` whose signature the node's children match, if any.
 
   Children that only one kind has, without that kind's skeleton, are a broken
@@ -56,8 +58,9 @@ def block_kind(params: Tree, stats: Tree, path: str,
   for kind in BLOCK_KINDS:
     others = frozenset().union(*(k.names for k in BLOCK_KINDS if k is not kind))
     if children <= kind.names and children - others and kind.skeleton not in children:
-      raise FusionError(f"{kind.name} at '{path}' has no '{kind.skeleton}' kernel "
-                        f'(it has {sorted(children)})')
+      raise FusionError(
+        f"{kind.name} at '{path}' has no '{kind.skeleton}' kernel (it has {sorted(children)})"
+      )
   return None
 
 
@@ -69,6 +72,7 @@ def fuse_params(params: Tree, batch_stats: Tree | None) -> tuple[dict, dict]:
   blocks (pre-activation BNs) stay, and are the only entries of the returned
   batch_stats. Variables already in deploy form come back unchanged.
   """
+
   def to_deploy(block: BlockVariables, kind: BlockKind) -> Block:
     kernel, bias = kind.fuse(block)
     return {'conv': {'kernel': kernel, 'bias': bias}}, None
@@ -89,25 +93,30 @@ def to_normal(params: Tree, batch_stats: Tree | None, normal_params: Tree) -> tu
   (arrays or `jax.eval_shape` structs): it says which block each site is, and
   the result is checked against it.
   """
+
   def to_normal_block(block: BlockVariables, kind: BlockKind) -> Block:
     kernel, bias = kind.fuse(block)
     target = _subtree(normal_params, block.path)
     if CONV_BN_KIND.owns(frozenset(target)):
       channels = bias.shape
-      return ({'conv': {'kernel': kernel}, 'bn': {'scale': jnp.ones(channels), 'bias': bias}},
-              {'bn': {'mean': jnp.zeros(channels), 'var': jnp.full(channels, 1.0 - BN_EPSILON)}})
+      return (
+        {'conv': {'kernel': kernel}, 'bn': {'scale': jnp.ones(channels), 'bias': bias}},
+        {'bn': {'mean': jnp.zeros(channels), 'var': jnp.full(channels, 1.0 - BN_EPSILON)}},
+      )
     return {'conv': {'kernel': kernel, 'bias': bias}}, None
 
-  new_params, new_stats, count = _map_blocks(params, batch_stats or {}, REPARAMETERIZED_KINDS,
-                                             to_normal_block)
+  new_params, new_stats, count = _map_blocks(
+    params, batch_stats or {}, REPARAMETERIZED_KINDS, to_normal_block
+  )
   if count == 0:
     blocks = ', '.join(kind.name for kind in REPARAMETERIZED_KINDS)
     kinds = ' or '.join(repr(kind) for kind in TRAINING_BLOCKS)
-    raise FusionError(f'to_normal found no {blocks} block: these are not the variables of '
-                      f'a model of conv kind {kinds}')
+    raise FusionError(
+      f'to_normal found no {blocks} block: these are not the variables of '
+      f'a model of conv kind {kinds}'
+    )
   _check_same_shapes(new_params, normal_params)
   return new_params, new_stats
-
 
 
 def _children(params: Tree, stats: Tree) -> frozenset[str]:
@@ -124,18 +133,26 @@ def _subtree(tree: Tree, path: str) -> Tree:
 
 
 def _check_same_shapes(actual: Tree, expected: Tree) -> None:
-  flat = lambda tree: {'/'.join(str(k.key) for k in path): jnp.shape(leaf)
-                       for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  flat = lambda tree: {
+    '/'.join(str(k.key) for k in path): jnp.shape(leaf)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
   got, want = flat(actual), flat(expected)
   for path in sorted(got.keys() | want.keys()):
     if got.get(path) != want.get(path):
-      raise FusionError(f"'{path}' would have shape {got.get(path)} but the normal model has "
-                        f'{want.get(path)}: not the same architecture')
+      raise FusionError(
+        f"'{path}' would have shape {got.get(path)} but the normal model has "
+        f'{want.get(path)}: not the same architecture'
+      )
 
 
-def _map_blocks(params: Tree, stats: Tree, kinds: tuple[BlockKind, ...],
-                convert: Callable[[BlockVariables, BlockKind], Block],
-                path: str = '') -> tuple[dict, dict, int]:
+def _map_blocks(
+  params: Tree,
+  stats: Tree,
+  kinds: tuple[BlockKind, ...],
+  convert: Callable[[BlockVariables, BlockKind], Block],
+  path: str = '',
+) -> tuple[dict, dict, int]:
   """Rebuilds (params, stats), replacing each block of one of `kinds`."""
   if not isinstance(stats, Mapping):
     raise FusionError(f"batch_stats at '{path}' is a leaf where params have a module")

@@ -22,39 +22,70 @@ from acnet_jax.training.config import get_config
 from acnet_jax.training.workdir import with_recorded_data
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/rc56_acnet.py '
-                                'or configs/rc56.py:acnet_lrs1.', lock_config=True)
+config_flags.DEFINE_config_file(
+  'config',
+  None,
+  'Config file, e.g. configs/rc56_acnet.py or configs/rc56.py:acnet_lrs1.',
+  lock_config=True,
+)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and eval.json.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
-                  'train: train (resuming from workdir), then evaluate; eval: evaluate the '
-                  'newest checkpoint in workdir, on the data the run recorded unless '
-                  '--config.KEY overrides it.')
-flags.DEFINE_bool('allow_config_change', False, 'Resume a run with a config that changes its '
-                  'training (batch size, schedule, data, ...): by default that is refused.')
-flags.DEFINE_bool('show_config', False, 'Print the whole config before the run (it is always '
-                  'written to WORKDIR/config.json).')
-flags.DEFINE_string('coordinator_address', None,
-                    'host:port of process 0, to run as one of several processes (hosts). '
-                    "Without it, JAX's own cluster detection supplies it (and the next two) "
-                    'under Open MPI, SLURM, Cloud TPU (GKE, GCE) and Kubernetes.')
+flags.DEFINE_enum(
+  'mode',
+  'train',
+  ['train', 'eval'],
+  'train: train (resuming from workdir), then evaluate; eval: evaluate the '
+  'newest checkpoint in workdir, on the data the run recorded unless '
+  '--config.KEY overrides it.',
+)
+flags.DEFINE_bool(
+  'allow_config_change',
+  False,
+  'Resume a run with a config that changes its '
+  'training (batch size, schedule, data, ...): by default that is refused.',
+)
+flags.DEFINE_bool(
+  'show_config',
+  False,
+  'Print the whole config before the run (it is always written to WORKDIR/config.json).',
+)
+flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'host:port of process 0, to run as one of several processes (hosts). '
+  "Without it, JAX's own cluster detection supplies it (and the next two) "
+  'under Open MPI, SLURM, Cloud TPU (GKE, GCE) and Kubernetes.',
+)
 flags.DEFINE_integer('num_processes', None, 'Number of processes, with --coordinator_address.')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
-flags.DEFINE_bool('distributed', None, 'Call jax.distributed.initialize(); the default is to '
-                  'do so when --coordinator_address (or --num_processes, --process_id) is '
-                  'given or the cluster JAX detects runs several processes.')
-flags.DEFINE_string('cpu_collectives', 'gloo', "Collectives between CPU processes ('gloo' or "
-                    "'mpi'); only used when the devices are CPUs.")
+flags.DEFINE_bool(
+  'distributed',
+  None,
+  'Call jax.distributed.initialize(); the default is to '
+  'do so when --coordinator_address (or --num_processes, --process_id) is '
+  'given or the cluster JAX detects runs several processes.',
+)
+flags.DEFINE_string(
+  'cpu_collectives',
+  'gloo',
+  "Collectives between CPU processes ('gloo' or 'mpi'); only used when the devices are CPUs.",
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def initialize_distributed() -> None:
-  if not cluster.wants_distributed(FLAGS.distributed, FLAGS.coordinator_address,
-                                   FLAGS.num_processes, FLAGS.process_id):
+  if not cluster.wants_distributed(
+    FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+  ):
     return
   jax.config.update('jax_cpu_collectives_implementation', FLAGS.cpu_collectives)
   jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  logging.info('Process %d of %d; %d local and %d global devices.', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+    'Process %d of %d; %d local and %d global devices.',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -76,19 +107,23 @@ def parse_flags(argv: list[str]) -> list[str]:
       # last line is the error itself (e.g. the valid try_args).
       sys.exit(f'FATAL: {str(error).strip().splitlines()[-1]}')
     if 'get_config' in str(error):
-      sys.exit(f'FATAL: the config file {config_file!r} defines no get_config(); a config file '
-               'is a Python file whose get_config() returns an ml_collections.ConfigDict.')
+      sys.exit(
+        f'FATAL: the config file {config_file!r} defines no get_config(); a config file '
+        'is a Python file whose get_config() returns an ml_collections.ConfigDict.'
+      )
     raise
   except Exception as error:  # The config file itself fails: a syntax or runtime error.
     message = str(error).strip().splitlines() or [type(error).__name__]
-    sys.exit(f'FATAL: the config file {config_file!r} does not load: '
-             f'{type(error).__name__}: {message[-1]}')
+    sys.exit(
+      f'FATAL: the config file {config_file!r} does not load: {type(error).__name__}: {message[-1]}'
+    )
 
 
 def given_config_keys(argv: list[str]) -> frozenset[str]:
   """The KEYs of the --config.KEY=VALUE overrides on the command line."""
-  return frozenset(arg[len('--config.'):].split('=')[0] for arg in argv
-                   if arg.startswith('--config.'))
+  return frozenset(
+    arg[len('--config.') :].split('=')[0] for arg in argv if arg.startswith('--config.')
+  )
 
 
 def unknown_override(argv: list[str]) -> str | None:
@@ -106,7 +141,7 @@ def config_file_argument(argv: list[str]) -> str | None:
   """The file of --config=FILE[:ARG] (or --config FILE[:ARG]), if given."""
   for i, arg in enumerate(argv):
     if arg.startswith('--config='):
-      value = arg[len('--config='):]
+      value = arg[len('--config=') :]
     elif arg == '--config' and i + 1 < len(argv):
       value = argv[i + 1]
     else:
@@ -117,18 +152,27 @@ def config_file_argument(argv: list[str]) -> str | None:
 
 def list_presets(config_file: str) -> str:
   folder = os.path.dirname(config_file) or '.'
-  names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py') \
-      if os.path.isdir(folder) else []
+  names = (
+    sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py')
+    if os.path.isdir(folder)
+    else []
+  )
   if not names:
-    return 'The presets are the files in the configs/ folder of the repository, e.g. ' \
-        'configs/rc56_acnet.py.'
+    return (
+      'The presets are the files in the configs/ folder of the repository, e.g. '
+      'configs/rc56_acnet.py.'
+    )
   return f'Config files in {folder}/: {", ".join(names)}.'
 
 
 def flatten_keys(tree: dict, prefix: str = '') -> list[str]:
-  return [key for name, value in tree.items()
-          for key in (flatten_keys(value, f'{prefix}{name}.') if isinstance(value, dict)
-                      else [f'{prefix}{name}'])]
+  return [
+    key
+    for name, value in tree.items()
+    for key in (
+      flatten_keys(value, f'{prefix}{name}.') if isinstance(value, dict) else [f'{prefix}{name}']
+    )
+  ]
 
 
 def exit_at_once(signal_number: int, frame: object) -> None:

@@ -30,8 +30,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--steps', type=int, default=20, help='Timed batches per measurement.')
   args = parser.parse_args(argv)
   try:
-    results = [time_decoding(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
-               for size in args.image_sizes.split(',') for workers in args.num_workers.split(',')]
+    results = [
+      time_decoding(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
+      for size in args.image_sizes.split(',')
+      for workers in args.num_workers.split(',')
+    ]
   except InputError as error:
     parser.error(str(error))
   print(format_table(results))

@@ -55,10 +55,13 @@ def use_project_flags() -> None:
     return
   if backends_started():
     warnings.warn(
-        f'acnet_jax.xla_cpu.use_project_flags() was called after JAX started its backends: '
-        f'{" ".join(missing)} cannot take effect in this process, whose convolutions stay '
-        f'on jaxlib\'s default library (YNNPACK on a CPU; slower, and rounded otherwise than '
-        f'the commands\'). Call it before any JAX computation (in a notebook: restart the '
-        f'kernel, call it in the first cell).', RuntimeWarning, stacklevel=2)
+      f'acnet_jax.xla_cpu.use_project_flags() was called after JAX started its backends: '
+      f'{" ".join(missing)} cannot take effect in this process, whose convolutions stay '
+      f"on jaxlib's default library (YNNPACK on a CPU; slower, and rounded otherwise than "
+      f"the commands'). Call it before any JAX computation (in a notebook: restart the "
+      f'kernel, call it in the first cell).',
+      RuntimeWarning,
+      stacklevel=2,
+    )
     return
   os.environ['XLA_FLAGS'] = ' '.join([current, *missing]).strip()

@@ -37,8 +37,9 @@ def median_ms(fn: Callable, *args: jax.Array, repeats: int) -> float:
   return statistics.median(times) * 1e3
 
 
-def conv_passes(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int],
-                repeats: int) -> dict[str, float]:
+def conv_passes(
+  shape: tuple[int, int, int, int], kernel_shape: tuple[int, int], repeats: int
+) -> dict[str, float]:
   """Pass -> ms of one stride-1 conv from C to C channels over an NHWC `shape`."""
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   dy = jax.random.normal(jax.random.PRNGKey(1), shape)
@@ -53,9 +54,11 @@ def conv_passes(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int],
   def weight_gradient(x: jax.Array, dy: jax.Array) -> jax.Array:
     return jax.vjp(lambda kernel: forward(x, kernel), kernel)[1](dy)[0]
 
-  return {'forward': median_ms(forward, x, kernel, repeats=repeats),
-          'input gradient': median_ms(input_gradient, kernel, dy, repeats=repeats),
-          'weight gradient': median_ms(weight_gradient, x, dy, repeats=repeats)}
+  return {
+    'forward': median_ms(forward, x, kernel, repeats=repeats),
+    'input gradient': median_ms(input_gradient, kernel, dy, repeats=repeats),
+    'weight gradient': median_ms(weight_gradient, x, dy, repeats=repeats),
+  }
 
 
 def gflops(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]) -> float:
@@ -66,31 +69,33 @@ def gflops(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]) -> f
 
 def branch_table(shape: tuple[int, int, int, int], k: int, repeats: int) -> list[str]:
   branches = acb_branch_shapes(k)
-  times = {name: conv_passes(shape, kernel_shape, repeats)
-           for name, kernel_shape in branches.items()}
+  times = {
+    name: conv_passes(shape, kernel_shape, repeats) for name, kernel_shape in branches.items()
+  }
   lines = []
   for name, kernel_shape in branches.items():
     work = gflops(shape, kernel_shape)
-    cells = ''.join(f'{times[name][p]:9.2f} ms {work / times[name][p] * 1e3:6.1f}'
-                    for p in PASSES)
-    lines.append(f"{'x'.join(map(str, shape)):14}{name:8}{cells}")
+    cells = ''.join(f'{times[name][p]:9.2f} ms {work / times[name][p] * 1e3:6.1f}' for p in PASSES)
+    lines.append(f'{"x".join(map(str, shape)):14}{name:8}{cells}')
   total = {name: sum(times[name].values()) for name in branches}
   ratio = sum(total.values()) / total['square']
-  lines.append(f"{'':14}ACB's three convs / square conv: {ratio:.2f} "
-               f'(FLOPs {1 + 2 / k:.2f})')
+  lines.append(f"{'':14}ACB's three convs / square conv: {ratio:.2f} (FLOPs {1 + 2 / k:.2f})")
   return lines
 
 
 def main() -> None:
   xla_cpu.use_project_flags()
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--shapes', default='64x32x32x16,64x16x16x32,64x8x8x64',
-                      help='NHWC activation shapes, comma-separated.')
+  parser.add_argument(
+    '--shapes',
+    default='64x32x32x16,64x16x16x32,64x8x8x64',
+    help='NHWC activation shapes, comma-separated.',
+  )
   parser.add_argument('--kernel', type=int, default=3)
   parser.add_argument('--repeats', type=int, default=15)
   args = parser.parse_args()
-  print(f"{'N x H x W x C':14}{'conv':8}" + ''.join(f'{p:>19}' for p in PASSES))
-  print(f"{'':22}" + ''.join(f"{'ms':>11} {'GFLOP/s':>7}" for _ in PASSES))
+  print(f'{"N x H x W x C":14}{"conv":8}' + ''.join(f'{p:>19}' for p in PASSES))
+  print(f'{"":22}' + ''.join(f'{"ms":>11} {"GFLOP/s":>7}' for _ in PASSES))
   for text in args.shapes.split(','):
     shape = tuple(int(d) for d in text.split('x'))
     if len(shape) != 4:

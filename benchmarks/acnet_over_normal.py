@@ -32,8 +32,9 @@ from typing import Any
 CONVS = ('normal', 'acnet')
 
 
-def interleaved_times(runs: Mapping[str, Callable[[], Any]], pairs: int,
-                      warmup: int) -> dict[str, list[float]]:
+def interleaved_times(
+  runs: Mapping[str, Callable[[], Any]], pairs: int, warmup: int
+) -> dict[str, list[float]]:
   """Seconds of each of `pairs` calls of every run, the runs called in turn
   (each call waits for its result), after `warmup` untimed turns. Every other
   pair calls them in reverse order (ABBA), so neither run always follows the
@@ -44,7 +45,7 @@ def interleaved_times(runs: Mapping[str, Callable[[], Any]], pairs: int,
   times: dict[str, list[float]] = {name: [] for name in runs}
   names = list(runs)
   for pair in range(pairs):
-    for name in (names if pair % 2 == 0 else names[::-1]):
+    for name in names if pair % 2 == 0 else names[::-1]:
       start = time.perf_counter()
       runs[name]()
       times[name].append(time.perf_counter() - start)
@@ -57,9 +58,12 @@ def summarize(times: Mapping[str, list[float]]) -> dict[str, Any]:
   per_turn = sorted(a / n for a, n in zip(times['acnet'], times['normal']))
   quartiles = statistics.quantiles(per_turn, n=4) if len(per_turn) > 1 else per_turn * 3
   medians = {conv: statistics.median(times[conv]) for conv in CONVS}
-  return {'median_s': medians, 'ratio': medians['acnet'] / medians['normal'],
-          'turn_ratio_quartiles': [quartiles[0], quartiles[1], quartiles[2]],
-          'pairs': len(per_turn)}
+  return {
+    'median_s': medians,
+    'ratio': medians['acnet'] / medians['normal'],
+    'turn_ratio_quartiles': [quartiles[0], quartiles[1], quartiles[2]],
+    'pairs': len(per_turn),
+  }
 
 
 def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
@@ -75,8 +79,9 @@ def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
   mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
   runs = {}
   for conv in CONVS:
-    config = bench_config(model, conv, 'branches', batch_size, eval_batch_size=batch_size,
-                          train_examples=50_000)
+    config = bench_config(
+      model, conv, 'branches', batch_size, eval_batch_size=batch_size, train_examples=50_000
+    )
     _, _, run = update_on_ready_batch(Trainer(config, mesh))
     runs[conv] = lambda run=run: jax.block_until_ready(run(0))
   return runs
@@ -84,22 +89,25 @@ def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
 
 def torch_runs(model: str, threads: int) -> dict[str, Callable[[], Any]]:
   from benchmarks.pytorch_peer import torch_train_step
+
   return {conv: torch_train_step(model, conv, threads)[1] for conv in CONVS}
 
 
 def side(name: str, model: str, pairs: int, warmup: int, threads: int) -> dict[str, Any]:
   from benchmarks.pytorch_peer import BATCH_SIZES
-  runs = (jax_runs(model, BATCH_SIZES[model]) if name == 'jax'
-          else torch_runs(model, threads))
+
+  runs = jax_runs(model, BATCH_SIZES[model]) if name == 'jax' else torch_runs(model, threads)
   return summarize(interleaved_times(runs, pairs, warmup))
 
 
 def format_side(label: str, result: Mapping[str, Any]) -> str:
   low, mid, high = result['turn_ratio_quartiles']
   medians = result['median_s']
-  return (f"{label:10} normal {medians['normal'] * 1e3:8.1f} ms   acnet "
-          f"{medians['acnet'] * 1e3:8.1f} ms   acnet/normal {result['ratio']:.2f}   "
-          f"per pair {mid:.2f} ({low:.2f} - {high:.2f}, quartiles of {result['pairs']})")
+  return (
+    f'{label:10} normal {medians["normal"] * 1e3:8.1f} ms   acnet '
+    f'{medians["acnet"] * 1e3:8.1f} ms   acnet/normal {result["ratio"]:.2f}   '
+    f'per pair {mid:.2f} ({low:.2f} - {high:.2f}, quartiles of {result["pairs"]})'
+  )
 
 
 def main() -> None:
@@ -108,9 +116,12 @@ def main() -> None:
   parser.add_argument('--pairs', type=int, default=30)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
-  parser.add_argument('--side', choices=['both', 'jax', 'torch'], default='both',
-                      help='jax or torch: that side only, as JSON (what `both` runs, each in '
-                           'a process of its own).')
+  parser.add_argument(
+    '--side',
+    choices=['both', 'jax', 'torch'],
+    default='both',
+    help='jax or torch: that side only, as JSON (what `both` runs, each in a process of its own).',
+  )
   args = parser.parse_args()
   if args.side != 'both':
     print(json.dumps(side(args.side, args.model, args.pairs, args.warmup, args.threads)))
@@ -123,9 +134,20 @@ def both_sides(model: str, pairs: int, warmup: int, threads: int) -> dict[str, d
   results = {}
   for name, label in (('jax', 'acnet_jax'), ('torch', 'PyTorch')):
     completed = subprocess.run(
-        [sys.executable, '-m', 'benchmarks.acnet_over_normal', f'--side={name}',
-         f'--model={model}', f'--pairs={pairs}', f'--warmup={warmup}', f'--threads={threads}'],
-        check=True, capture_output=True, text=True)
+      [
+        sys.executable,
+        '-m',
+        'benchmarks.acnet_over_normal',
+        f'--side={name}',
+        f'--model={model}',
+        f'--pairs={pairs}',
+        f'--warmup={warmup}',
+        f'--threads={threads}',
+      ],
+      check=True,
+      capture_output=True,
+      text=True,
+    )
     results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
     print(f'{model} train step, interleaved  ' + format_side(label, results[label]), flush=True)
   return results

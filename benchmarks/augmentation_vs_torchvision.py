@@ -68,12 +68,16 @@ MEAN = STD = (0.5, 0.5, 0.5)
 
 # ------------------------------------------------------------------- helpers
 
+
 def chi_square_uniform(counts: np.ndarray) -> dict[str, float]:
   from scipy import stats
 
   result = stats.chisquare(np.asarray(counts, np.float64).ravel())
-  return {'chi2': float(result.statistic), 'dof': int(np.size(counts) - 1),
-          'p': float(result.pvalue)}
+  return {
+    'chi2': float(result.statistic),
+    'dof': int(np.size(counts) - 1),
+    'p': float(result.pvalue),
+  }
 
 
 def chi_square_table(table: np.ndarray) -> dict[str, float]:
@@ -90,8 +94,11 @@ def chi_square_table(table: np.ndarray) -> dict[str, float]:
 def binomial_half(successes: int, trials: int) -> dict[str, float]:
   from scipy import stats
 
-  return {'rate': successes / trials, 'n': trials,
-          'p': float(stats.binomtest(successes, trials, 0.5).pvalue)}
+  return {
+    'rate': successes / trials,
+    'n': trials,
+    'p': float(stats.binomtest(successes, trials, 0.5).pvalue),
+  }
 
 
 def probe_image(size: int = 32) -> np.ndarray:
@@ -155,9 +162,12 @@ class Accumulator:
   def result(self) -> dict[str, Any]:
     mean = self.sum / self.pixels
     means = np.concatenate(self.image_means)
-    return {'mean': mean.tolist(), 'std': np.sqrt(self.sum_sq / self.pixels - mean ** 2).tolist(),
-            # Of the mean: images are the independent units, not pixels.
-            'mean_standard_error': (means.std(0, ddof=1) / math.sqrt(len(means))).tolist()}
+    return {
+      'mean': mean.tolist(),
+      'std': np.sqrt(self.sum_sq / self.pixels - mean**2).tolist(),
+      # Of the mean: images are the independent units, not pixels.
+      'mean_standard_error': (means.std(0, ddof=1) / math.sqrt(len(means))).tolist(),
+    }
 
 
 class DrawTally:
@@ -180,8 +190,9 @@ class DrawTally:
     pad = padding_mask(offsets, flips)
     self.padding_values.update(np.unique(augmented[pad]).tolist())
     self.padding_pixels += int(pad.sum())
-    self.mismatched_pixels += int(np.sum(
-        to_uint8(augmented) != expected_augmented(originals, offsets, flips)))
+    self.mismatched_pixels += int(
+      np.sum(to_uint8(augmented) != expected_augmented(originals, offsets, flips))
+    )
     self.total_pixels += augmented.size
 
   def result(self) -> dict[str, Any]:
@@ -193,34 +204,36 @@ class DrawTally:
     np.add.at(by_flip, (offsets[:, 0] * cells + offsets[:, 1], flips.astype(int)), 1)
     n = len(flips)
     return {
-        'draws': n,
-        'offsets_in_range': bool(offsets.min() >= 0 and offsets.max() < cells),
-        'offset_counts': grid.tolist(),
-        'offset_uniform_81': chi_square_uniform(grid),
-        'row_offset_uniform': chi_square_uniform(grid.sum(1)),
-        'col_offset_uniform': chi_square_uniform(grid.sum(0)),
-        'mean_abs_offset': np.abs(offsets - PAD).mean(0).tolist(),
-        'flip': binomial_half(int(flips.sum()), n),
-        'flip_vs_offset': chi_square_table(by_flip),
-        # Neighbours in a batch and the same batch slot at consecutive steps.
-        'serial_correlation': {
-            'row_offset_next_draw': float(np.corrcoef(offsets[:-1, 0], offsets[1:, 0])[0, 1]),
-            'flip_next_draw': float(np.corrcoef(flips[:-1], flips[1:])[0, 1])},
-        'padding_fraction': self.padding_pixels / (n * 32 * 32),
-        'padding_values': sorted(self.padding_values),
-        'mismatched_pixel_values': self.mismatched_pixels,
-        'pixel_values': self.total_pixels,
-        'pixels': self.pixels.result(),
-        '_image_means': np.concatenate(self.pixels.image_means),
+      'draws': n,
+      'offsets_in_range': bool(offsets.min() >= 0 and offsets.max() < cells),
+      'offset_counts': grid.tolist(),
+      'offset_uniform_81': chi_square_uniform(grid),
+      'row_offset_uniform': chi_square_uniform(grid.sum(1)),
+      'col_offset_uniform': chi_square_uniform(grid.sum(0)),
+      'mean_abs_offset': np.abs(offsets - PAD).mean(0).tolist(),
+      'flip': binomial_half(int(flips.sum()), n),
+      'flip_vs_offset': chi_square_table(by_flip),
+      # Neighbours in a batch and the same batch slot at consecutive steps.
+      'serial_correlation': {
+        'row_offset_next_draw': float(np.corrcoef(offsets[:-1, 0], offsets[1:, 0])[0, 1]),
+        'flip_next_draw': float(np.corrcoef(flips[:-1], flips[1:])[0, 1]),
+      },
+      'padding_fraction': self.padding_pixels / (n * 32 * 32),
+      'padding_values': sorted(self.padding_values),
+      'mismatched_pixel_values': self.mismatched_pixels,
+      'pixel_values': self.total_pixels,
+      'pixels': self.pixels.result(),
+      '_image_means': np.concatenate(self.pixels.image_means),
     }
 
 
 def expected_padding_fraction(size: int = 32) -> float:
   inside = np.mean([size - abs(d - PAD) for d in range(2 * PAD + 1)]) / size
-  return 1 - inside ** 2
+  return 1 - inside**2
 
 
 # ------------------------------------------------------------------ our side
+
 
 def our_config(data_dir: str, seed: int):
   from acnet_jax.training import presets
@@ -242,8 +255,9 @@ def our_feed(config):
   return feeds.MemoryFeed(config, sharder)
 
 
-def our_draws(feed, steps: int, steps_per_epoch: int, probe: np.ndarray,
-              train_images: np.ndarray) -> tuple[DrawTally, np.ndarray]:
+def our_draws(
+  feed, steps: int, steps_per_epoch: int, probe: np.ndarray, train_images: np.ndarray
+) -> tuple[DrawTally, np.ndarray]:
   """Our augmented batches of steps 0..steps-1, as a run computes them, and
   the probe through each step's draws; also the image indices, in order."""
   import jax
@@ -266,13 +280,20 @@ def our_draws(feed, steps: int, steps_per_epoch: int, probe: np.ndarray,
 
 # -------------------------------------------------------------- their side
 
+
 def their_train_transform():
   """data/data_factory.py's CIFAR-10 training transform."""
   from torchvision import transforms
 
-  return transforms.Compose([
-      transforms.Pad(padding=(4, 4, 4, 4)), transforms.RandomCrop(32),
-      transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+  return transforms.Compose(
+    [
+      transforms.Pad(padding=(4, 4, 4, 4)),
+      transforms.RandomCrop(32),
+      transforms.RandomHorizontalFlip(),
+      transforms.ToTensor(),
+      transforms.Normalize(MEAN, STD),
+    ]
+  )
 
 
 def their_eval_transform():
@@ -281,8 +302,14 @@ def their_eval_transform():
   return transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
 
 
-def their_draws(pil_images: list, indices: np.ndarray, train_images: np.ndarray,
-                probe: np.ndarray, seed: int, chunk: int = 1024) -> DrawTally:
+def their_draws(
+  pil_images: list,
+  indices: np.ndarray,
+  train_images: np.ndarray,
+  probe: np.ndarray,
+  seed: int,
+  chunk: int = 1024,
+) -> DrawTally:
   """The authors' transform on the images at `indices`, in order, with torch's
   global RNG (their DataLoader has no workers); each draw replayed on the probe."""
   import torch
@@ -293,7 +320,7 @@ def their_draws(pil_images: list, indices: np.ndarray, train_images: np.ndarray,
   probe_pil = Image.fromarray(probe)
   tally = DrawTally()
   for start in range(0, len(indices), chunk):
-    batch = indices[start:start + chunk]
+    batch = indices[start : start + chunk]
     outputs, probes = [], []
     for i in batch:
       state = torch.get_rng_state()
@@ -306,6 +333,7 @@ def their_draws(pil_images: list, indices: np.ndarray, train_images: np.ndarray,
 
 # ------------------------------------------------------------------ sections
 
+
 def decoding(data_dir: str, feed, tf_decode: bool) -> tuple[dict[str, Any], dict[str, Any]]:
   """Ours (the feed's loaded splits) against torchvision's ImageFolder loader."""
   from torchvision import datasets
@@ -316,8 +344,9 @@ def decoding(data_dir: str, feed, tf_decode: bool) -> tuple[dict[str, Any], dict
   for split in ('train', 'test'):
     ours = memory.load_split(feed.config, feed.info, split)
     # The feed's splits are these: decoded once.
-    feed.__dict__['train_data' if split == 'train' else 'eval_data'] = \
-        feed.sharder.replicate((ours.images, ours.labels))
+    feed.__dict__['train_data' if split == 'train' else 'eval_data'] = feed.sharder.replicate(
+      (ours.images, ours.labels)
+    )
     source = memory.folder_source(feed.config, split)
     folder = datasets.ImageFolder(os.path.join(data_dir, source.split))
     paths = [path for path, _ in folder.samples]
@@ -326,11 +355,13 @@ def decoding(data_dir: str, feed, tf_decode: bool) -> tuple[dict[str, Any], dict
     theirs = np.stack([np.asarray(image) for image in theirs_pil])
     difference = np.abs(ours.images.astype(int) - theirs.astype(int))
     result[split] = {
-        'images': len(paths), 'same_file_order': same_files,
-        'same_labels': bool(np.array_equal(ours.labels, [label for _, label in folder.samples])),
-        'class_names': list(folder.classes) == list(feed.class_names),
-        'identical_images': int(np.sum(difference.reshape(len(paths), -1).max(1) == 0)),
-        'max_abs_difference': int(difference.max())}
+      'images': len(paths),
+      'same_file_order': same_files,
+      'same_labels': bool(np.array_equal(ours.labels, [label for _, label in folder.samples])),
+      'class_names': list(folder.classes) == list(feed.class_names),
+      'identical_images': int(np.sum(difference.reshape(len(paths), -1).max(1) == 0)),
+      'max_abs_difference': int(difference.max()),
+    }
     if tf_decode:
       result[split]['tensorflow_default_decoder'] = tensorflow_against_pil(paths, theirs)
     loaded[split] = (ours.images, theirs_pil)
@@ -340,14 +371,17 @@ def decoding(data_dir: str, feed, tf_decode: bool) -> tuple[dict[str, Any], dict
 def tensorflow_against_pil(paths: Sequence[str], pil: np.ndarray) -> dict[str, Any]:
   import tensorflow as tf
 
-  decoded = np.stack([tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
-                      for path in paths])
+  decoded = np.stack(
+    [tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy() for path in paths]
+  )
   difference = np.abs(decoded.astype(int) - pil.astype(int))
-  return {'identical_images': int(np.sum(difference.reshape(len(paths), -1).max(1) == 0)),
-          'mean_abs_difference': float(difference.mean()),
-          'pixels_differing_fraction': float(np.mean(difference > 0)),
-          'max_abs_difference': int(difference.max()),
-          'mean_signed_difference': float((decoded.astype(int) - pil.astype(int)).mean())}
+  return {
+    'identical_images': int(np.sum(difference.reshape(len(paths), -1).max(1) == 0)),
+    'mean_abs_difference': float(difference.mean()),
+    'pixels_differing_fraction': float(np.mean(difference > 0)),
+    'max_abs_difference': int(difference.max()),
+    'mean_signed_difference': float((decoded.astype(int) - pil.astype(int)).mean()),
+  }
 
 
 def normalisation() -> dict[str, Any]:
@@ -362,12 +396,16 @@ def normalisation() -> dict[str, Any]:
   # Inside a step, as training and evaluation run it: XLA may reorder the arithmetic.
   jitted = np.asarray(jax.jit(lambda x: normalize(x, MEAN, STD))(image[None]))[0, 0, :, 0]
   theirs = their_eval_transform()(Image.fromarray(image)).numpy()[0, 0]
-  return {'max_abs_difference': float(np.abs(ours - theirs).max()),
-          'identical_values': int(np.sum(ours == theirs)),
-          'jitted_max_abs_difference': float(np.abs(jitted - theirs).max()),
-          'jitted_identical_values': int(np.sum(jitted == theirs)),
-          'ours_of_0': float(ours[0]), 'theirs_of_0': float(theirs[0]),
-          'ours_of_255': float(ours[255]), 'theirs_of_255': float(theirs[255])}
+  return {
+    'max_abs_difference': float(np.abs(ours - theirs).max()),
+    'identical_values': int(np.sum(ours == theirs)),
+    'jitted_max_abs_difference': float(np.abs(jitted - theirs).max()),
+    'jitted_identical_values': int(np.sum(jitted == theirs)),
+    'ours_of_0': float(ours[0]),
+    'theirs_of_0': float(theirs[0]),
+    'ours_of_255': float(ours[255]),
+    'theirs_of_255': float(theirs[255]),
+  }
 
 
 def eval_path(feed, test_pil: list) -> dict[str, Any]:
@@ -385,9 +423,12 @@ def eval_path(feed, test_pil: list) -> dict[str, Any]:
     theirs = np.stack([transform(test_pil[i]).permute(1, 2, 0).numpy() for i in kept])
     worst = max(worst, float(np.abs(np.asarray(x)[mask] - theirs).max()))
     seen += len(kept)
-  return {'examples_counted': seen, 'each_once_in_order': order_ok,
-          'max_abs_difference_to_torchvision': worst,
-          'augmented': False}
+  return {
+    'examples_counted': seen,
+    'each_once_in_order': order_ok,
+    'max_abs_difference_to_torchvision': worst,
+    'augmented': False,
+  }
 
 
 def epoch_order(seed: int, epochs: int, num_examples: int, batch_size: int) -> dict[str, Any]:
@@ -399,21 +440,29 @@ def epoch_order(seed: int, epochs: int, num_examples: int, batch_size: int) -> d
   counts = np.zeros(num_examples, np.int64)
   dropped, each_once = [], True
   for epoch in range(epochs):
-    seen = np.concatenate([order.train_batch_indices(seed, epoch * steps_per_epoch + s,
-                                                     steps_per_epoch, batch_size, num_examples)
-                           for s in range(steps_per_epoch)])
+    seen = np.concatenate(
+      [
+        order.train_batch_indices(
+          seed, epoch * steps_per_epoch + s, steps_per_epoch, batch_size, num_examples
+        )
+        for s in range(steps_per_epoch)
+      ]
+    )
     each_once &= len(np.unique(seen)) == len(seen)
     counts += np.bincount(seen, minlength=num_examples)
     dropped.append(np.setdiff1d(np.arange(num_examples), seen))
   all_dropped = np.concatenate(dropped)
   iterations = epochs * steps_per_epoch
-  ours = {'iterations': iterations, 'batch_sizes': {batch_size: iterations},
-          'no_repeat_within_epoch': bool(each_once),
-          'dropped_per_epoch': [len(d) for d in dropped],
-          'distinct_dropped': int(len(np.unique(all_dropped))),
-          'dropped_in_two_or_more_epochs': int(np.sum(np.bincount(all_dropped) >= 2)),
-          'times_seen': {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))},
-          'examples_seen': int(counts.sum())}
+  ours = {
+    'iterations': iterations,
+    'batch_sizes': {batch_size: iterations},
+    'no_repeat_within_epoch': bool(each_once),
+    'dropped_per_epoch': [len(d) for d in dropped],
+    'distinct_dropped': int(len(np.unique(all_dropped))),
+    'dropped_in_two_or_more_epochs': int(np.sum(np.bincount(all_dropped) >= 2)),
+    'times_seen': {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))},
+    'examples_seen': int(counts.sum()),
+  }
 
   # data/dataset_util.py's InfiniteDataLoader, on indices.
   torch.manual_seed(seed)
@@ -431,10 +480,13 @@ def epoch_order(seed: int, epochs: int, num_examples: int, batch_size: int) -> d
     if len(batch) != batch_size:
       partial_at.append(iteration)
     counts += np.bincount(batch, minlength=num_examples)
-  theirs = {'iterations': epochs * steps_per_epoch, 'batch_sizes': sizes,
-            'partial_batches_at_iterations': partial_at,
-            'times_seen': {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))},
-            'examples_seen': int(counts.sum())}
+  theirs = {
+    'iterations': epochs * steps_per_epoch,
+    'batch_sizes': sizes,
+    'partial_batches_at_iterations': partial_at,
+    'times_seen': {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))},
+    'examples_seen': int(counts.sum()),
+  }
   return {'ours': ours, 'authors_infinite_dataloader': theirs}
 
 
@@ -447,12 +499,21 @@ def bn_inputs(model, batch: int, image_shape: Sequence[int] = (32, 32, 3)) -> di
 
   x = jnp.zeros((batch, *image_shape))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1], train=False))
-  shapes = jax.eval_shape(lambda v: model.apply(
-      v, x, train=True, mutable=['batch_stats', 'intermediates'],
-      capture_intermediates=lambda m, _: isinstance(m, BatchNorm))[1], variables)
+  shapes = jax.eval_shape(
+    lambda v: model.apply(
+      v,
+      x,
+      train=True,
+      mutable=['batch_stats', 'intermediates'],
+      capture_intermediates=lambda m, _: isinstance(m, BatchNorm),
+    )[1],
+    variables,
+  )
   # Captured at intermediates/<module path>/__call__/0.
-  return {'/'.join(str(getattr(k, 'key', k)) for k in path[:-2]): tuple(leaf.shape[:-1])
-          for path, leaf in jax.tree_util.tree_flatten_with_path(shapes['intermediates'])[0]}
+  return {
+    '/'.join(str(getattr(k, 'key', k)) for k in path[:-2]): tuple(leaf.shape[:-1])
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes['intermediates'])[0]
+  }
 
 
 def batch_norm(config, batch_sizes: Sequence[int]) -> dict[str, Any]:
@@ -470,15 +531,30 @@ def batch_norm(config, batch_sizes: Sequence[int]) -> dict[str, Any]:
   for size in batch_sizes:
     for name, shape in bn_inputs(model, size).items():
       n = math.prod(shape)
-      layers.append({'bn': name, 'batch': size, 'h_w': list(shape[1:]), 'n': n,
-                     'unbiased_over_biased': n / (n - 1),
-                     'eval_output_scale_change': 1 - math.sqrt((n - 1) / n)})
-  return {'ours': {'momentum_flax': primitives.BN_MOMENTUM, 'epsilon': primitives.BN_EPSILON,
-                   'running_var': 'biased (sum / n)'},
-          'mirror': {'momentum_torch': sorted({m.momentum for m in bns}),
-                     'epsilon': sorted({m.eps for m in bns}), 'count': len(bns),
-                     'running_var': 'unbiased (sum / (n - 1))'},
-          'layers': layers}
+      layers.append(
+        {
+          'bn': name,
+          'batch': size,
+          'h_w': list(shape[1:]),
+          'n': n,
+          'unbiased_over_biased': n / (n - 1),
+          'eval_output_scale_change': 1 - math.sqrt((n - 1) / n),
+        }
+      )
+  return {
+    'ours': {
+      'momentum_flax': primitives.BN_MOMENTUM,
+      'epsilon': primitives.BN_EPSILON,
+      'running_var': 'biased (sum / n)',
+    },
+    'mirror': {
+      'momentum_torch': sorted({m.momentum for m in bns}),
+      'epsilon': sorted({m.eps for m in bns}),
+      'count': len(bns),
+      'running_var': 'unbiased (sum / (n - 1))',
+    },
+    'layers': layers,
+  }
 
 
 def unbiased_running_variance(workdir: str, data_dir: str = '') -> dict[str, Any]:
@@ -497,8 +573,10 @@ def unbiased_running_variance(workdir: str, data_dir: str = '') -> dict[str, Any
   image_shape = run.input_shape or (32, 32, 3)
   state = runs.restore_step_or_newest(workdir, config, None, image_shape)
   model = create_model(config)
-  sizes = {name: math.prod(shape)
-           for name, shape in bn_inputs(model, config.batch_size, image_shape).items()}
+  sizes = {
+    name: math.prod(shape)
+    for name, shape in bn_inputs(model, config.batch_size, image_shape).items()
+  }
 
   def unbiased(path, value):
     keys = [str(getattr(k, 'key', k)) for k in path]
@@ -507,12 +585,15 @@ def unbiased_running_variance(workdir: str, data_dir: str = '') -> dict[str, Any
     n = sizes['/'.join(keys[:-1])]
     return value * (n / (n - 1))
 
-  variants = {'as_trained': state.batch_stats,
-              'unbiased': jax.tree_util.tree_map_with_path(unbiased, state.batch_stats)}
+  variants = {
+    'as_trained': state.batch_stats,
+    'unbiased': jax.tree_util.tree_map_with_path(unbiased, state.batch_stats),
+  }
   feed = our_feed(config)
   prepare = jax.jit(feed.prepare_eval)
-  apply = jax.jit(lambda stats, x: model.apply({'params': state.params, 'batch_stats': stats}, x,
-                                               train=False))
+  apply = jax.jit(
+    lambda stats, x: model.apply({'params': state.params, 'batch_stats': stats}, x, train=False)
+  )
   logits, labels = {name: [] for name in variants}, []
   for inputs, mask in feed.eval_inputs():
     x, y = prepare(inputs)
@@ -524,56 +605,74 @@ def unbiased_running_variance(workdir: str, data_dir: str = '') -> dict[str, Any
   logits = {name: np.concatenate(values) for name, values in logits.items()}
   predictions = {name: values.argmax(-1) for name, values in logits.items()}
   a, b = logits['as_trained'], logits['unbiased']
-  return {'workdir': workdir, 'step': int(state.step), 'examples': len(labels),
-          'top1_as_trained': float(np.mean(predictions['as_trained'] == labels)),
-          'top1_unbiased': float(np.mean(predictions['unbiased'] == labels)),
-          'predictions_changed': int(np.sum(predictions['as_trained'] != predictions['unbiased'])),
-          'max_rel_logit_change': float(np.abs(a - b).max() / np.abs(a).max())}
+  return {
+    'workdir': workdir,
+    'step': int(state.step),
+    'examples': len(labels),
+    'top1_as_trained': float(np.mean(predictions['as_trained'] == labels)),
+    'top1_unbiased': float(np.mean(predictions['unbiased'] == labels)),
+    'predictions_changed': int(np.sum(predictions['as_trained'] != predictions['unbiased'])),
+    'max_rel_logit_change': float(np.abs(a - b).max() / np.abs(a).max()),
+  }
 
 
 # --------------------------------------------------------------------- report
 
+
 def compare_sides(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
   both = np.array([np.ravel(ours['offset_counts']), np.ravel(theirs['offset_counts'])])
-  flips = np.array([[side['flip']['rate'] * side['draws'],
-                     (1 - side['flip']['rate']) * side['draws']]
-                    for side in (ours, theirs)]).round()
+  flips = np.array(
+    [
+      [side['flip']['rate'] * side['draws'], (1 - side['flip']['rate']) * side['draws']]
+      for side in (ours, theirs)
+    ]
+  ).round()
   a, b = ours['pixels'], theirs['pixels']
   difference = np.subtract(a['mean'], b['mean'])
   # The same images in the same order on both sides: paired by draw.
   paired = ours['_image_means'] - theirs['_image_means']
   error = paired.std(0, ddof=1) / math.sqrt(len(paired))
-  return {'offsets_same_distribution': chi_square_table(both),
-          'flips_same_rate': chi_square_table(flips),
-          'channel_mean_difference': difference.tolist(),
-          'channel_mean_difference_z': (difference / error).tolist(),
-          'channel_std_difference': np.subtract(a['std'], b['std']).tolist()}
+  return {
+    'offsets_same_distribution': chi_square_table(both),
+    'flips_same_rate': chi_square_table(flips),
+    'channel_mean_difference': difference.tolist(),
+    'channel_mean_difference_z': (difference / error).tolist(),
+    'channel_std_difference': np.subtract(a['std'], b['std']).tolist(),
+  }
 
 
 def format_report(results: dict[str, Any]) -> str:
   lines = []
   add = lines.append
   for r in results.get('unbiased_running_variance', []):
-    add(f'{r["workdir"]} (step {r["step"]}): test top-1 {100 * r["top1_as_trained"]:.2f} with '
-        f'its running variances, {100 * r["top1_unbiased"]:.2f} with them x n / (n - 1); '
-        f'{r["predictions_changed"]} of {r["examples"]} predictions change, max relative '
-        f'logit change {r["max_rel_logit_change"]:.1e}')
+    add(
+      f'{r["workdir"]} (step {r["step"]}): test top-1 {100 * r["top1_as_trained"]:.2f} with '
+      f'its running variances, {100 * r["top1_unbiased"]:.2f} with them x n / (n - 1); '
+      f'{r["predictions_changed"]} of {r["examples"]} predictions change, max relative '
+      f'logit change {r["max_rel_logit_change"]:.1e}'
+    )
   if 'decoding' not in results:
     return '\n'.join(lines)
   for split, r in results['decoding'].items():
-    add(f'decode {split}: {r["identical_images"]}/{r["images"]} images identical (ours vs '
-        f'torchvision ImageFolder), max |diff| {r["max_abs_difference"]}; same file order '
-        f'{r["same_file_order"]}, same labels {r["same_labels"]}')
+    add(
+      f'decode {split}: {r["identical_images"]}/{r["images"]} images identical (ours vs '
+      f'torchvision ImageFolder), max |diff| {r["max_abs_difference"]}; same file order '
+      f'{r["same_file_order"]}, same labels {r["same_labels"]}'
+    )
     if 'tensorflow_default_decoder' in r:
       t = r['tensorflow_default_decoder']
-      add(f'  TensorFlow default decoder vs PIL: {t["identical_images"]} identical, mean |diff| '
-          f'{t["mean_abs_difference"]:.3f}, {100 * t["pixels_differing_fraction"]:.1f}% of '
-          f'values differ, max {t["max_abs_difference"]}, mean signed '
-          f'{t["mean_signed_difference"]:+.4f}')
+      add(
+        f'  TensorFlow default decoder vs PIL: {t["identical_images"]} identical, mean |diff| '
+        f'{t["mean_abs_difference"]:.3f}, {100 * t["pixels_differing_fraction"]:.1f}% of '
+        f'values differ, max {t["max_abs_difference"]}, mean signed '
+        f'{t["mean_signed_difference"]:+.4f}'
+      )
   n = results['normalisation']
-  add(f'normalise: max |ours - torchvision| over uint8 0..255 = {n["max_abs_difference"]:.2e} '
-      f'({n["identical_values"]}/256 identical; jitted {n["jitted_max_abs_difference"]:.2e}, '
-      f'{n["jitted_identical_values"]}/256); 0 -> {n["ours_of_0"]} / {n["theirs_of_0"]}')
+  add(
+    f'normalise: max |ours - torchvision| over uint8 0..255 = {n["max_abs_difference"]:.2e} '
+    f'({n["identical_values"]}/256 identical; jitted {n["jitted_max_abs_difference"]:.2e}, '
+    f'{n["jitted_identical_values"]}/256); 0 -> {n["ours_of_0"]} / {n["theirs_of_0"]}'
+  )
   add('')
   add('| augmentation | ours | torchvision (authors) |')
   add('|---|---|---|')
@@ -583,54 +682,85 @@ def format_report(results: dict[str, Any]) -> str:
     add(f'| {label} | {f(o)} | {f(t)} |')
 
   row('draws', lambda r: f'{r["draws"]:,}')
-  row('offsets chi2, 81 cells (p)', lambda r: f'{r["offset_uniform_81"]["chi2"]:.1f} '
-      f'(p {r["offset_uniform_81"]["p"]:.3f})')
-  row('row / col offsets chi2, 9 cells (p)', lambda r: f'{r["row_offset_uniform"]["chi2"]:.1f} '
+  row(
+    'offsets chi2, 81 cells (p)',
+    lambda r: f'{r["offset_uniform_81"]["chi2"]:.1f} (p {r["offset_uniform_81"]["p"]:.3f})',
+  )
+  row(
+    'row / col offsets chi2, 9 cells (p)',
+    lambda r: (
+      f'{r["row_offset_uniform"]["chi2"]:.1f} '
       f'(p {r["row_offset_uniform"]["p"]:.3f}) / {r["col_offset_uniform"]["chi2"]:.1f} '
-      f'(p {r["col_offset_uniform"]["p"]:.3f})')
-  row('mean |offset - 4| row, col (uniform: 2.222)',
-      lambda r: ', '.join(f'{v:.4f}' for v in r['mean_abs_offset']))
+      f'(p {r["col_offset_uniform"]["p"]:.3f})'
+    ),
+  )
+  row(
+    'mean |offset - 4| row, col (uniform: 2.222)',
+    lambda r: ', '.join(f'{v:.4f}' for v in r['mean_abs_offset']),
+  )
   row('flip rate (binomial p)', lambda r: f'{r["flip"]["rate"]:.4f} (p {r["flip"]["p"]:.3f})')
-  row('flip vs offset chi2 (p)', lambda r: f'{r["flip_vs_offset"]["chi2"]:.1f} '
-      f'(p {r["flip_vs_offset"]["p"]:.3f})')
-  row('serial corr. row offset, flip',
-      lambda r: f'{r["serial_correlation"]["row_offset_next_draw"]:+.4f}, '
-      f'{r["serial_correlation"]["flip_next_draw"]:+.4f}')
-  row(f'padding fraction (expected {results["augmentation"]["expected_padding_fraction"]:.4f})',
-      lambda r: f'{r["padding_fraction"]:.4f}')
+  row(
+    'flip vs offset chi2 (p)',
+    lambda r: f'{r["flip_vs_offset"]["chi2"]:.1f} (p {r["flip_vs_offset"]["p"]:.3f})',
+  )
+  row(
+    'serial corr. row offset, flip',
+    lambda r: (
+      f'{r["serial_correlation"]["row_offset_next_draw"]:+.4f}, '
+      f'{r["serial_correlation"]["flip_next_draw"]:+.4f}'
+    ),
+  )
+  row(
+    f'padding fraction (expected {results["augmentation"]["expected_padding_fraction"]:.4f})',
+    lambda r: f'{r["padding_fraction"]:.4f}',
+  )
   row('padding values after normalising', lambda r: str(r['padding_values']))
-  row('pixels differing from pad+crop+flip of the image',
-      lambda r: f'{r["mismatched_pixel_values"]} of {r["pixel_values"]:,}')
+  row(
+    'pixels differing from pad+crop+flip of the image',
+    lambda r: f'{r["mismatched_pixel_values"]} of {r["pixel_values"]:,}',
+  )
   row('channel mean (R, G, B)', lambda r: ', '.join(f'{v:.4f}' for v in r['pixels']['mean']))
   row('channel std (R, G, B)', lambda r: ', '.join(f'{v:.4f}' for v in r['pixels']['std']))
   c = results['augmentation']['ours_vs_torchvision']
-  add(f'ours vs torchvision: offsets chi2 {c["offsets_same_distribution"]["chi2"]:.1f} on '
-      f'{c["offsets_same_distribution"]["dof"]} dof (p {c["offsets_same_distribution"]["p"]:.3f}), '
-      f'flip rates p {c["flips_same_rate"]["p"]:.3f}, channel mean differences z = '
-      + ', '.join(f'{z:+.2f}' for z in c['channel_mean_difference_z']))
+  add(
+    f'ours vs torchvision: offsets chi2 {c["offsets_same_distribution"]["chi2"]:.1f} on '
+    f'{c["offsets_same_distribution"]["dof"]} dof (p {c["offsets_same_distribution"]["p"]:.3f}), '
+    f'flip rates p {c["flips_same_rate"]["p"]:.3f}, channel mean differences z = '
+    + ', '.join(f'{z:+.2f}' for z in c['channel_mean_difference_z'])
+  )
   add('')
   e = results['eval']
-  add(f'eval: {e["examples_counted"]} test examples counted, each once in order: '
-      f'{e["each_once_in_order"]}; max |ours - torchvision test transform| = '
-      f'{e["max_abs_difference_to_torchvision"]:.2e}')
+  add(
+    f'eval: {e["examples_counted"]} test examples counted, each once in order: '
+    f'{e["each_once_in_order"]}; max |ours - torchvision test transform| = '
+    f'{e["max_abs_difference_to_torchvision"]:.2e}'
+  )
   for side, r in results['epoch_order'].items():
-    add(f'order {side}: {r["iterations"]} iterations, batch sizes {r["batch_sizes"]}, '
-        f'times each image seen {r["times_seen"]}, examples {r["examples_seen"]:,}')
+    add(
+      f'order {side}: {r["iterations"]} iterations, batch sizes {r["batch_sizes"]}, '
+      f'times each image seen {r["times_seen"]}, examples {r["examples_seen"]:,}'
+    )
     if 'distinct_dropped' in r:
-      add(f'  dropped per epoch {sorted(set(r["dropped_per_epoch"]))}, distinct dropped '
-          f'{r["distinct_dropped"]}, dropped in two or more epochs '
-          f'{r["dropped_in_two_or_more_epochs"]}; no repeat within an epoch: '
-          f'{r["no_repeat_within_epoch"]}')
+      add(
+        f'  dropped per epoch {sorted(set(r["dropped_per_epoch"]))}, distinct dropped '
+        f'{r["distinct_dropped"]}, dropped in two or more epochs '
+        f'{r["dropped_in_two_or_more_epochs"]}; no repeat within an epoch: '
+        f'{r["no_repeat_within_epoch"]}'
+      )
     else:
       add(f'  partial batches at iterations {r["partial_batches_at_iterations"]}')
   b = results['batch_norm']
-  add(f'BN ours: momentum {b["ours"]["momentum_flax"]} (flax), eps {b["ours"]["epsilon"]}, '
-      f'biased running var; mirror: momentum {b["mirror"]["momentum_torch"]} (torch), eps '
-      f'{b["mirror"]["epsilon"]}, unbiased running var ({b["mirror"]["count"]} BNs)')
+  add(
+    f'BN ours: momentum {b["ours"]["momentum_flax"]} (flax), eps {b["ours"]["epsilon"]}, '
+    f'biased running var; mirror: momentum {b["mirror"]["momentum_torch"]} (torch), eps '
+    f'{b["mirror"]["epsilon"]}, unbiased running var ({b["mirror"]["count"]} BNs)'
+  )
   for layer in b['layers']:
-    add(f'  {layer["bn"]} batch {layer["batch"]} {layer["h_w"]}: n {layer["n"]}, unbiased/biased '
-        f'{layer["unbiased_over_biased"]:.6f}, eval output scale change '
-        f'{layer["eval_output_scale_change"]:.2e}')
+    add(
+      f'  {layer["bn"]} batch {layer["batch"]} {layer["h_w"]}: n {layer["n"]}, unbiased/biased '
+      f'{layer["unbiased_over_biased"]:.6f}, eval output scale change '
+      f'{layer["eval_output_scale_change"]:.2e}'
+    )
   return '\n'.join(lines)
 
 
@@ -662,39 +792,69 @@ def run(data_dir: str, draws: int, epochs: int, seed: int, tf_decode: bool) -> d
   order = epoch_order(seed, epochs, feed.num_train, config.batch_size)
   bn = batch_norm(config, (config.batch_size, feed.num_train % config.batch_size or 1))
   timings['rest_s'] = time.perf_counter() - start
-  return {'data_dir': data_dir, 'seed': seed, 'draws_requested': draws, 'epochs': epochs,
-          'decoding': decode, 'normalisation': normalisation(),
-          'augmentation': {'ours': ours, 'torchvision': theirs,
-                           'expected_padding_fraction': expected_padding_fraction(),
-                           'ours_vs_torchvision': comparison},
-          'eval': evaluation, 'epoch_order': order, 'batch_norm': bn, 'timings': timings}
+  return {
+    'data_dir': data_dir,
+    'seed': seed,
+    'draws_requested': draws,
+    'epochs': epochs,
+    'decoding': decode,
+    'normalisation': normalisation(),
+    'augmentation': {
+      'ours': ours,
+      'torchvision': theirs,
+      'expected_padding_fraction': expected_padding_fraction(),
+      'ours_vs_torchvision': comparison,
+    },
+    'eval': evaluation,
+    'epoch_order': order,
+    'batch_norm': bn,
+    'timings': timings,
+  }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--data_dir', default='',
-                      help='An image folder: train/<class>/*.jpg and test/<class>/*.jpg '
-                      "(with --runs_only: default, each run's own).")
-  parser.add_argument('--draws', type=int, default=100_000,
-                      help='Augmented images on each side (ours rounds up to whole batches).')
+  parser.add_argument(
+    '--data_dir',
+    default='',
+    help='An image folder: train/<class>/*.jpg and test/<class>/*.jpg '
+    "(with --runs_only: default, each run's own).",
+  )
+  parser.add_argument(
+    '--draws',
+    type=int,
+    default=100_000,
+    help='Augmented images on each side (ours rounds up to whole batches).',
+  )
   parser.add_argument('--epochs', type=int, default=20, help='Epochs of the order count.')
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--tf_decode', action='store_true',
-                      help="Also compare TensorFlow's default JPEG decoder with PIL.")
-  parser.add_argument('--runs', default='',
-                      help='Comma-separated workdirs of trained runs: each evaluated with its '
-                      "BN running variances as trained and as PyTorch's unbiased ones.")
-  parser.add_argument('--runs_only', action='store_true',
-                      help='Only the --runs evaluation, not the pipeline comparison.')
+  parser.add_argument(
+    '--tf_decode',
+    action='store_true',
+    help="Also compare TensorFlow's default JPEG decoder with PIL.",
+  )
+  parser.add_argument(
+    '--runs',
+    default='',
+    help='Comma-separated workdirs of trained runs: each evaluated with its '
+    "BN running variances as trained and as PyTorch's unbiased ones.",
+  )
+  parser.add_argument(
+    '--runs_only',
+    action='store_true',
+    help='Only the --runs evaluation, not the pipeline comparison.',
+  )
   parser.add_argument('--json', default='', help='Write the numbers here as JSON.')
   args = parser.parse_args(argv)
   if not (args.data_dir or args.runs_only):
     parser.error('--data_dir is required, except with --runs_only')
-  results = {} if args.runs_only else run(args.data_dir, args.draws, args.epochs, args.seed,
-                                          args.tf_decode)
+  results = (
+    {} if args.runs_only else run(args.data_dir, args.draws, args.epochs, args.seed, args.tf_decode)
+  )
   if args.runs:
-    results['unbiased_running_variance'] = [unbiased_running_variance(workdir, args.data_dir)
-                                            for workdir in args.runs.split(',')]
+    results['unbiased_running_variance'] = [
+      unbiased_running_variance(workdir, args.data_dir) for workdir in args.runs.split(',')
+    ]
   print(format_report(results))
   if args.json:
     with open(args.json, 'w') as f:

@@ -111,13 +111,17 @@ class StopFlag:
 
 
 def parser() -> argparse.ArgumentParser:
-  flags = argparse.ArgumentParser(prog='python -m benchmarks.authors_reference',
-                                  description=__doc__.split('\n\n')[0])
+  flags = argparse.ArgumentParser(
+    prog='python -m benchmarks.authors_reference', description=__doc__.split('\n\n')[0]
+  )
   flags.add_argument('--workdir', required=True, help='Where the run is written (and resumed).')
   flags.add_argument('--arm', required=True, choices=ARMS)
   flags.add_argument('--seed', type=int, default=0)
-  flags.add_argument('--data_dir', required=True,
-                     help='An image folder of 32x32 images: train/<class>/*, val/ or test/.')
+  flags.add_argument(
+    '--data_dir',
+    required=True,
+    help='An image folder of 32x32 images: train/<class>/*, val/ or test/.',
+  )
   flags.add_argument('--epochs', type=int, default=150)
   flags.add_argument('--eval_every_epochs', type=int, default=10)
   flags.add_argument('--batch_size', type=int, default=128)
@@ -142,6 +146,7 @@ def epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- data
+
 
 class Split:
   """A split decoded into memory: uint8 images (n, 32, 32, 3) and int64 labels."""
@@ -168,38 +173,64 @@ def load_split(folder: str, stop: StopFlag) -> Split:
     stop.check()
     images.append(np.asarray(dataset.loader(path)))
     if images[-1].shape != IMAGE_SHAPE:
-      raise InputError(f'{path} is {images[-1].shape[1]}x{images[-1].shape[0]}; the recipe '
-                       f'is for {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[0]} images (CIFAR)')
+      raise InputError(
+        f'{path} is {images[-1].shape[1]}x{images[-1].shape[0]}; the recipe '
+        f'is for {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[0]} images (CIFAR)'
+      )
   return Split(np.stack(images), np.asarray(dataset.targets, np.int64), dataset.classes)
 
 
 # --------------------------------------------------------------- the recipe
 
-def run_config(args: argparse.Namespace, train: Split, test: Split, eval_split: str,
-               steps_per_epoch: int) -> dict[str, Any]:
+
+def run_config(
+  args: argparse.Namespace, train: Split, test: Split, eval_split: str, steps_per_epoch: int
+) -> dict[str, Any]:
   """config.json: the recipe's values, in acnet_jax's names where it has them."""
   import torch
   import torchvision
 
   return {
-      'trainer': 'pytorch_reference',
-      'implementation': "DingXiaoH/ACNet's cfqkbnc, ndp_train.py optimizer and schedule and "
-                        'data_factory.py transforms, through tests/support/authors_torch and '
-                        'benchmarks/augmentation_vs_torchvision.py, in PyTorch',
-      'torch_version': torch.__version__, 'torchvision_version': torchvision.__version__,
-      'model': MODEL, 'conv': args.arm, 'seed': args.seed, 'num_epochs': args.epochs,
-      'steps_per_epoch': steps_per_epoch, 'batch_size': args.batch_size,
-      'eval_batch_size': args.eval_batch_size, 'eval_every_epochs': args.eval_every_epochs,
-      'learning_rate': LEARNING_RATE, 'lr_schedule': 'cosine', 'warmup_epochs': 0,
-      'momentum': MOMENTUM, 'weight_decay': WEIGHT_DECAY, 'weight_decay_on_bn_and_bias': True,
-      'bias_lr_factor': 2.0, 'acb': {'gamma_init': GAMMA_INIT if args.arm == 'acnet' else None},
-      'bn_eps': 1e-5, 'bn_momentum': 0.1, 'init': 'torch default',
-      'augment': 'Pad(4), RandomCrop(32), RandomHorizontalFlip()',
-      'pixel_mean': [0.5] * 3, 'pixel_std': [0.5] * 3, 'dtype': 'float32',
-      'dataset': 'image_folder', 'data_dir': args.data_dir, 'threads': args.threads,
-      'recorded': {'input_shape': list(IMAGE_SHAPE), 'class_names': list(train.classes),
-                   'train_examples': len(train.labels), 'test_examples': len(test.labels),
-                   'eval_split': eval_split}}
+    'trainer': 'pytorch_reference',
+    'implementation': "DingXiaoH/ACNet's cfqkbnc, ndp_train.py optimizer and schedule and "
+    'data_factory.py transforms, through tests/support/authors_torch and '
+    'benchmarks/augmentation_vs_torchvision.py, in PyTorch',
+    'torch_version': torch.__version__,
+    'torchvision_version': torchvision.__version__,
+    'model': MODEL,
+    'conv': args.arm,
+    'seed': args.seed,
+    'num_epochs': args.epochs,
+    'steps_per_epoch': steps_per_epoch,
+    'batch_size': args.batch_size,
+    'eval_batch_size': args.eval_batch_size,
+    'eval_every_epochs': args.eval_every_epochs,
+    'learning_rate': LEARNING_RATE,
+    'lr_schedule': 'cosine',
+    'warmup_epochs': 0,
+    'momentum': MOMENTUM,
+    'weight_decay': WEIGHT_DECAY,
+    'weight_decay_on_bn_and_bias': True,
+    'bias_lr_factor': 2.0,
+    'acb': {'gamma_init': GAMMA_INIT if args.arm == 'acnet' else None},
+    'bn_eps': 1e-5,
+    'bn_momentum': 0.1,
+    'init': 'torch default',
+    'augment': 'Pad(4), RandomCrop(32), RandomHorizontalFlip()',
+    'pixel_mean': [0.5] * 3,
+    'pixel_std': [0.5] * 3,
+    'dtype': 'float32',
+    'dataset': 'image_folder',
+    'data_dir': args.data_dir,
+    'threads': args.threads,
+    'recorded': {
+      'input_shape': list(IMAGE_SHAPE),
+      'class_names': list(train.classes),
+      'train_examples': len(train.labels),
+      'test_examples': len(test.labels),
+      'eval_split': eval_split,
+    },
+  }
 
 
 def trajectory(config: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +259,7 @@ def model_and_optimizer(arm: str, num_classes: int, total_steps: int, seed: int)
   torch.manual_seed(seed)
   net = acnet_models.build(MODEL, arm, num_classes, GAMMA_INIT if arm == 'acnet' else None)
   optimizer = sgd_optimizer(net, LEARNING_RATE, WEIGHT_DECAY, MOMENTUM)
-  scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
-                                                         eta_min=0)
+  scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=0)
   return net, optimizer, scheduler
 
 
@@ -244,8 +274,9 @@ def train_step(net, optimizer, scheduler, criterion, x, y) -> tuple[float, int]:
   return loss.item(), int((logits.argmax(1) == y).sum())
 
 
-def train_epoch(net, optimizer, scheduler, train: Split, epoch: int, seed: int,
-                batch_size: int, stop: StopFlag) -> dict[str, float]:
+def train_epoch(
+  net, optimizer, scheduler, train: Split, epoch: int, seed: int, batch_size: int, stop: StopFlag
+) -> dict[str, float]:
   import torch
   from torch import nn
 
@@ -253,8 +284,9 @@ def train_epoch(net, optimizer, scheduler, train: Split, epoch: int, seed: int,
 
   steps = len(train.labels) // batch_size
   order_seed, augment_seed = epoch_seeds(seed, epoch)
-  order = torch.randperm(len(train.labels),
-                         generator=torch.Generator().manual_seed(order_seed)).numpy()
+  order = torch.randperm(
+    len(train.labels), generator=torch.Generator().manual_seed(order_seed)
+  ).numpy()
   torch.manual_seed(augment_seed)  # The transforms draw from torch's global generator.
   transform, criterion = their_train_transform(), nn.CrossEntropyLoss()
   net.train()
@@ -262,11 +294,19 @@ def train_epoch(net, optimizer, scheduler, train: Split, epoch: int, seed: int,
   for i in range(steps):
     stop.check()
     lr = optimizer.param_groups[0]['lr']  # The base rate (the first parameter is no bias).
-    loss, right = train_step(net, optimizer, scheduler, criterion,
-                             *train.batch(order[i * batch_size:(i + 1) * batch_size], transform))
+    loss, right = train_step(
+      net,
+      optimizer,
+      scheduler,
+      criterion,
+      *train.batch(order[i * batch_size : (i + 1) * batch_size], transform),
+    )
     loss_sum, correct = loss_sum + loss, correct + right
-  return {'train_loss': loss_sum / steps, 'train_top1': correct / (steps * batch_size),
-          'train_lr': lr}
+  return {
+    'train_loss': loss_sum / steps,
+    'train_top1': correct / (steps * batch_size),
+    'train_lr': lr,
+  }
 
 
 def deploy_model(net, arm: str, num_classes: int):
@@ -291,8 +331,9 @@ def evaluate(net, arm: str, test: Split, batch_size: int, stop: StopFlag) -> dic
   deploy, _ = deploy_model(net, arm, num_classes)
   transform, k = their_eval_transform(), min(5, num_classes)
   net.eval()
-  sums = dict.fromkeys([f'{p}{name}' for p in ('', 'fused_')
-                        for name in ('top1', f'top{k}', 'loss')], 0.0)
+  sums = dict.fromkeys(
+    [f'{p}{name}' for p in ('', 'fused_') for name in ('top1', f'top{k}', 'loss')], 0.0
+  )
   worst = 0.0
   with torch.no_grad():
     for start in range(0, len(test.labels), batch_size):
@@ -307,11 +348,16 @@ def evaluate(net, arm: str, test: Split, batch_size: int, stop: StopFlag) -> dic
       scale = max(logits[''].abs().max().item(), 1e-12)
       worst = max(worst, (logits[''] - logits['fused_']).abs().max().item() / scale)
   n = len(test.labels)
-  return {'num_examples': n, **{key: value / n for key, value in sums.items()},
-          'fused_max_rel_diff': worst, 'fused_matches': worst <= FUSION_TOLERANCE}
+  return {
+    'num_examples': n,
+    **{key: value / n for key, value in sums.items()},
+    'fused_max_rel_diff': worst,
+    'fused_matches': worst <= FUSION_TOLERANCE,
+  }
 
 
 # --------------------------------------------------------------- checkpoints
+
 
 def commit_folder(temporary: str, final: str) -> None:
   """Renames a written folder to its final name (replacing one there)."""
@@ -331,8 +377,16 @@ def save_checkpoint(workdir: str, step: int, epoch: int, net, optimizer, schedul
   shutil.rmtree(temporary, ignore_errors=True)
   os.makedirs(temporary)
   path = os.path.join(temporary, STATE_FILE)
-  torch.save({'model': net.state_dict(), 'optimizer': optimizer.state_dict(),
-              'scheduler': scheduler.state_dict(), 'epoch': epoch, 'step': step}, path)
+  torch.save(
+    {
+      'model': net.state_dict(),
+      'optimizer': optimizer.state_dict(),
+      'scheduler': scheduler.state_dict(),
+      'epoch': epoch,
+      'step': step,
+    },
+    path,
+  )
   with open(path, 'rb') as f:
     os.fsync(f.fileno())
   commit_folder(temporary, final)
@@ -368,6 +422,7 @@ def save_deploy(workdir: str, step: int, net, arm: str, num_classes: int) -> Non
 
 # ------------------------------------------------------------------ the run
 
+
 def start_config(workdir: str, config: dict[str, Any]) -> None:
   """Writes config.json, or refuses a workdir whose run has another recipe."""
   path = os.path.join(workdir, 'config.json')
@@ -377,16 +432,22 @@ def start_config(workdir: str, config: dict[str, Any]) -> None:
   with open(path) as f:
     recorded = json.load(f)
   old, new = trajectory(recorded), trajectory(config)
-  changes = {key: (old.get(key), new.get(key)) for key in old.keys() | new.keys()
-             if old.get(key) != new.get(key)}
+  changes = {
+    key: (old.get(key), new.get(key))
+    for key in old.keys() | new.keys()
+    if old.get(key) != new.get(key)
+  }
   if changes:
     listed = '; '.join(f'{key}: {a!r} -> {b!r}' for key, (a, b) in sorted(changes.items()))
-    raise InputError(f'{workdir} holds a run of another recipe ({listed}); give this one '
-                     'another --workdir. Nothing was changed.')
+    raise InputError(
+      f'{workdir} holds a run of another recipe ({listed}); give this one '
+      'another --workdir. Nothing was changed.'
+    )
   for key in NOT_TRAJECTORY:
     if recorded.get(key) != config.get(key):
-      log.warning('Resuming with %s %r (the run started with %r).', key, config.get(key),
-                  recorded.get(key))
+      log.warning(
+        'Resuming with %s %r (the run started with %r).', key, config.get(key), recorded.get(key)
+      )
 
 
 def train_and_evaluate(args: argparse.Namespace, stop: StopFlag) -> dict[str, Any]:
@@ -403,8 +464,9 @@ def train_and_evaluate(args: argparse.Namespace, stop: StopFlag) -> dict[str, An
     raise InputError(f'{len(train.labels)} training images make no batch of {args.batch_size}')
   start_config(args.workdir, run_config(args, train, test, eval_split, steps_per_epoch))
   num_classes = len(train.classes)
-  net, optimizer, scheduler = model_and_optimizer(args.arm, num_classes,
-                                                  args.epochs * steps_per_epoch, args.seed)
+  net, optimizer, scheduler = model_and_optimizer(
+    args.arm, num_classes, args.epochs * steps_per_epoch, args.seed
+  )
   epoch, step = 0, newest_checkpoint_step(args.workdir)
   if step is not None:
     epoch = restore_checkpoint(args.workdir, step, net, optimizer, scheduler)
@@ -412,19 +474,26 @@ def train_and_evaluate(args: argparse.Namespace, stop: StopFlag) -> dict[str, An
   result = None
   while epoch < args.epochs:
     started = time.perf_counter()
-    metrics = train_epoch(net, optimizer, scheduler, train, epoch, args.seed, args.batch_size,
-                          stop)
+    metrics = train_epoch(net, optimizer, scheduler, train, epoch, args.seed, args.batch_size, stop)
     epoch += 1
     step = epoch * steps_per_epoch
-    log.info('epoch %d/%d (step %d): train loss %.4f, top-1 %.4f, lr %.6f, %.1f s', epoch,
-             args.epochs, step, metrics['train_loss'], metrics['train_top1'],
-             metrics['train_lr'], time.perf_counter() - started)
+    log.info(
+      'epoch %d/%d (step %d): train loss %.4f, top-1 %.4f, lr %.6f, %.1f s',
+      epoch,
+      args.epochs,
+      step,
+      metrics['train_loss'],
+      metrics['train_top1'],
+      metrics['train_lr'],
+      time.perf_counter() - started,
+    )
     entries = [{'step': step, 'epoch': epoch, **metrics}]
     if epoch % args.eval_every_epochs == 0 or epoch == args.epochs:
       result = {'step': step, **evaluate(net, args.arm, test, args.eval_batch_size, stop)}
       log.info('test top-1 %.4f, fused %.4f', result['top1'], result['fused_top1'])
-      entries.append({'step': step, **{f'test_{key}': value for key, value in result.items()
-                                       if key != 'step'}})
+      entries.append(
+        {'step': step, **{f'test_{key}': value for key, value in result.items() if key != 'step'}}
+      )
     for entry in entries:  # Before the checkpoint: a step logged twice keeps its last value.
       append_metrics(args.workdir, entry)
     save_checkpoint(args.workdir, step, epoch, net, optimizer, scheduler)
@@ -437,8 +506,9 @@ def train_and_evaluate(args: argparse.Namespace, stop: StopFlag) -> dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> None:
   args = parser().parse_args(argv)
-  logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                      format='%(asctime)s %(name)s: %(message)s')
+  logging.basicConfig(
+    level=logging.INFO, stream=sys.stderr, format='%(asctime)s %(name)s: %(message)s'
+  )
   stop = StopFlag()
   stop.install()
   lock = WorkdirLock(args.workdir)
@@ -450,10 +520,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(1)
   except Stopped as stopped:
     step = newest_checkpoint_step(args.workdir)
-    saved = 'no checkpoint was saved yet' if step is None else \
-        f'the checkpoint of step {step} is in {args.workdir}/checkpoints'
-    log.warning('Stopped by %s; %s (the epoch in progress is lost). Run the same command '
-                'again to resume.', stopped, saved)
+    saved = (
+      'no checkpoint was saved yet'
+      if step is None
+      else f'the checkpoint of step {step} is in {args.workdir}/checkpoints'
+    )
+    log.warning(
+      'Stopped by %s; %s (the epoch in progress is lost). Run the same command again to resume.',
+      stopped,
+      saved,
+    )
     sys.exit(128 + stopped.signal_number)
   finally:
     lock.release()

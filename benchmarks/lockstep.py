@@ -34,16 +34,22 @@ def main() -> None:
   for conv in args.convs.split(','):
     config = presets.preset('cfqkbnc', f'{conv}_cosine')
     config.update(dict(dataset='image_folder', data_dir=args.data_dir, seed=args.seed))
-    print(f'\n{conv} (batch {config.batch_size}, lr {config.learning_rate}, '
-          f'{config.num_epochs}-epoch cosine, wd {config.weight_decay})\n')
-    print('| step | loss ours | loss theirs | loss difference | gradient difference '
-          '| their float32 vs float64 gradient | parameters apart | batch statistics apart |')
+    print(
+      f'\n{conv} (batch {config.batch_size}, lr {config.learning_rate}, '
+      f'{config.num_epochs}-epoch cosine, wd {config.weight_decay})\n'
+    )
+    print(
+      '| step | loss ours | loss theirs | loss difference | gradient difference '
+      '| their float32 vs float64 gradient | parameters apart | batch statistics apart |'
+    )
     print('|---|---|---|---|---|---|---|---|')
     for r in lockstep(config, args.steps, args.seed):
-      print(f'| {r.step} | {r.loss_ours:.7f} | {r.loss_theirs:.7f} | {r.loss_difference:.1e} | '
-            f'{r.gradient_difference:.1e} | {r.gradient_rounding:.1e} | {r.params_drift:.1e} | '
-            f'{r.stats_drift:.1e} |',
-            flush=True)
+      print(
+        f'| {r.step} | {r.loss_ours:.7f} | {r.loss_theirs:.7f} | {r.loss_difference:.1e} | '
+        f'{r.gradient_difference:.1e} | {r.gradient_rounding:.1e} | {r.params_drift:.1e} | '
+        f'{r.stats_drift:.1e} |',
+        flush=True,
+      )
 
 
 if __name__ == '__main__':

@@ -109,11 +109,25 @@ def jax_side(model: str, conv: str, steps: int, warmup: int) -> dict[str, float]
   of the trained form and of the fused deploy model."""
   with tempfile.TemporaryDirectory() as folder:
     output = os.path.join(folder, 'bench.json')
-    subprocess.run([sys.executable, '-m', 'acnet_jax.benchmark', f'--model={model}',
-                    f'--convs={conv}', '--acb_impls=branches', f'--batch_size={BATCH_SIZES[model]}',
-                    f'--eval_batch_size={EVAL_BATCH}', f'--steps={steps}', f'--warmup={warmup}',
-                    '--matmul_size=256', f'--output={output}'],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+      [
+        sys.executable,
+        '-m',
+        'acnet_jax.benchmark',
+        f'--model={model}',
+        f'--convs={conv}',
+        '--acb_impls=branches',
+        f'--batch_size={BATCH_SIZES[model]}',
+        f'--eval_batch_size={EVAL_BATCH}',
+        f'--steps={steps}',
+        f'--warmup={warmup}',
+        '--matmul_size=256',
+        f'--output={output}',
+      ],
+      check=True,
+      capture_output=True,
+      text=True,
+    )
     with open(output) as f:
       report = json.load(f)
   train = next(r for r in report['train'] if r['feed'] == 'on_device')
@@ -128,13 +142,30 @@ def measure(model: str, conv: str, steps: int, warmup: int, threads: int) -> dic
   """Both sides, adjacent: JAX in a process, then PyTorch in another."""
   ours = jax_side(model, conv, steps, warmup)
   completed = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.pytorch_peer', '--side=torch', f'--models={model}',
-       f'--convs={conv}', f'--steps={steps}', f'--warmup={warmup}', f'--threads={threads}'],
-      check=True, capture_output=True, text=True)
+    [
+      sys.executable,
+      '-m',
+      'benchmarks.pytorch_peer',
+      '--side=torch',
+      f'--models={model}',
+      f'--convs={conv}',
+      f'--steps={steps}',
+      f'--warmup={warmup}',
+      f'--threads={threads}',
+    ],
+    check=True,
+    capture_output=True,
+    text=True,
+  )
   theirs = json.loads(completed.stdout.strip().splitlines()[-1])
-  return {'model': model, 'conv': conv, 'batch_size': BATCH_SIZES[model], 'acnet_jax': ours,
-          'pytorch': theirs,
-          'ratio': {key: theirs[key] / ours[key] for key in ours if key in theirs}}
+  return {
+    'model': model,
+    'conv': conv,
+    'batch_size': BATCH_SIZES[model],
+    'acnet_jax': ours,
+    'pytorch': theirs,
+    'ratio': {key: theirs[key] / ours[key] for key in ours if key in theirs},
+  }
 
 
 def summarize(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -144,44 +175,66 @@ def summarize(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
   rows = []
   for measured in zip(*rounds):
     first = measured[0]
-    sides = {side: {key: statistics.median(row[side][key] for row in measured)
-                    for key in first[side]} for side in ('acnet_jax', 'pytorch')}
-    rows.append({
-        'model': first['model'], 'conv': first['conv'], 'batch_size': first['batch_size'],
+    sides = {
+      side: {key: statistics.median(row[side][key] for row in measured) for key in first[side]}
+      for side in ('acnet_jax', 'pytorch')
+    }
+    rows.append(
+      {
+        'model': first['model'],
+        'conv': first['conv'],
+        'batch_size': first['batch_size'],
         **sides,
         'ratio': {key: sides['pytorch'][key] / sides['acnet_jax'][key] for key in first['ratio']},
-        'ratio_range': {key: (min(row['ratio'][key] for row in measured),
-                              max(row['ratio'][key] for row in measured))
-                        for key in first['ratio']}})
+        'ratio_range': {
+          key: (
+            min(row['ratio'][key] for row in measured),
+            max(row['ratio'][key] for row in measured),
+          )
+          for key in first['ratio']
+        },
+      }
+    )
   return rows
 
 
 def acnet_over_normal(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
   """model -> side -> acnet's train step time over normal's."""
   steps = {(row['model'], row['conv']): row for row in rows}
-  return {model: {side: steps[model, 'acnet'][side]['train_step_s']
-                  / steps[model, 'normal'][side]['train_step_s']
-                  for side in ('acnet_jax', 'pytorch')}
-          for model, conv in steps if conv == 'acnet' and (model, 'normal') in steps}
+  return {
+    model: {
+      side: steps[model, 'acnet'][side]['train_step_s']
+      / steps[model, 'normal'][side]['train_step_s']
+      for side in ('acnet_jax', 'pytorch')
+    }
+    for model, conv in steps
+    if conv == 'acnet' and (model, 'normal') in steps
+  }
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
   ranges = any('ratio_range' in row for row in rows)
   range_header = "rounds' ratios"
-  lines = [f"{'model':9}{'conv':8}{'batch':>6}  {'measure':15}{'acnet_jax ms':>13}"
-           f"{'PyTorch ms':>12}{'ratio':>8}" + (f'{range_header:>18}' if ranges else '')]
+  lines = [
+    f'{"model":9}{"conv":8}{"batch":>6}  {"measure":15}{"acnet_jax ms":>13}'
+    f'{"PyTorch ms":>12}{"ratio":>8}' + (f'{range_header:>18}' if ranges else '')
+  ]
   for row in rows:
     for key, ratio in row['ratio'].items():
-      line = (f"{row['model']:9}{row['conv']:8}{row['batch_size']:6}  "
-              f"{key.removesuffix('_s'):15}{row['acnet_jax'][key] * 1e3:13.1f}"
-              f"{row['pytorch'][key] * 1e3:12.1f}{ratio:8.2f}")
+      line = (
+        f'{row["model"]:9}{row["conv"]:8}{row["batch_size"]:6}  '
+        f'{key.removesuffix("_s"):15}{row["acnet_jax"][key] * 1e3:13.1f}'
+        f'{row["pytorch"][key] * 1e3:12.1f}{ratio:8.2f}'
+      )
       if ranges:
         low, high = row['ratio_range'][key]
         line += f'{low:11.2f} - {high:4.2f}'
       lines.append(line)
   for model, sides in acnet_over_normal(rows).items():
-    lines.append(f"{model} acnet / normal train step: acnet_jax {sides['acnet_jax']:.2f}, "
-                 f"PyTorch {sides['pytorch']:.2f}")
+    lines.append(
+      f'{model} acnet / normal train step: acnet_jax {sides["acnet_jax"]:.2f}, '
+      f'PyTorch {sides["pytorch"]:.2f}'
+    )
   return '\n'.join(lines)
 
 
@@ -192,16 +245,28 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
-  parser.add_argument('--rounds', type=int, default=1,
-                      help='Measure everything this many times, round after round; report '
-                           'medians over the rounds.')
-  parser.add_argument('--interleaved_pairs', type=int, default=30,
-                      help='Then, per model, time normal and acnet train steps interleaved '
-                           '(benchmarks.acnet_over_normal) for this many pairs; 0: not.')
-  parser.add_argument('--side', choices=['both', 'torch'], default='both',
-                      help='torch: only the PyTorch side, as JSON (what `both` runs).')
-  parser.add_argument('--output', default=os.path.join(tempfile.gettempdir(),
-                                                       'acnet_jax_pytorch_peer.json'))
+  parser.add_argument(
+    '--rounds',
+    type=int,
+    default=1,
+    help='Measure everything this many times, round after round; report medians over the rounds.',
+  )
+  parser.add_argument(
+    '--interleaved_pairs',
+    type=int,
+    default=30,
+    help='Then, per model, time normal and acnet train steps interleaved '
+    '(benchmarks.acnet_over_normal) for this many pairs; 0: not.',
+  )
+  parser.add_argument(
+    '--side',
+    choices=['both', 'torch'],
+    default='both',
+    help='torch: only the PyTorch side, as JSON (what `both` runs).',
+  )
+  parser.add_argument(
+    '--output', default=os.path.join(tempfile.gettempdir(), 'acnet_jax_pytorch_peer.json')
+  )
   args = parser.parse_args()
   models, convs = args.models.split(','), args.convs.split(',')
   if args.side == 'torch':

@@ -39,15 +39,23 @@ def cpu_seconds(pids: Iterable[int]) -> float:
   return total / CLOCK_TICKS
 
 
-def run(data_dir: str, image_size: int, batch_size: int, num_workers: int,
-        steps: int) -> dict[str, Any]:
+def run(
+  data_dir: str, image_size: int, batch_size: int, num_workers: int, steps: int
+) -> dict[str, Any]:
   dataset = datasets.ImageFolder(
-      os.path.join(data_dir, 'train'),
-      transforms.Compose([transforms.RandomResizedCrop(image_size),
-                          transforms.RandomHorizontalFlip(), transforms.PILToTensor()]))
+    os.path.join(data_dir, 'train'),
+    transforms.Compose(
+      [
+        transforms.RandomResizedCrop(image_size),
+        transforms.RandomHorizontalFlip(),
+        transforms.PILToTensor(),
+      ]
+    ),
+  )
   sampler = torch.utils.data.RandomSampler(dataset, num_samples=(steps + 1) * batch_size)
-  loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                       num_workers=num_workers, drop_last=True)
+  loader = torch.utils.data.DataLoader(
+    dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True
+  )
   batches = iter(loader)
   next(batches)
   pids = [os.getpid()] + [w.pid for w in getattr(batches, '_workers', [])]
@@ -57,14 +65,27 @@ def run(data_dir: str, image_size: int, batch_size: int, num_workers: int,
   images = sum(len(next(batches)[1]) for _ in range(steps))
   seconds, cpu = time.perf_counter() - start, cpu_seconds(pids) - start_cpu
   cores = cpu / seconds
-  return {'pipeline': f'torchvision {__import__("torchvision").__version__}',
-          'image_size': image_size, 'batch_size': batch_size, 'num_workers': num_workers,
-          'images': images, 'images_per_s': images / seconds, 'cores_used': cores,
-          'images_per_s_per_core': images / seconds / cores}
+  return {
+    'pipeline': f'torchvision {__import__("torchvision").__version__}',
+    'image_size': image_size,
+    'batch_size': batch_size,
+    'num_workers': num_workers,
+    'images': images,
+    'images_per_s': images / seconds,
+    'cores_used': cores,
+    'images_per_s_per_core': images / seconds / cores,
+  }
 
 
-COLUMNS = {'pipeline': '{}', 'image_size': '{}', 'batch_size': '{}', 'num_workers': '{}',
-           'images_per_s': '{:.0f}', 'cores_used': '{:.2f}', 'images_per_s_per_core': '{:.0f}'}
+COLUMNS = {
+  'pipeline': '{}',
+  'image_size': '{}',
+  'batch_size': '{}',
+  'num_workers': '{}',
+  'images_per_s': '{:.0f}',
+  'cores_used': '{:.2f}',
+  'images_per_s_per_core': '{:.0f}',
+}
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
@@ -81,9 +102,15 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--num_workers', default='1,2', help='Comma-separated worker counts.')
   parser.add_argument('--steps', type=int, default=20, help='Timed batches per measurement.')
   args = parser.parse_args(argv)
-  print(format_table([run(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
-                      for size in args.image_sizes.split(',')
-                      for workers in args.num_workers.split(',')]))
+  print(
+    format_table(
+      [
+        run(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
+        for size in args.image_sizes.split(',')
+        for workers in args.num_workers.split(',')
+      ]
+    )
+  )
 
 
 if __name__ == '__main__':

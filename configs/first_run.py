@@ -10,6 +10,14 @@ from acnet_jax.training import presets
 
 def get_config():
   config = presets.preset('cfqkbnc', 'acnet_cosine')
-  config.update(dict(dataset='image_folder', max_train_examples=2000, batch_size=64,
-                     num_epochs=3, eval_every_epochs=3, try_arg='acnet_cosine, first run'))
+  config.update(
+    dict(
+      dataset='image_folder',
+      max_train_examples=2000,
+      batch_size=64,
+      num_epochs=3,
+      eval_every_epochs=3,
+      try_arg='acnet_cosine, first run',
+    )
+  )
   return config

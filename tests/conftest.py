@@ -20,8 +20,9 @@ pytest_plugins = ['tests.support.ci_skips', 'pytester']
 
 # Tests compile the same small models many times, in this process and in
 # subprocesses: a persistent compilation cache shared by all of them saves minutes.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      os.path.join(tempfile.gettempdir(), 'acnet_jax_test_jax_cache'))
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'acnet_jax_test_jax_cache')
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 from acnet_jax import xla_cpu  # noqa: E402
@@ -35,8 +36,7 @@ from tests.support.runs import tiny_config  # noqa: E402
 
 # The tiny finished run: rc8 ACNet, 4 steps, checkpoints at 2 and 4, exported
 # as jax.export at the end.
-TINY_RUN = dict(conv='acnet', num_epochs=1, checkpoint_every_steps=2,
-                export_formats='stablehlo')
+TINY_RUN = dict(conv='acnet', num_epochs=1, checkpoint_every_steps=2, export_formats='stablehlo')
 TINY_RUN_STEPS = 4
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SKIPPING = '''
+SKIPPING = """
 import pytest
 
 def test_skips_at_run_time():
@@ -20,7 +20,7 @@ def test_expected_to_fail():
 
 def test_runs():
   pass
-'''
+"""
 
 
 # A skip at run time fails the test; one at set-up (a skipif mark) errors it.
@@ -28,8 +28,9 @@ def test_runs():
 def test_a_skip_fails_only_under_ci(ci, failed, errors, skipped, pytester, monkeypatch):
   monkeypatch.setenv('CI', ci)
   pytester.makepyfile(test_some=SKIPPING)
-  result = pytester.runpytest_inprocess('-p', 'tests.support.ci_skips', '-p', 'no:cacheprovider',
-                                        '-p', 'no:xdist', '-o', 'addopts=')
+  result = pytester.runpytest_inprocess(
+    '-p', 'tests.support.ci_skips', '-p', 'no:cacheprovider', '-p', 'no:xdist', '-o', 'addopts='
+  )
   result.assert_outcomes(passed=1, failed=failed, errors=errors, skipped=skipped, xfailed=1)
   if failed:
     result.stdout.fnmatch_lines(['*skipped under CI=true*no archive here*'])

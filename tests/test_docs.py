@@ -31,6 +31,7 @@ BASE_CONFIG = 'acnet_jax/training/config.py'
 
 # ------------------------------------------------------------------ markdown
 
+
 @dataclasses.dataclass(frozen=True)
 class Page:
   path: Path
@@ -120,7 +121,8 @@ def test_github_slugs():
   assert slug("The project's XLA flag") == 'the-projects-xla-flag'
   assert slug('Beside PyTorch eager') == 'beside-pytorch-eager'
   assert slug('The online form: a block trained at the cost of one conv') == (
-      'the-online-form-a-block-trained-at-the-cost-of-one-conv')
+    'the-online-form-a-block-trained-at-the-cost-of-one-conv'
+  )
   assert slug('`config.online` and [layers](layers.md)') == 'configonline-and-layers'
   assert slug('Größe — à la carte') == 'größe--à-la-carte'
   assert slug('snake_case names') == 'snake_case-names'
@@ -142,6 +144,7 @@ def test_relative_links_and_anchors_resolve(path):
 
 
 # ------------------------------------------------------------- command lines
+
 
 def command_lines(page: Page) -> list[tuple[int, str]]:
   """(line number, text from `python -m acnet_jax.` on) of each command in a
@@ -165,8 +168,11 @@ def command_lines(page: Page) -> list[tuple[int, str]]:
   for match in re.finditer(r'(`+)(.+?)\1', joined, flags=re.DOTALL):
     line_index = joined.count('\n', 0, match.start())
     found.append((page.prose[line_index][0], match.group(2).replace('\n', ' ')))
-  return [(number, text[text.index('python -m acnet_jax.'):])
-          for number, text in found if 'python -m acnet_jax.' in text]
+  return [
+    (number, text[text.index('python -m acnet_jax.') :])
+    for number, text in found
+    if 'python -m acnet_jax.' in text
+  ]
 
 
 def bare_commands(page: Page) -> list[tuple[int, str]]:
@@ -183,8 +189,9 @@ def bare_commands(page: Page) -> list[tuple[int, str]]:
 
 def test_commands_are_in_code_blocks():
   """A command as a paragraph renders as prose ([--flag=...] as a link)."""
-  bare = [f'{page.name}:{number}' for page in map(read_page, PAGES)
-          for number, _ in bare_commands(page)]
+  bare = [
+    f'{page.name}:{number}' for page in map(read_page, PAGES) for number, _ in bare_commands(page)
+  ]
   assert not bare, f'command lines outside a code block: {bare}'
 
 
@@ -194,9 +201,12 @@ SHELL_OPERATORS = {';', '&&', '||', '|', '&', '>', '>>', '2>', '2>&1', 'done', '
 def is_placeholder(value: str) -> bool:
   """DIR, FILE, N, runs/NAME, configs/cfqkbnc_CONV.py, $seed, ${conv}, <conv>, ...:
   a value the reader fills in."""
-  return ('$' in value or '<' in value or '...' in value
-          or any(re.fullmatch(r'[A-Z][A-Z0-9]*', part)
-                 for part in re.split(r'[^A-Za-z0-9]+', value)))
+  return (
+    '$' in value
+    or '<' in value
+    or '...' in value
+    or any(re.fullmatch(r'[A-Z][A-Z0-9]*', part) for part in re.split(r'[^A-Za-z0-9]+', value))
+  )
 
 
 def variants(text: str) -> list[str]:
@@ -264,8 +274,14 @@ def absl_flag_values(module, args: list[str]) -> flags.FlagValues:
     for flag in defined:
       if isinstance(flag, config_flags.config_flags._ConfigFlag):  # noqa: SLF001
         # Its overrides are read from the argv it is given and defined in `fresh`.
-        config_flags.DEFINE_config_file(flag.name, None, flag.help, flag_values=fresh,
-                                        lock_config=True, sys_argv=['command', *args])
+        config_flags.DEFINE_config_file(
+          flag.name,
+          None,
+          flag.help,
+          flag_values=fresh,
+          lock_config=True,
+          sys_argv=['command', *args],
+        )
       else:
         fresh[flag.name] = copy.deepcopy(flag)
   for name in list(fresh):
@@ -277,6 +293,7 @@ def _into(function, fresh: flags.FlagValues):
   def defined_in_fresh(*positional, **keywords):
     keywords.setdefault('flag_values', fresh)
     return function(*positional, **keywords)
+
   return defined_in_fresh
 
 
@@ -313,18 +330,22 @@ def check_absl(module, args: list[str]) -> None:
   assert rest == ['command'], f'arguments the command does not take: {rest[1:]}'
   for name in names_only:
     if name.startswith('config.') and 'config' in fresh:
-      assert config_key_exists(fresh['config'].value, name[len('config.'):]), (
-          f'--{name}: no such config key')
+      assert config_key_exists(fresh['config'].value, name[len('config.') :]), (
+        f'--{name}: no such config key'
+      )
     else:
       assert name in fresh or (name.startswith('no') and name[2:] in fresh), (
-          f'--{name}: no such flag')
+        f'--{name}: no such flag'
+      )
 
 
 def check_argparse(module, args: list[str], monkeypatch) -> None:
   """A command with argparse in main(argv): run main until it has parsed."""
+
   def parsed(self, *positional, **keywords):
     namespace = original(self, *positional, **keywords)
     raise Parsed(namespace)
+
   original = argparse.ArgumentParser.parse_args
   with monkeypatch.context() as patch:
     patch.setattr(argparse.ArgumentParser, 'parse_args', parsed)
@@ -336,8 +357,12 @@ def check_argparse(module, args: list[str], monkeypatch) -> None:
 
 
 def all_commands() -> list[tuple[str, int, str]]:
-  return [(page.name, number, line) for page in map(read_page, PAGES)
-          for number, text in command_lines(page) for line in variants(text)]
+  return [
+    (page.name, number, line)
+    for page in map(read_page, PAGES)
+    for number, text in command_lines(page)
+    for line in variants(text)
+  ]
 
 
 def test_commands_are_found():
@@ -345,17 +370,29 @@ def test_commands_are_found():
   modules = {arguments(line)[0] for _, _, line in commands}
   assert {'acnet_jax.main', 'acnet_jax.export', 'acnet_jax.convert'} <= modules
   # A continued line is read whole, an optional flag unwrapped, a comment left out.
-  page = Page(Path('x.md'), [], [(1, '    python -m acnet_jax.main --config=configs/rc56.py \\'),
-                                 (2, '      --workdir=DIR [--mode=eval]   # a comment')])
-  (number, line), = command_lines(page)
+  page = Page(
+    Path('x.md'),
+    [],
+    [
+      (1, '    python -m acnet_jax.main --config=configs/rc56.py \\'),
+      (2, '      --workdir=DIR [--mode=eval]   # a comment'),
+    ],
+  )
+  ((number, line),) = command_lines(page)
   assert number == 1
-  assert arguments(line) == ('acnet_jax.main',
-                             ['--config=configs/rc56.py', '--workdir=DIR', '--mode=eval'])
+  assert arguments(line) == (
+    'acnet_jax.main',
+    ['--config=configs/rc56.py', '--workdir=DIR', '--mode=eval'],
+  )
   assert variants('--config=configs/cfqkbnc_<normal|acnet>.py') == [
-      '--config=configs/cfqkbnc_normal.py', '--config=configs/cfqkbnc_acnet.py']
+    '--config=configs/cfqkbnc_normal.py',
+    '--config=configs/cfqkbnc_acnet.py',
+  ]
 
 
-@pytest.mark.parametrize('line', [
+@pytest.mark.parametrize(
+  'line',
+  [
     'python -m acnet_jax.export --workdir=DIR --no_such_flag=1',
     'python -m acnet_jax.convert --checkpoint=FILE --model=no_such_model --workdir=DIR',
     'python -m acnet_jax.main --config=configs/rc56_acnet.py --config.no_such_key=1',
@@ -363,7 +400,8 @@ def test_commands_are_found():
     'python -m acnet_jax.benchmark --steps=many',
     'python -m acnet_jax.pipeline_benchmark --data_dir=DIR --batch_size=many',
     'python -m acnet_jax.main --config=configs/no_such_preset.py --workdir=DIR',
-])
+  ],
+)
 def test_a_bad_command_line_is_caught(line, monkeypatch):
   with pytest.raises(AssertionError):
     check_command(line, monkeypatch)
@@ -382,8 +420,11 @@ def check_command(line: str, monkeypatch) -> None:
     check_argparse(module, args, monkeypatch)
 
 
-@pytest.mark.parametrize('page, number, line', all_commands(),
-                         ids=[f'{page}:{number}' for page, number, _ in all_commands()])
+@pytest.mark.parametrize(
+  'page, number, line',
+  all_commands(),
+  ids=[f'{page}:{number}' for page, number, _ in all_commands()],
+)
 def test_command_lines_are_accepted(page, number, line, monkeypatch):
   try:
     check_command(line, monkeypatch)
@@ -398,7 +439,9 @@ COMMIT_ID = re.compile(r'\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b'
 
 def test_commit_id_pattern():
   assert COMMIT_ID.findall('at 0b34818, then 7cbe969a; 1234567 and deadbeef are no ids') == [
-      '0b34818', '7cbe969a']
+    '0b34818',
+    '7cbe969a',
+  ]
 
 
 @pytest.mark.parametrize('name', NO_COMMIT_IDS)

@@ -38,7 +38,8 @@ class AllSites(nn.Module):
     x = nn.relu(self.conv(8, 3, strides=2, name='strided')(x, train))
     x = nn.relu(self.conv(8, 3, feature_group_count=8, name='depthwise')(x, train))
     x = self.conv(16, 3, with_bn=False, name='pre_activation')(
-        bn_relu(x, train, 'pre_activation_bn', self.conv.dtype), train)
+      bn_relu(x, train, 'pre_activation_bn', self.conv.dtype), train
+    )
     x = nn.relu(self.conv(16, 1, name='pointwise')(x, train))
     return pooled_logits(x, self.num_classes, self.conv.dtype)
 
@@ -46,8 +47,8 @@ class AllSites(nn.Module):
 # Small models for the fast tier: every sort of site, and WRN-10-2 (pre-activation
 # blocks, BNs outside blocks).
 SMALL_MODELS = {
-    'all_sites': AllSites,
-    'wrn10_2': functools.partial(WideResNetCifar, blocks_per_stage=1, widen=2),
+  'all_sites': AllSites,
+  'wrn10_2': functools.partial(WideResNetCifar, blocks_per_stage=1, widen=2),
 }
 
 
@@ -68,7 +69,8 @@ def trained_variables(name: str, conv: str, steps: int = 3, **switch_options) ->
   would, so that no term of the fusion can hide."""
   model = create_model(name, conv, **switch_options)
   variables = jax.jit(lambda key: model.init(key, images(0), train=False))(
-      jax.random.key(0, impl='rbg'))
+    jax.random.key(0, impl='rbg')
+  )
   update_stats = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[1])
   for i in range(steps):
     variables = {**variables, **update_stats(variables, images(i + 1))}
@@ -99,23 +101,43 @@ def shapes(tree: dict) -> dict:
 # site); DBB and RepVGG on dense and pre-activation sites, 5x5 convs (cfqkbnc)
 # and depthwise convs (MobileNet); each kind online (the fast tier: the ACB;
 # `tests/blocks/test_online.py` fuses each kind's block).
-SMALL = [('all_sites', 'acnet', True, False), ('all_sites', 'acnet', False, False),
-         ('all_sites', 'dbb', True, False), ('all_sites', 'repvgg', True, False),
-         ('all_sites', 'acnet', True, True)]
-ZOO = [('rc8', 'acnet', True, False), ('cfqkbnc', 'acnet', True, False),
-       ('rc56', 'acnet', True, False), ('wrnc16', 'acnet', True, False),
-       ('vc', 'acnet', True, False), ('densenet40', 'acnet', True, False),
-       ('wrnc16', 'acnet', False, False), ('cfqkbnc', 'acnet', False, False),
-       *((name, conv, True, False) for conv in ('dbb', 'repvgg')
-         for name in ('rc20', 'wrnc16', 'cfqkbnc', 'mobilenet_v1')),
-       ('all_sites', 'dbb', True, True), ('all_sites', 'repvgg', True, True),
-       *((name, conv, True, True) for conv in ('acnet', 'dbb', 'repvgg')
-         for name in ('cfqkbnc', 'mobilenet_v1')),
-       ('rc20', 'acnet', True, True), ('wrnc16', 'repvgg', True, True)]
+SMALL = [
+  ('all_sites', 'acnet', True, False),
+  ('all_sites', 'acnet', False, False),
+  ('all_sites', 'dbb', True, False),
+  ('all_sites', 'repvgg', True, False),
+  ('all_sites', 'acnet', True, True),
+]
+ZOO = [
+  ('rc8', 'acnet', True, False),
+  ('cfqkbnc', 'acnet', True, False),
+  ('rc56', 'acnet', True, False),
+  ('wrnc16', 'acnet', True, False),
+  ('vc', 'acnet', True, False),
+  ('densenet40', 'acnet', True, False),
+  ('wrnc16', 'acnet', False, False),
+  ('cfqkbnc', 'acnet', False, False),
+  *(
+    (name, conv, True, False)
+    for conv in ('dbb', 'repvgg')
+    for name in ('rc20', 'wrnc16', 'cfqkbnc', 'mobilenet_v1')
+  ),
+  ('all_sites', 'dbb', True, True),
+  ('all_sites', 'repvgg', True, True),
+  *(
+    (name, conv, True, True)
+    for conv in ('acnet', 'dbb', 'repvgg')
+    for name in ('cfqkbnc', 'mobilenet_v1')
+  ),
+  ('rc20', 'acnet', True, True),
+  ('wrnc16', 'repvgg', True, True),
+]
 
 
-@pytest.mark.parametrize('name,conv,branch_bn,online', [
-    *SMALL, *(pytest.param(*case, marks=pytest.mark.full) for case in ZOO)])
+@pytest.mark.parametrize(
+  'name,conv,branch_bn,online',
+  [*SMALL, *(pytest.param(*case, marks=pytest.mark.full) for case in ZOO)],
+)
 def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, online):
   variables = cached_variables(name, conv, branch_bn, online)
   x = images(100)
@@ -126,7 +148,8 @@ def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, on
   deploy = logits(name, 'deploy', {'params': deploy_params, 'batch_stats': deploy_stats}, x)
   template = normal_template(name)
   normal_params, normal_stats = jax.jit(lambda p, s: to_normal(p, s, template))(
-      variables['params'], variables['batch_stats'])
+    variables['params'], variables['batch_stats']
+  )
   normal = logits(name, 'normal', {'params': normal_params, 'batch_stats': normal_stats}, x)
 
   assert max_relative_error(deploy, reference) <= MODEL_RTOL
@@ -136,19 +159,29 @@ def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, on
   # Every block fused: the variables are the deploy model's, as a fused
   # normal model's are (test_fused_acnet_and_fused_normal_are_the_deploy_model).
   deploy_init = jax.eval_shape(
-      lambda: create_model(name, 'deploy').init(jax.random.key(0), images(0), train=False))
-  assert (shapes(deploy_params), shapes(deploy_stats)) == \
-      (shapes(deploy_init['params']), shapes(deploy_init.get('batch_stats', {})))
+    lambda: create_model(name, 'deploy').init(jax.random.key(0), images(0), train=False)
+  )
+  assert (shapes(deploy_params), shapes(deploy_stats)) == (
+    shapes(deploy_init['params']),
+    shapes(deploy_init.get('batch_stats', {})),
+  )
 
 
-@pytest.mark.parametrize('name', ['rc8', pytest.param('wrn10_2', marks=pytest.mark.full),
-                                  pytest.param('rc56', marks=pytest.mark.full),
-                                  pytest.param('wrnc16', marks=pytest.mark.full)])
+@pytest.mark.parametrize(
+  'name',
+  [
+    'rc8',
+    pytest.param('wrn10_2', marks=pytest.mark.full),
+    pytest.param('rc56', marks=pytest.mark.full),
+    pytest.param('wrnc16', marks=pytest.mark.full),
+  ],
+)
 def test_fused_acnet_and_fused_normal_are_the_deploy_model(name):
   acnet = cached_variables(name, 'acnet')
   normal = cached_variables(name, 'normal')
   deploy_init = jax.eval_shape(
-      lambda: create_model(name, 'deploy').init(jax.random.key(0), images(0), train=False))
+    lambda: create_model(name, 'deploy').init(jax.random.key(0), images(0), train=False)
+  )
 
   from_acnet = jax.jit(fuse_params)(acnet['params'], acnet['batch_stats'])
   from_normal = jax.jit(fuse_params)(normal['params'], normal['batch_stats'])
@@ -163,11 +196,15 @@ def test_fused_acnet_and_fused_normal_are_the_deploy_model(name):
     model = create_model(name, conv)
     apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
     return apply.lower(variables, images(0)).cost_analysis()['flops']
+
   deploy_flops = flops('deploy', {'params': from_acnet[0], 'batch_stats': from_acnet[1]})
   assert deploy_flops == flops('deploy', {'params': from_normal[0], 'batch_stats': from_normal[1]})
   # Fewer where BNs follow convs; as many where every conv is pre-activation (WRN).
-  assert deploy_flops < flops('normal', normal) if name in ('rc8', 'rc56') else \
-      deploy_flops == flops('normal', normal)
+  assert (
+    deploy_flops < flops('normal', normal)
+    if name in ('rc8', 'rc56')
+    else deploy_flops == flops('normal', normal)
+  )
 
 
 def test_normal_model_fuses_exactly_too():
@@ -210,15 +247,19 @@ def test_deploy_variables_come_back_unchanged():
 
 def test_to_normal_refuses_a_normal_model():
   variables = cached_variables('rc8', 'normal')
-  with pytest.raises(FusionError, match="not the variables of a model of conv kind 'acnet' or "
-                                       "'dbb' or 'repvgg'"):
+  with pytest.raises(
+    FusionError, match="not the variables of a model of conv kind 'acnet' or 'dbb' or 'repvgg'"
+  ):
     to_normal(variables['params'], variables['batch_stats'], normal_template('rc8'))
 
 
 def test_to_normal_refuses_another_architecture():
   variables = cached_variables('rc8', 'acnet')
-  with pytest.raises(FusionError, match="'final_bn/bias' would have shape None but the normal "
-                                       r'model has \(128,\): not the same architecture'):
+  with pytest.raises(
+    FusionError,
+    match="'final_bn/bias' would have shape None but the normal "
+    r'model has \(128,\): not the same architecture',
+  ):
     to_normal(variables['params'], variables['batch_stats'], normal_template('wrn10_2'))
 
 

@@ -14,11 +14,27 @@ import acnet_jax
 PACKAGE = Path(acnet_jax.__file__).parent
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
-    'errors': 0, 'xla_cpu': 0, 'blocks': 1, 'fusion': 2, 'models': 3, 'data': 4, 'deploy': 5,
-    'training': 6, 'analysis': 7, 'benchmarking': 7, 'interop': 7, 'campaigns': 7, 'cli': 8,
-    'main': 9, 'export': 9, 'analyze': 9, 'benchmark': 9, 'pipeline_benchmark': 9, 'convert': 9,
-    'campaign': 9,
-    '__init__': 9,
+  'errors': 0,
+  'xla_cpu': 0,
+  'blocks': 1,
+  'fusion': 2,
+  'models': 3,
+  'data': 4,
+  'deploy': 5,
+  'training': 6,
+  'analysis': 7,
+  'benchmarking': 7,
+  'interop': 7,
+  'campaigns': 7,
+  'cli': 8,
+  'main': 9,
+  'export': 9,
+  'analyze': 9,
+  'benchmark': 9,
+  'pipeline_benchmark': 9,
+  'convert': 9,
+  'campaign': 9,
+  '__init__': 9,
 }
 
 
@@ -73,8 +89,9 @@ def test_imports_go_down_the_layers():
     for other in imported(module):
       if other == 'acnet_jax':
         continue
-      assert layer(other) <= layer(module), f'{module} (layer {layer(module)}) imports ' \
-          f'{other} (layer {layer(other)})'
+      assert layer(other) <= layer(module), (
+        f'{module} (layer {layer(module)}) imports {other} (layer {layer(other)})'
+      )
 
 
 def test_every_subpackage_says_what_lives_in_it():

@@ -16,8 +16,9 @@ from tests.support.runs import ROOT
 
 def execute(notebook, folder) -> None:
   """In a kernel that imports this checkout's acnet_jax (the caller sets PYTHONPATH)."""
-  nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
-                          resources={'metadata': {'path': str(folder)}}).execute()
+  nbclient.NotebookClient(
+    notebook, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(folder)}}
+  ).execute()
 
 
 @pytest.mark.full
@@ -28,8 +29,9 @@ def test_the_fusion_notebook_trains_its_own_run_when_given_none(tmp_path, monkey
 
 
 @pytest.mark.full
-def test_the_fusion_notebook_finds_a_run_relative_to_the_repository(tiny_run, tmp_path,
-                                                                     monkeypatch):
+def test_the_fusion_notebook_finds_a_run_relative_to_the_repository(
+  tiny_run, tmp_path, monkeypatch
+):
   relative = f'runs/notebook_test_{uuid.uuid4().hex[:8]}'
   shutil.copytree(tiny_run, ROOT / relative)
   files = lambda: {p: p.stat().st_mtime_ns for p in (ROOT / relative).rglob('*')}

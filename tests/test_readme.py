@@ -29,4 +29,4 @@ def test_the_readme_shows_the_campaigns_table_as_collected():
   readme = (ROOT / 'README.md').read_text().splitlines()
   table = (ROOT / 'results' / 'cifar_quick_full' / 'table.md').read_text().strip().splitlines()
   start = readme.index(table[0])
-  assert readme[start:start + len(table)] == table
+  assert readme[start : start + len(table)] == table

@@ -51,8 +51,14 @@ def fresh_process(script: str, *args: str, xla_flags: str | None) -> list[str]:
   env['PYTHONPATH'] = str(ROOT)
   if xla_flags is not None:
     env['XLA_FLAGS'] = xla_flags
-  completed = subprocess.run([sys.executable, '-c', script, *args], env=env, cwd=ROOT,
-                             check=True, capture_output=True, text=True)
+  completed = subprocess.run(
+    [sys.executable, '-c', script, *args],
+    env=env,
+    cwd=ROOT,
+    check=True,
+    capture_output=True,
+    text=True,
+  )
   return completed.stdout.splitlines()
 
 
@@ -71,19 +77,27 @@ def test_the_flags_are_added_to_the_users_flags(before_jax_starts, monkeypatch):
   assert os.environ['XLA_FLAGS'] == f'{USERS_FLAGS} --xla_cpu_experimental_ynn_fusion_type='
 
 
-@pytest.mark.parametrize('users_flags', [
+@pytest.mark.parametrize(
+  'users_flags',
+  [
     '--xla_cpu_experimental_ynn_fusion_type=individual_convolution',
     f'--xla_cpu_experimental_ynn_fusion_type= {USERS_FLAGS}',
-    "--xla_cpu_experimental_ynn_fusion_type='individual_convolution'"])
+    "--xla_cpu_experimental_ynn_fusion_type='individual_convolution'",
+  ],
+)
 def test_the_users_own_setting_wins(before_jax_starts, monkeypatch, users_flags):
   monkeypatch.setenv('XLA_FLAGS', users_flags)
   xla_cpu.use_project_flags()
   assert os.environ['XLA_FLAGS'] == users_flags
 
 
-@pytest.mark.parametrize('users_flags', [
+@pytest.mark.parametrize(
+  'users_flags',
+  [
     '--xla_dump_to=/tmp/--xla_cpu_experimental_ynn_fusion_type=x',
-    '--xla_cpu_experimental_ynn_fusion_type_of_another_flag=1'])
+    '--xla_cpu_experimental_ynn_fusion_type_of_another_flag=1',
+  ],
+)
 def test_a_flag_is_the_users_only_by_its_name_not_a_substring(users_flags):
   assert xla_cpu.missing_project_flags(users_flags) == xla_cpu.PROJECT_FLAGS
 
@@ -105,10 +119,14 @@ def test_importing_acnet_jax_changes_no_environment_variable_and_no_jax_setting(
   assert unchanged.split() == ['True', 'True', 'False']
 
 
-@pytest.mark.parametrize('xla_flags, use, on_ynnpack', [
+@pytest.mark.parametrize(
+  'xla_flags, use, on_ynnpack',
+  [
     (None, '', True),  # jaxlib's default.
     (None, 'use', False),  # The project's flag: Eigen's convolution.
-    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', 'use', True)])
+    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', 'use', True),
+  ],
+)
 def test_the_flag_takes_the_convolution_off_ynnpack(xla_flags, use, on_ynnpack):
   assert fresh_process(CONV_IN_A_FRESH_PROCESS, use, xla_flags=xla_flags) == [str(on_ynnpack)]
 
@@ -118,15 +136,15 @@ class Called(Exception):
 
 
 COMMANDS = {
-    'acnet_jax.main': lambda m: m.main(['main']),
-    'acnet_jax.benchmark': lambda m: m.main([]),
-    'acnet_jax.export': lambda m: m.main(['export']),
-    'acnet_jax.analyze': lambda m: m.main(['analyze']),
-    'acnet_jax.convert': lambda m: m.main(['convert']),
-    'acnet_jax.pipeline_benchmark': lambda m: m.main([]),
-    'benchmarks.acb_convs': lambda m: m.main(),
-    'benchmarks.acnet_over_normal': lambda m: m.jax_runs('rc8', 8),
-    'benchmarks.lockstep': lambda m: m.main(),
+  'acnet_jax.main': lambda m: m.main(['main']),
+  'acnet_jax.benchmark': lambda m: m.main([]),
+  'acnet_jax.export': lambda m: m.main(['export']),
+  'acnet_jax.analyze': lambda m: m.main(['analyze']),
+  'acnet_jax.convert': lambda m: m.main(['convert']),
+  'acnet_jax.pipeline_benchmark': lambda m: m.main([]),
+  'benchmarks.acb_convs': lambda m: m.main(),
+  'benchmarks.acnet_over_normal': lambda m: m.jax_runs('rc8', 8),
+  'benchmarks.lockstep': lambda m: m.main(),
 }
 
 
@@ -134,9 +152,15 @@ COMMANDS = {
 NEEDS_TORCH = {'benchmarks.lockstep'}
 
 
-@pytest.mark.parametrize('command', [
+@pytest.mark.parametrize(
+  'command',
+  [
     pytest.param(name, marks=[pytest.mark.full, pytest.mark.needs_torch])
-    if name in NEEDS_TORCH else name for name in sorted(COMMANDS)])
+    if name in NEEDS_TORCH
+    else name
+    for name in sorted(COMMANDS)
+  ],
+)
 def test_every_command_sets_the_flags_before_it_does_anything_else(command, monkeypatch):
   if command in NEEDS_TORCH:
     require_torch()

@@ -42,19 +42,27 @@ def region_rounding(kernel: Any) -> dict[str, dict[str, float]]:
     if not mask.any():
       continue
     magnitude = np.abs(kernel[mask]).mean()
-    found[name] = {'levels': float(steps[mask].mean()),
-                   'relative_error': float(error[mask].mean() / magnitude) if magnitude else 0.0}
+    found[name] = {
+      'levels': float(steps[mask].mean()),
+      'relative_error': float(error[mask].mean() / magnitude) if magnitude else 0.0,
+    }
   return found
 
 
 def model_rounding(params: Any) -> dict[str, Any]:
   """'layers': path -> `region_rounding`, for every fused KxK kernel; 'mean':
   region -> each number's mean over the layers that have the region."""
-  layers = {path: region_rounding(kernel)
-            for path, kernel in skeleton.square_kernels(params).items()}
+  layers = {
+    path: region_rounding(kernel) for path, kernel in skeleton.square_kernels(params).items()
+  }
   regions = dict.fromkeys(region for found in layers.values() for region in found)
-  mean = {region: {number: float(np.mean([found[region][number] for found in layers.values()
-                                          if region in found]))
-                   for number in ('levels', 'relative_error')}
-          for region in regions}
+  mean = {
+    region: {
+      number: float(
+        np.mean([found[region][number] for found in layers.values() if region in found])
+      )
+      for number in ('levels', 'relative_error')
+    }
+    for region in regions
+  }
   return {'layers': layers, 'mean': mean}

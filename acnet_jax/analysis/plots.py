@@ -16,8 +16,9 @@ def magnitude_heatmaps(runs: Sequence[Mapping], path: str) -> Figure:
   """One heatmap per run (columns) and kernel size (rows): the layer-averaged
   normalised magnitude at each position, its value printed in the cell."""
   sizes = sorted({int(k) for run in runs for k in run['kernel_magnitudes']})
-  fig, axes = plt.subplots(len(sizes), len(runs), squeeze=False,
-                           figsize=(2.6 * len(runs) + 0.8, 2.6 * len(sizes) + 0.4))
+  fig, axes = plt.subplots(
+    len(sizes), len(runs), squeeze=False, figsize=(2.6 * len(runs) + 0.8, 2.6 * len(sizes) + 0.4)
+  )
   for row, k in enumerate(sizes):
     for col, run in enumerate(runs):
       ax = axes[row][col]
@@ -30,15 +31,23 @@ def magnitude_heatmaps(runs: Sequence[Mapping], path: str) -> Figure:
       matrix = np.asarray(entry['average'])
       image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap='viridis')
       for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f'{value:.2f}', ha='center', va='center', fontsize=8,
-                color='black' if value > 0.6 else 'white')
-      ax.set_title(f"{run['label']}\n{k}x{k}, {entry['num_layers']} layers", fontsize=9)
+        ax.text(
+          j,
+          i,
+          f'{value:.2f}',
+          ha='center',
+          va='center',
+          fontsize=8,
+          color='black' if value > 0.6 else 'white',
+        )
+      ax.set_title(f'{run["label"]}\n{k}x{k}, {entry["num_layers"]} layers', fontsize=9)
   fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
   return save(fig, path)
 
 
-def grouped_bars(values: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
-                 path: str) -> Figure:
+def grouped_bars(
+  values: Mapping[str, Mapping[str, float]], title: str, ylabel: str, path: str
+) -> Figure:
   """values[run][category] as bars grouped by category, one colour per run."""
   labels = list(values)
   categories = list(dict.fromkeys(c for run in values.values() for c in run))
@@ -52,8 +61,13 @@ def grouped_bars(values: Mapping[str, Mapping[str, float]], title: str, ylabel: 
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   # Below the axes: inside, it would hide the bars.
-  ax.legend(fontsize=8, ncol=min(len(labels), 5), loc='upper center',
-            bbox_to_anchor=(0.5, -0.1), frameon=False)
+  ax.legend(
+    fontsize=8,
+    ncol=min(len(labels), 5),
+    loc='upper center',
+    bbox_to_anchor=(0.5, -0.1),
+    frameon=False,
+  )
   return save(fig, path)
 
 

@@ -41,7 +41,10 @@ def border(k: int) -> np.ndarray:
 
 # Regions zeroed by the pruning analysis, as masks of a KxK kernel.
 REGIONS: dict[str, Callable[[int], np.ndarray]] = {
-    'corners': corners, 'skeleton': skeleton, 'border': border}
+  'corners': corners,
+  'skeleton': skeleton,
+  'border': border,
+}
 
 
 def is_square_kernel(name: str, leaf: Any) -> bool:

@@ -34,13 +34,20 @@ def loop_rate(metrics_path: str, skip_steps: int) -> float:
   return statistics.median(rates)
 
 
-def time_loop_overhead(model: str = 'rc8', batch_size: int = 32, steps: int = 600,
-                       log_every_steps: int = 100) -> dict[str, Any]:
+def time_loop_overhead(
+  model: str = 'rc8', batch_size: int = 32, steps: int = 600, log_every_steps: int = 100
+) -> dict[str, Any]:
   """Steps/s of the loop and of the bare step, and the loop's overhead as a
   share of the bare step's time."""
   config = bench_config(model, 'normal', ACB_IMPLS[0], batch_size, batch_size, batch_size * steps)
-  config.update(dict(num_epochs=1, log_every_steps=log_every_steps, eval_every_epochs=1000,
-                     checkpoint_every_steps=10 * steps))
+  config.update(
+    dict(
+      num_epochs=1,
+      log_every_steps=log_every_steps,
+      eval_every_epochs=1000,
+      checkpoint_every_steps=10 * steps,
+    )
+  )
   with tempfile.TemporaryDirectory() as workdir:
     train_and_evaluate(config, workdir)
     loop = loop_rate(os.path.join(workdir, 'metrics.jsonl'), skip_steps=2 * log_every_steps)
@@ -57,5 +64,10 @@ def time_loop_overhead(model: str = 'rc8', batch_size: int = 32, steps: int = 60
     state, metrics = step(state, trainer.train_inputs(i))
   jax.block_until_ready(metrics)
   bare = timed / (time.perf_counter() - start)
-  return {'model': model, 'batch_size': batch_size, 'loop_steps_per_s': loop,
-          'bare_steps_per_s': bare, 'overhead': bare / loop - 1}
+  return {
+    'model': model,
+    'batch_size': batch_size,
+    'loop_steps_per_s': loop,
+    'bare_steps_per_s': bare,
+    'overhead': bare / loop - 1,
+  }

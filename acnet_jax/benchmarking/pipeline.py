@@ -21,30 +21,54 @@ from acnet_jax.errors import InputError
 from acnet_jax.training.trainer import DATA_AXIS, Trainer
 
 
-def time_decoding(data_dir: str, image_size: int, batch_size: int, num_workers: int,
-        steps: int) -> dict[str, Any]:
+def time_decoding(
+  data_dir: str, image_size: int, batch_size: int, num_workers: int, steps: int
+) -> dict[str, Any]:
   """Times `steps` training batches of the image folder at data_dir."""
   source = ImageFolderSource(data_dir, 'train')
   if batch_size > len(source):
-    raise InputError(f'batch_size={batch_size} is larger than the {len(source)} images of '
-                     f'{data_dir}/train')
+    raise InputError(
+      f'batch_size={batch_size} is larger than the {len(source)} images of {data_dir}/train'
+    )
   batches = stream.train_batches(
-      source, seed=0, global_batch_size=batch_size, steps_per_epoch=len(source) // batch_size,
-      image_size=image_size, start_step=0, num_steps=steps + 1, process_index=0,
-      process_count=1, num_workers=num_workers)
+    source,
+    seed=0,
+    global_batch_size=batch_size,
+    steps_per_epoch=len(source) // batch_size,
+    image_size=image_size,
+    start_step=0,
+    num_steps=steps + 1,
+    process_index=0,
+    process_count=1,
+    num_workers=num_workers,
+  )
   next(batches)
   start, start_cpu = time.perf_counter(), time.process_time()
   images = sum(len(labels) for _, labels in batches)
   seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
   cores = cpu_seconds / seconds
-  return {'pipeline': 'acnet_jax.data.stream', 'image_size': image_size, 'batch_size': batch_size,
-          'num_workers': num_workers, 'images': images, 'images_per_s': images / seconds,
-          'cores_used': cores, 'images_per_s_per_core': images / seconds / cores}
+  return {
+    'pipeline': 'acnet_jax.data.stream',
+    'image_size': image_size,
+    'batch_size': batch_size,
+    'num_workers': num_workers,
+    'images': images,
+    'images_per_s': images / seconds,
+    'cores_used': cores,
+    'images_per_s_per_core': images / seconds / cores,
+  }
 
 
 # Column -> format of its values.
-COLUMNS = {'pipeline': '{}', 'image_size': '{}', 'batch_size': '{}', 'num_workers': '{}',
-           'images_per_s': '{:.0f}', 'cores_used': '{:.2f}', 'images_per_s_per_core': '{:.0f}'}
+COLUMNS = {
+  'pipeline': '{}',
+  'image_size': '{}',
+  'batch_size': '{}',
+  'num_workers': '{}',
+  'images_per_s': '{:.0f}',
+  'cores_used': '{:.2f}',
+  'images_per_s_per_core': '{:.0f}',
+}
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
@@ -53,16 +77,30 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
   return '\n'.join('  '.join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
-def time_streamed_training(model: str, data_dir: str, image_size: int, batch_size: int,
-                           num_workers: int, devices: Sequence[jax.Device], steps: int,
-                           warmup: int) -> dict[str, Any]:
+def time_streamed_training(
+  model: str,
+  data_dir: str,
+  image_size: int,
+  batch_size: int,
+  num_workers: int,
+  devices: Sequence[jax.Device],
+  steps: int,
+  warmup: int,
+) -> dict[str, Any]:
   """The train step fed by the streaming pipeline as training runs it (at
   most two steps in flight): median step time and the share of the wall
   clock spent waiting for the next batch."""
   config = bench_config(model, 'normal', ACB_IMPLS[0], batch_size, batch_size, 0)
-  config.update(dict(dataset='image_folder', data_dir=data_dir, pipeline='stream',
-                     image_size=image_size, data_workers=num_workers, num_classes=len(
-                         os.listdir(os.path.join(data_dir, 'train')))))
+  config.update(
+    dict(
+      dataset='image_folder',
+      data_dir=data_dir,
+      pipeline='stream',
+      image_size=image_size,
+      data_workers=num_workers,
+      num_classes=len(os.listdir(os.path.join(data_dir, 'train'))),
+    )
+  )
   trainer = Trainer(config, Mesh(np.array(devices), (DATA_AXIS,)))
   state = fresh_state(trainer)
   previous = None
@@ -76,7 +114,12 @@ def time_streamed_training(model: str, data_dir: str, image_size: int, batch_siz
     previous = metrics
   jax.block_until_ready(previous)
   seconds = time.perf_counter() - start
-  return {'model': model, 'image_size': image_size, 'batch_size': batch_size,
-          'num_workers': trainer.feed.workers, 'step_s': seconds / steps,
-          'images_per_s': steps * batch_size / seconds,
-          'data_wait_share': (trainer.feed.wait_seconds - waited) / seconds}
+  return {
+    'model': model,
+    'image_size': image_size,
+    'batch_size': batch_size,
+    'num_workers': trainer.feed.workers,
+    'step_s': seconds / steps,
+    'images_per_s': steps * batch_size / seconds,
+    'data_wait_share': (trainer.feed.wait_seconds - waited) / seconds,
+  }

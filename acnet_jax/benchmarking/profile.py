@@ -30,14 +30,24 @@ from typing import Any
 
 import jax
 
-KINDS = ('conv forward', 'conv input gradient', 'conv weight gradient', 'pooling forward',
-         'pooling gradient', 'matmul', 'reductions (BN statistics, loss)',
-         'elementwise and copies', 'untraced (wall - traced ops)')
+KINDS = (
+  'conv forward',
+  'conv input gradient',
+  'conv weight gradient',
+  'pooling forward',
+  'pooling gradient',
+  'matmul',
+  'reductions (BN statistics, loss)',
+  'elementwise and copies',
+  'untraced (wall - traced ops)',
+)
 UNTRACED = KINDS[-1]
 INHERIT = 'inherit'
 
-INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%(?P<name>[\w.\-]+) = (?P<shape>.+?) '
-                         r'(?P<opcode>[\w\-]+)\((?P<operands>.*)$')
+INSTRUCTION = re.compile(
+  r'^\s*(?:ROOT\s+)?%(?P<name>[\w.\-]+) = (?P<shape>.+?) '
+  r'(?P<opcode>[\w\-]+)\((?P<operands>.*)$'
+)
 COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%(?P<name>[\w.\-]+) .*\{$')
 
 
@@ -69,10 +79,17 @@ def parse_hlo(text: str) -> tuple[dict[str, list[Instruction]], str]:
       rest = match.group('operands')
       calls = re.search(r'calls=%([\w.\-]+)', rest)
       op_name = re.search(r'op_name="([^"]*)"', rest)
-      computations[current].append(Instruction(
-          match.group('name'), match.group('opcode'), match.group('shape'),
+      computations[current].append(
+        Instruction(
+          match.group('name'),
+          match.group('opcode'),
+          match.group('shape'),
           tuple(re.findall(r'%([\w.\-]+)', rest.split(')')[0])),
-          calls.group(1) if calls else None, op_name.group(1) if op_name else '', line))
+          calls.group(1) if calls else None,
+          op_name.group(1) if op_name else '',
+          line,
+        )
+      )
   return computations, entry
 
 
@@ -86,8 +103,9 @@ def window_sizes(instruction: Instruction) -> tuple[int, ...]:
   return tuple(int(size) for size in match.group(1).split('x')) if match else ()
 
 
-def kind_of(instruction: Instruction, computations: Mapping[str, list[Instruction]],
-            batch_size: int) -> str:
+def kind_of(
+  instruction: Instruction, computations: Mapping[str, list[Instruction]], batch_size: int
+) -> str:
   """The kind of an op of the entry computation (or INHERIT)."""
   body = [instruction]
   if instruction.calls in computations:
@@ -103,9 +121,16 @@ def kind_of(instruction: Instruction, computations: Mapping[str, list[Instructio
   windows = [window_sizes(i) for i in body if i.opcode == 'reduce-window']
   if any(sizes and sizes[0] > 1 for sizes in windows):
     return 'reductions (BN statistics, loss)'  # XLA's partial sums over the batch.
-  if 'pool_gradient' in op_names or opcodes & {'select-and-scatter', 'scatter'} or (
-      'reduce-window' in opcodes and ('s32[' in instruction.shape or 'lhs_dilate' in
-                                      ' '.join(i.text for i in body) or backward)):
+  if (
+    'pool_gradient' in op_names
+    or opcodes & {'select-and-scatter', 'scatter'}
+    or (
+      'reduce-window' in opcodes
+      and (
+        's32[' in instruction.shape or 'lhs_dilate' in ' '.join(i.text for i in body) or backward
+      )
+    )
+  ):
     return 'pooling gradient'
   if 'reduce-window' in opcodes:
     return 'pooling forward'
@@ -169,8 +194,9 @@ def trace_events(run: Callable[[], Any], steps: int) -> tuple[list[Any], float]:
   return events, statistics.median(times)
 
 
-def profile(compiled: jax.stages.Compiled, run: Callable[[], Any], steps: int,
-            batch_size: int) -> dict[str, float]:
+def profile(
+  compiled: jax.stages.Compiled, run: Callable[[], Any], steps: int, batch_size: int
+) -> dict[str, float]:
   """Kind -> seconds per step of the compiled program `run` calls."""
   kinds = classify(compiled.as_text(), batch_size)
   per_kind: dict[str, float] = dict.fromkeys(KINDS, 0.0)
@@ -185,13 +211,15 @@ def profile(compiled: jax.stages.Compiled, run: Callable[[], Any], steps: int,
 def format_profile(rows: Mapping[str, Mapping[str, float]]) -> str:
   """A table: one column per profiled step (label -> kind -> seconds)."""
   labels = list(rows)
-  lines = [f"{'op kind':34}" + ''.join(f'{label:>22}' for label in labels)]
+  lines = [f'{"op kind":34}' + ''.join(f'{label:>22}' for label in labels)]
   for kind in KINDS:
     cells = []
     for label in labels:
       total = sum(rows[label].values())
       cells.append(f'{rows[label][kind] * 1e3:10.1f} ms {rows[label][kind] / total:6.1%}')
     lines.append(f'{kind:34}' + ''.join(f'{cell:>22}' for cell in cells))
-  lines.append(f"{'the step (traced + untraced)':34}" + ''.join(
-      f'{sum(rows[label].values()) * 1e3:10.1f} ms {"":6}' for label in labels))
+  lines.append(
+    f'{"the step (traced + untraced)":34}'
+    + ''.join(f'{sum(rows[label].values()) * 1e3:10.1f} ms {"":6}' for label in labels)
+  )
   return '\n'.join(lines)

@@ -13,8 +13,9 @@ GRADIENT_PARTS = ('forward', 'input_gradients', 'all_gradients')
 ONLINE_SUFFIX = '_online'
 
 
-def ratios(train_timings: dict[tuple[str, str], Timing],
-           eval_timings: dict[tuple[str, str], Timing]) -> dict[str, float]:
+def ratios(
+  train_timings: dict[tuple[str, str], Timing], eval_timings: dict[tuple[str, str], Timing]
+) -> dict[str, float]:
   """Each training-time kind's train-step time and peak memory relative to
   normal, next to its FLOPs ratio (XLA's count of the first computation: for
   acnet 'branches', the work an ACB needs); each online kind's time and peak
@@ -29,8 +30,9 @@ def ratios(train_timings: dict[tuple[str, str], Timing],
       out[f'train_memory_{label(conv, impl)}/normal'] = timing.peak_bytes / normal.peak_bytes
       if f'train_flops_{conv}/normal' not in out:
         out[f'train_flops_{conv}/normal'] = timing.flops / normal.flops
-    offline = [(key, other) for key, other in train_timings.items()
-               if f'{key[0]}{ONLINE_SUFFIX}' == conv]
+    offline = [
+      (key, other) for key, other in train_timings.items() if f'{key[0]}{ONLINE_SUFFIX}' == conv
+    ]
     for (offline_conv, offline_impl), other in offline:
       name = f'{conv}/{label(offline_conv, offline_impl)}'
       out[f'train_time_{name}'] = timing.step_s / other.step_s
@@ -40,44 +42,56 @@ def ratios(train_timings: dict[tuple[str, str], Timing],
     for (conv, impl), timing in eval_timings.items():
       if conv != 'deploy':
         out[f'eval_throughput_deploy/{label(conv, impl)}'] = (
-            deploy.images_per_s / timing.images_per_s)
+          deploy.images_per_s / timing.images_per_s
+        )
   return out
 
 
 def format_report(report: dict[str, Any]) -> str:
   env = report['environment']
-  lines = [f"{env['model']} at {env['image_size']} px on {env['num_devices']} x "
-           f"{env['device_kind']} ({env['backend']}), "
-           f"train batch {env['batch_size']}, eval batch {env['eval_batch_size']}, "
-           f"median of {env['steps']} steps; XLA_FLAGS={env['xla_flags'] or '(none)'}",
-           f"peak (float32 matmul): {report['peak_flops_per_s'] / 1e9:.1f} GFLOP/s", '',
-           f"{'':6}{'conv':15}{'acb_impl':10}{'dtype':10}{'feed':11}{'img/s':>9}{'step ms':>10}"
-           f"{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}{'peak MB':>9}{'pipeline':>10}"]
+  lines = [
+    f'{env["model"]} at {env["image_size"]} px on {env["num_devices"]} x '
+    f'{env["device_kind"]} ({env["backend"]}), '
+    f'train batch {env["batch_size"]}, eval batch {env["eval_batch_size"]}, '
+    f'median of {env["steps"]} steps; XLA_FLAGS={env["xla_flags"] or "(none)"}',
+    f'peak (float32 matmul): {report["peak_flops_per_s"] / 1e9:.1f} GFLOP/s',
+    '',
+    f'{"":6}{"conv":15}{"acb_impl":10}{"dtype":10}{"feed":11}{"img/s":>9}{"step ms":>10}'
+    f'{"compile s":>11}{"GFLOP/s":>9}{"of peak":>9}{"peak MB":>9}{"pipeline":>10}',
+  ]
   for section in ('train', 'eval'):
     for row in report[section]:
       overhead = row.get('pipeline_overhead')
       lines.append(
-          f"{section:6}{row['conv']:15}{row['acb_impl']:10}{row['dtype']:10}"
-          f"{row.get('feed', ''):11}{row['images_per_s']:9.1f}{row['step_s'] * 1e3:10.1f}"
-          f"{row['compile_s']:11.1f}{row['flops_per_s'] / 1e9:9.1f}{row['fraction_of_peak']:9.1%}"
-          f"{row['peak_bytes'] / 2**20:9.1f}{'' if overhead is None else f'{overhead:10.1%}'}")
+        f'{section:6}{row["conv"]:15}{row["acb_impl"]:10}{row["dtype"]:10}'
+        f'{row.get("feed", ""):11}{row["images_per_s"]:9.1f}{row["step_s"] * 1e3:10.1f}'
+        f'{row["compile_s"]:11.1f}{row["flops_per_s"] / 1e9:9.1f}{row["fraction_of_peak"]:9.1%}'
+        f'{row["peak_bytes"] / 2**20:9.1f}{"" if overhead is None else f"{overhead:10.1%}"}'
+      )
   if report['breakdown']:
     lines.append('')
   for row in report['breakdown']:
     times = [0.0] + [row[f'{name}_s'] for name in GRADIENT_PARTS]
     flops = [0.0] + [row[f'{name}_flops'] for name in GRADIENT_PARTS]
-    parts = [f'{label} {(times[i + 1] - times[i]) * 1e3:.0f} ms '
-             f'({(flops[i + 1] - flops[i]) / (times[i + 1] - times[i]) / 1e9:.0f} GFLOP/s)'
-             for i, label in enumerate(('forward', '+ input grads', '+ weight grads'))]
-    lines.append(f"parts {row['conv']:15}{row['acb_impl']:10}" + ', '.join(parts))
+    parts = [
+      f'{label} {(times[i + 1] - times[i]) * 1e3:.0f} ms '
+      f'({(flops[i + 1] - flops[i]) / (times[i + 1] - times[i]) / 1e9:.0f} GFLOP/s)'
+      for i, label in enumerate(('forward', '+ input grads', '+ weight grads'))
+    ]
+    lines.append(f'parts {row["conv"]:15}{row["acb_impl"]:10}' + ', '.join(parts))
   if report['devices']:
     lines.append('')
     for row in report['devices']:
-      lines.append(f"devices {row['num_devices']:2}  {row['conv']:15}{row['acb_impl']:10}"
-                   f"{row['images_per_s']:9.1f} img/s")
+      lines.append(
+        f'devices {row["num_devices"]:2}  {row["conv"]:15}{row["acb_impl"]:10}'
+        f'{row["images_per_s"]:9.1f} img/s'
+      )
   lines.append('')
   lines += [f'{name:48}{value:8.3f}' for name, value in report['ratios'].items()]
   if report.get('profile'):
-    lines += ['', 'where a train step goes (summed op time per step, from the profiler):',
-              format_profile(report['profile'])]
+    lines += [
+      '',
+      'where a train step goes (summed op time per step, from the profiler):',
+      format_profile(report['profile']),
+    ]
   return '\n'.join(lines)

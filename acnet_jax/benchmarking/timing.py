@@ -29,16 +29,24 @@ class Timing:
 
   def row(self, peak_flops_per_s: float, **labels: Any) -> dict[str, Any]:
     flops_per_s = self.flops / self.step_s
-    return {**labels, 'compile_s': self.compile_s, 'step_s': self.step_s,
-            'images_per_s': self.images_per_s, 'flops': self.flops,
-            'flops_per_s': flops_per_s, 'fraction_of_peak': flops_per_s / peak_flops_per_s,
-            'peak_bytes': self.peak_bytes}
+    return {
+      **labels,
+      'compile_s': self.compile_s,
+      'step_s': self.step_s,
+      'images_per_s': self.images_per_s,
+      'flops': self.flops,
+      'flops_per_s': flops_per_s,
+      'fraction_of_peak': flops_per_s / peak_flops_per_s,
+      'peak_bytes': self.peak_bytes,
+    }
+
 
 def xla_flops(compiled: jax.stages.Compiled) -> float:
   cost = compiled.cost_analysis()
   if isinstance(cost, Sequence):  # One entry per program in older jax versions.
     cost = cost[0]
   return float(cost.get('flops', float('nan')))
+
 
 def xla_peak_bytes(compiled: jax.stages.Compiled) -> float:
   """The memory the compiled step holds while it runs, as XLA's buffer
@@ -50,13 +58,19 @@ def xla_peak_bytes(compiled: jax.stages.Compiled) -> float:
   stats = compiled.memory_analysis()
   if stats is None:
     return float('nan')
-  return float(stats.argument_size_in_bytes + stats.output_size_in_bytes
-               - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
+  return float(
+    stats.argument_size_in_bytes
+    + stats.output_size_in_bytes
+    - stats.alias_size_in_bytes
+    + stats.temp_size_in_bytes
+  )
+
 
 def compile_timed(jitted: Callable, *args: Any) -> tuple[jax.stages.Compiled, float]:
   start = time.perf_counter()
   compiled = jitted.lower(*args).compile()
   return compiled, time.perf_counter() - start
+
 
 def step_times(run: Callable[[int], Any], steps: int, warmup: int) -> list[float]:
   """Seconds of each of `steps` timed calls run(i) after `warmup` untimed ones;
@@ -70,13 +84,16 @@ def step_times(run: Callable[[int], Any], steps: int, warmup: int) -> list[float
     times.append(time.perf_counter() - start)
   return times
 
+
 def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> float:
   return statistics.median(step_times(run, steps, warmup))
+
 
 def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
   """FLOP/s of a large float32 matmul: what this device attains on dense math.
   The fastest of several runs, since 'attainable' is a best case."""
-  a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
-                                 jnp.float32), device)
+  a = jax.device_put(
+    jnp.asarray(np.random.default_rng(0).standard_normal((size, size)), jnp.float32), device
+  )
   matmul, _ = compile_timed(jax.jit(lambda a: a @ a), a)
   return 2 * size**3 / min(step_times(lambda _: matmul(a), repeats, warmup=1))

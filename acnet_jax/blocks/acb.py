@@ -96,23 +96,42 @@ class ACB(ConvSiteModule):
       raise InputError(f'ACB needs an odd kernel size, got {k}')
     branch_shapes = acb_branch_shapes(k)
     if self.impl == 'branches':
-      ys = [conv2d(self.features, branch_shapes[branch], self.strides,
-                   self.feature_group_count, use_bias=False, name=branch, dtype=self.dtype)(x)
-            for branch in self.branches]
+      ys = [
+        conv2d(
+          self.features,
+          branch_shapes[branch],
+          self.strides,
+          self.feature_group_count,
+          use_bias=False,
+          name=branch,
+          dtype=self.dtype,
+        )(x)
+        for branch in self.branches
+      ]
     else:
-      kernels = [KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
-                          name=branch)(x.shape[-1]) for branch in self.branches]
-      ys = stacked_conv(x.astype(self.dtype),
-                        [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
-                        self.strides, self.feature_group_count)
+      kernels = [
+        KernelOf(self.features, branch_shapes[branch], self.feature_group_count, name=branch)(
+          x.shape[-1]
+        )
+        for branch in self.branches
+      ]
+      ys = stacked_conv(
+        x.astype(self.dtype),
+        [pad_to_centre(w, k, k).astype(self.dtype) for w in kernels],
+        self.strides,
+        self.feature_group_count,
+      )
     if not self.branch_bn:
       summed = sum(ys[1:], ys[0])
       return batch_norm(ONE_BN, use_affine=self.use_affine, dtype=self.dtype)(
-          summed, use_running_average=not train)
+        summed, use_running_average=not train
+      )
     outputs = [
-        batch_norm(f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine,
-                   dtype=self.dtype)(y, use_running_average=not train)
-        for branch, y in zip(self.branches, ys)]
+      batch_norm(
+        f'{branch}_bn', scale=self.gamma_init, use_affine=self.use_affine, dtype=self.dtype
+      )(y, use_running_average=not train)
+      for branch, y in zip(self.branches, ys)
+    ]
     return sum(outputs[1:], outputs[0])
 
 
@@ -137,8 +156,9 @@ class OnlineACB(ConvSiteModule):
     validate_branches(self.branches)
     branch_shapes = acb_branch_shapes(self.kernel_size)
     for branch in self.branches:
-      KernelOf(self.features, branch_shapes[branch], self.feature_group_count,
-               name=branch)(x.shape[-1])
+      KernelOf(self.features, branch_shapes[branch], self.feature_group_count, name=branch)(
+        x.shape[-1]
+      )
       if self.branch_bn and self.use_affine:
         branch_scale(self, branch, self.gamma_init)
     return one_conv_then_bn(self, x, train, acb_kernel, self.use_affine)
@@ -154,8 +174,9 @@ def acb_kernel(block: BlockVariables) -> jax.Array:
   scales (online), summed."""
   branches = [b for b in ACB_BRANCHES if b in block.params]
   online = 'square_scale' in block.params
-  return add_centred([block.scaled(block.kernel(b), f'{b}_scale') if online else block.kernel(b)
-                      for b in branches])
+  return add_centred(
+    [block.scaled(block.kernel(b), f'{b}_scale') if online else block.kernel(b) for b in branches]
+  )
 
 
 def acb_to_conv(block: BlockVariables) -> Conv:
@@ -163,13 +184,25 @@ def acb_to_conv(block: BlockVariables) -> Conv:
   return add_branches([block.conv_bn(b, f'{b}_bn') for b in ACB_BRANCHES if b in block.params])
 
 
-ACB_KIND = BlockKind('ACB', skeleton='square', to_conv=acb_to_conv, online_kernel=acb_kernel,
-                     names=frozenset({*ACB_BRANCHES, *(f'{b}_bn' for b in ACB_BRANCHES),
-                                      *(f'{b}_scale' for b in ACB_BRANCHES), ONE_BN}))
+ACB_KIND = BlockKind(
+  'ACB',
+  skeleton='square',
+  to_conv=acb_to_conv,
+  online_kernel=acb_kernel,
+  names=frozenset(
+    {
+      *ACB_BRANCHES,
+      *(f'{b}_bn' for b in ACB_BRANCHES),
+      *(f'{b}_scale' for b in ACB_BRANCHES),
+      ONE_BN,
+    }
+  ),
+)
 
 
-def stacked_conv(x: jax.Array, kernels: list[jax.Array], strides: int,
-                 feature_group_count: int) -> list[jax.Array]:
+def stacked_conv(
+  x: jax.Array, kernels: list[jax.Array], strides: int, feature_group_count: int
+) -> list[jax.Array]:
   """conv(x, w) for every HWIO kernel w of one shape, as a single conv.
 
   Output channels are grouped: a grouped conv reads the kernels' outputs
@@ -188,8 +221,9 @@ def validate_branches(branches: Sequence[str]) -> None:
   unknown = set(branches) - set(ACB_BRANCHES)
   if unknown or 'square' not in branches or len(set(branches)) != len(branches):
     raise InputError(
-        f'ACB branches must be distinct names from {ACB_BRANCHES} and include '
-        f"'square' (the KxK skeleton the others are fused onto); got {tuple(branches)}")
+      f'ACB branches must be distinct names from {ACB_BRANCHES} and include '
+      f"'square' (the KxK skeleton the others are fused onto); got {tuple(branches)}"
+    )
 
 
 def validate_acb_impl(impl: str) -> None:

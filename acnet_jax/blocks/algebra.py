@@ -26,9 +26,14 @@ Conv = tuple[jax.Array, jax.Array]  # (HWIO kernel, bias)
 EXACT = jax.lax.Precision.HIGHEST
 
 
-def fold_batchnorm(kernel: jax.Array, mean: jax.Array, var: jax.Array,
-                   scale: jax.Array | float = 1.0, bias: jax.Array | float = 0.0,
-                   eps: float = BN_EPSILON) -> Conv:
+def fold_batchnorm(
+  kernel: jax.Array,
+  mean: jax.Array,
+  var: jax.Array,
+  scale: jax.Array | float = 1.0,
+  bias: jax.Array | float = 0.0,
+  eps: float = BN_EPSILON,
+) -> Conv:
   """(W, BN) -> (W t, beta - mu t), t = gamma / sqrt(var + eps). Kernel is HWIO."""
   t = scale / jnp.sqrt(var + eps)
   return kernel * t, bias - mean * t

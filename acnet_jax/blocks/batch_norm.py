@@ -55,14 +55,16 @@ def batch_statistics(x: jax.Array, sums: Sums = xla_sums) -> Stats:
   return mean, sums(jnp.square(x - mean)) / n
 
 
-def normalize(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array,
-              bias: jax.Array, epsilon: float) -> jax.Array:
+def normalize(
+  x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> jax.Array:
   """flax's `_normalize`, in its order of operations."""
   return (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
 
 
-def plain_train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
-                           sums: Sums = xla_sums) -> tuple[jax.Array, Stats]:
+def plain_train_batch_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float, sums: Sums = xla_sums
+) -> tuple[jax.Array, Stats]:
   """(y, (mean, var)) of a batch: differentiated by autodiff off the CPU, the
   closed form's primal (with `channel_sums`) on it."""
   mean, var = batch_statistics(x, sums)
@@ -70,8 +72,9 @@ def plain_train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsi
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def cpu_train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                         epsilon: float) -> tuple[jax.Array, Stats]:
+def cpu_train_batch_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[jax.Array, Stats]:
   return plain_train_batch_norm(x, scale, bias, epsilon, channel_sums)
 
 
@@ -98,11 +101,13 @@ def _backward(_epsilon, residuals, cotangents):
 cpu_train_batch_norm.defvjp(_forward, _backward)
 
 
-def train_batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                     epsilon: float) -> tuple[jax.Array, Stats]:
+def train_batch_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[jax.Array, Stats]:
   """The closed-form gradient on the CPU, autodiff's elsewhere."""
-  return on_cpu_or_plain(cpu_train_batch_norm, plain_train_batch_norm, x, scale, bias,
-                         epsilon=epsilon)
+  return on_cpu_or_plain(
+    cpu_train_batch_norm, plain_train_batch_norm, x, scale, bias, epsilon=epsilon
+  )
 
 
 class BatchNorm(nn.Module):

@@ -23,8 +23,15 @@ class ConvBN(ConvSiteModule):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
-    y = conv2d(self.features, (k, k), self.strides, self.feature_group_count,
-               use_bias=False, name='conv', dtype=self.dtype)(x)
+    y = conv2d(
+      self.features,
+      (k, k),
+      self.strides,
+      self.feature_group_count,
+      use_bias=False,
+      name='conv',
+      dtype=self.dtype,
+    )(x)
     return batch_norm('bn', dtype=self.dtype)(y, use_running_average=not train)
 
 
@@ -32,8 +39,9 @@ def conv_bn_to_conv(block: BlockVariables) -> Conv:
   return block.conv_bn('conv', 'bn')
 
 
-CONV_BN_KIND = BlockKind('ConvBN', skeleton='conv', names=frozenset({'conv', 'bn'}),
-                         to_conv=conv_bn_to_conv)
+CONV_BN_KIND = BlockKind(
+  'ConvBN', skeleton='conv', names=frozenset({'conv', 'bn'}), to_conv=conv_bn_to_conv
+)
 
 
 class ConvBias(ConvSiteModule):
@@ -43,5 +51,12 @@ class ConvBias(ConvSiteModule):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     del train  # No batch statistics; the argument keeps every block alike.
     k = self.kernel_size
-    return conv2d(self.features, (k, k), self.strides, self.feature_group_count,
-                  use_bias=True, name='conv', dtype=self.dtype)(x)
+    return conv2d(
+      self.features,
+      (k, k),
+      self.strides,
+      self.feature_group_count,
+      use_bias=True,
+      name='conv',
+      dtype=self.dtype,
+    )(x)

@@ -90,7 +90,8 @@ class DBB(ConvSiteModule):
     else:
       first = IdentityBasedConv1x1(groups, self.dtype, name='1x1_kxk_idconv1')(x)
     second = conv(self.features, (k, k), s, padded=False, name='1x1_kxk_conv2')(
-        bn_and_pad(first, '1x1_kxk_bn1'))
+      bn_and_pad(first, '1x1_kxk_bn1')
+    )
     return y + bn('1x1_kxk_bn2', second)
 
 
@@ -110,16 +111,16 @@ class IdentityBasedConv1x1(nn.Module):
     return conv_with_kernel(x, kernel, 1, self.feature_group_count, self.dtype)
 
 
-def batch_norm_and_pad(x: jax.Array, name: str, *, pad: int, train: bool,
-                       dtype: DTypeLike) -> jax.Array:
+def batch_norm_and_pad(
+  x: jax.Array, name: str, *, pad: int, train: bool, dtype: DTypeLike
+) -> jax.Array:
   """BN, then `pad` pixels on each side filled with the BN's eval-mode output
   for a zero input; like the authors' it is a constant for the gradient
   (running statistics, detached scale and bias)."""
   bn = batch_norm(name, dtype=dtype)
   y = bn(x, use_running_average=not train)
   stats, affine = bn.variables['batch_stats'], bn.variables['params']
-  _, zero_output = fold_batchnorm(0.0, stats['mean'], stats['var'], affine['scale'],
-                                  affine['bias'])
+  _, zero_output = fold_batchnorm(0.0, stats['mean'], stats['var'], affine['scale'], affine['bias'])
   inside = jnp.pad(jnp.ones(y.shape[1:3], bool), ((pad, pad), (pad, pad)))[None, :, :, None]
   padded = jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   return jnp.where(inside, padded, jax.lax.stop_gradient(zero_output).astype(y.dtype))
@@ -131,13 +132,17 @@ def dbb_to_conv(block: BlockVariables) -> Conv:
   first = first_of_1x1_kxk(block)
   groups = first.shape[-1] // block.kernel('1x1_kxk_conv2').shape[2]
   branches = [
-      block.conv_bn('origin', 'origin_bn'),
-      one_by_one_then_kxk(block.fold(first, '1x1_kxk_bn1'),
-                          block.conv_bn('1x1_kxk_conv2', '1x1_kxk_bn2'), groups)]
+    block.conv_bn('origin', 'origin_bn'),
+    one_by_one_then_kxk(
+      block.fold(first, '1x1_kxk_bn1'), block.conv_bn('1x1_kxk_conv2', '1x1_kxk_bn2'), groups
+    ),
+  ]
   pool = block.fold(average_pool_kernel(features, features // groups, size), 'avg_bn')
   if block.has('avg_conv'):
-    branches += [block.conv_bn('1x1', '1x1_bn'),
-                 one_by_one_then_kxk(block.conv_bn('avg_conv', 'avg_conv_bn'), pool, groups)]
+    branches += [
+      block.conv_bn('1x1', '1x1_bn'),
+      one_by_one_then_kxk(block.conv_bn('avg_conv', 'avg_conv_bn'), pool, groups),
+    ]
   else:  # Depthwise: the input itself is pooled.
     branches.append(pool)
   return add_branches(branches)
@@ -203,13 +208,34 @@ def is_depthwise(groups: int, channels: int, features: int) -> bool:
   if groups < features:
     return False
   if channels != features:
-    raise InputError(f'a depthwise DBB pools its input, so it needs as many input as output '
-                     f'channels; got {channels} in, {features} out')
+    raise InputError(
+      f'a depthwise DBB pools its input, so it needs as many input as output '
+      f'channels; got {channels} in, {features} out'
+    )
   return True
 
 
 DBB_KIND = BlockKind(
-    'DBB', skeleton='origin', to_conv=dbb_to_conv, online_kernel=online_dbb_kernel,
-    names=frozenset({'origin', 'origin_bn', '1x1', '1x1_bn', 'avg_conv', 'avg_conv_bn', 'avg_bn',
-                     '1x1_kxk_idconv1', '1x1_kxk_conv1', '1x1_kxk_bn1', '1x1_kxk_conv2',
-                     '1x1_kxk_bn2', *(f'{b}_scale' for b in ONLINE_BRANCHES), ONE_BN}))
+  'DBB',
+  skeleton='origin',
+  to_conv=dbb_to_conv,
+  online_kernel=online_dbb_kernel,
+  names=frozenset(
+    {
+      'origin',
+      'origin_bn',
+      '1x1',
+      '1x1_bn',
+      'avg_conv',
+      'avg_conv_bn',
+      'avg_bn',
+      '1x1_kxk_idconv1',
+      '1x1_kxk_conv1',
+      '1x1_kxk_bn1',
+      '1x1_kxk_conv2',
+      '1x1_kxk_bn2',
+      *(f'{b}_scale' for b in ONLINE_BRANCHES),
+      ONE_BN,
+    }
+  ),
+)

@@ -56,8 +56,10 @@ class BlockVariables:
     if s is None:
       raise FusionError(f"no scale at '{self.path}/{scale}'")
     if jnp.shape(s) != kernel.shape[-1:]:
-      raise FusionError(f"'{self.path}/{scale}' has shape {jnp.shape(s)} but its branch has "
-                        f'{kernel.shape[-1]} output channels: not the variables of this block')
+      raise FusionError(
+        f"'{self.path}/{scale}' has shape {jnp.shape(s)} but its branch has "
+        f'{kernel.shape[-1]} output channels: not the variables of this block'
+      )
     return kernel * s
 
   def conv_bn(self, conv: str, bn: str) -> Conv:
@@ -69,18 +71,21 @@ class BlockVariables:
     moments = self.stats.get(bn)
     if not isinstance(moments, Mapping) or not {'mean', 'var'} <= set(moments):
       raise FusionError(
-          f"no batch statistics (mean, var) for the BN at '{self.path}/{bn}': pass the "
-          "model's 'batch_stats' collection, from the same model as the params")
+        f"no batch statistics (mean, var) for the BN at '{self.path}/{bn}': pass the "
+        "model's 'batch_stats' collection, from the same model as the params"
+      )
     affine = self.params.get(bn, {})
     channels = kernel.shape[-1]
     for name, value in [*moments.items(), *affine.items()]:
       if jnp.shape(value) != (channels,):
         raise FusionError(
-            f"'{self.path}/{bn}/{name}' has shape {jnp.shape(value)} but the conv before it "
-            f'has {channels} output channels: params and batch_stats '
-            'come from different models')
-    return fold_batchnorm(kernel, moments['mean'], moments['var'],
-                          affine.get('scale', 1.0), affine.get('bias', 0.0))
+          f"'{self.path}/{bn}/{name}' has shape {jnp.shape(value)} but the conv before it "
+          f'has {channels} output channels: params and batch_stats '
+          'come from different models'
+        )
+    return fold_batchnorm(
+      kernel, moments['mean'], moments['var'], affine.get('scale', 1.0), affine.get('bias', 0.0)
+    )
 
 
 @dataclasses.dataclass(frozen=True)

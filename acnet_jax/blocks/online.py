@@ -57,9 +57,13 @@ def branch_scale(block: ConvSiteModule, branch: str, init: float) -> jax.Array:
   return block.param(f'{branch}_scale', nn.initializers.constant(init), (block.features,))
 
 
-def one_conv_then_bn(block: ConvSiteModule, x: jax.Array, train: bool,
-                     build_kernel: Callable[[BlockVariables], jax.Array],
-                     use_affine: bool = True) -> jax.Array:
+def one_conv_then_bn(
+  block: ConvSiteModule,
+  x: jax.Array,
+  train: bool,
+  build_kernel: Callable[[BlockVariables], jax.Array],
+  use_affine: bool = True,
+) -> jax.Array:
   """The online block's computation, once it has declared its branches'
   parameters: the kernel `build_kernel` makes of them, one conv, one BN."""
   if block.kernel_size % 2 != 1:
@@ -67,4 +71,5 @@ def one_conv_then_bn(block: ConvSiteModule, x: jax.Array, train: bool,
   kernel = build_kernel(BlockVariables(block.variables['params'], {}, block.name or ''))
   y = conv_with_kernel(x, kernel, block.strides, block.feature_group_count, block.dtype)
   return batch_norm(ONE_BN, use_affine=use_affine, dtype=block.dtype)(
-      y, use_running_average=not train)
+    y, use_running_average=not train
+  )

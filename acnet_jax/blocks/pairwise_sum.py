@@ -36,10 +36,14 @@ def halve_until(x: jax.Array, axis: int, rows: int) -> jax.Array:
   """x's halves along `axis` added elementwise until at most `rows` are left."""
   while (n := x.shape[axis]) > rows:
     half = n // 2
-    pairs = (jax.lax.slice_in_dim(x, 0, half, axis=axis)
-             + jax.lax.slice_in_dim(x, half, 2 * half, axis=axis))
-    x = pairs if n % 2 == 0 else jnp.concatenate(
-        [pairs, jax.lax.slice_in_dim(x, 2 * half, n, axis=axis)], axis)
+    pairs = jax.lax.slice_in_dim(x, 0, half, axis=axis) + jax.lax.slice_in_dim(
+      x, half, 2 * half, axis=axis
+    )
+    x = (
+      pairs
+      if n % 2 == 0
+      else jnp.concatenate([pairs, jax.lax.slice_in_dim(x, 2 * half, n, axis=axis)], axis)
+    )
   return x
 
 

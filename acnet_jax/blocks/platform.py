@@ -14,8 +14,10 @@ from typing import Any
 import jax
 
 
-def on_cpu_or_plain(cpu: Callable[..., Any], plain: Callable[..., Any], *operands: jax.Array,
-                    **static: Any) -> Any:
+def on_cpu_or_plain(
+  cpu: Callable[..., Any], plain: Callable[..., Any], *operands: jax.Array, **static: Any
+) -> Any:
   """cpu(*operands, **static) on the CPU, plain(*operands, **static) elsewhere."""
-  return jax.lax.platform_dependent(*operands, cpu=functools.partial(cpu, **static),
-                                    default=functools.partial(plain, **static))
+  return jax.lax.platform_dependent(
+    *operands, cpu=functools.partial(cpu, **static), default=functools.partial(plain, **static)
+  )

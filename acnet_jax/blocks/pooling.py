@@ -35,18 +35,25 @@ def spatial_padding(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]
   return (top, bottom), (left, right)
 
 
-def window_views(x: jax.Array, window: Window, strides: Window,
-                 out_hw: tuple[int, int]) -> list[jax.Array]:
+def window_views(
+  x: jax.Array, window: Window, strides: Window, out_hw: tuple[int, int]
+) -> list[jax.Array]:
   """x[:, i::sh, j::sw] cut to the output's size, for every window offset
   (i, j), row by row: the input each output pixel sees at that offset."""
   (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
   n, _, _, c = x.shape
-  return [jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
-                        (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+  return [
+    jax.lax.slice(
+      x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1)
+    )
+    for i in range(kh)
+    for j in range(kw)
+  ]
 
 
-def onto_input_grid(parts: list[jax.Array], window: Window, strides: Window,
-                    in_hw: tuple[int, int]) -> jax.Array:
+def onto_input_grid(
+  parts: list[jax.Array], window: Window, strides: Window, in_hw: tuple[int, int]
+) -> jax.Array:
   """The sum over offsets (i, j) of parts[i * kw + j] (output-sized) placed at
   input rows sh * p + i and columns sw * q + j.
 
@@ -64,17 +71,19 @@ def onto_input_grid(parts: list[jax.Array], window: Window, strides: Window,
       for i in range(a, kh, sh):
         for j in range(b, kw, sw):
           m, k = i // sh, j // sw
-          cut = parts[i * kw + j][:, :hq - m, :wq - k]
-          total = total + jnp.pad(cut, ((0, 0), (m, hq - m - cut.shape[1]),
-                                        (k, wq - k - cut.shape[2]), (0, 0)))
+          cut = parts[i * kw + j][:, : hq - m, : wq - k]
+          total = total + jnp.pad(
+            cut, ((0, 0), (m, hq - m - cut.shape[1]), (k, wq - k - cut.shape[2]), (0, 0))
+          )
       row.append(total)
     phases.append(jnp.stack(row, axis=3))  # n, hq, wq, sw, c
   grid = jnp.stack(phases, axis=2)  # n, hq, sh, wq, sw, c
   return grid.reshape(n, hq * sh, wq * sw, c)[:, :h, :w]
 
 
-def reduce_window(x: jax.Array, init: float, op, window: Window, strides: Window,
-                  padding: Padding) -> jax.Array:
+def reduce_window(
+  x: jax.Array, init: float, op, window: Window, strides: Window, padding: Padding
+) -> jax.Array:
   """A Python scalar `init`: with it JAX knows the monoid (max, add) and its gradient."""
   pads = ((0, 0), *spatial_padding(padding), (0, 0))
   return jax.lax.reduce_window(x, init, op, (1, *window, 1), (1, *strides, 1), pads)
@@ -87,10 +96,11 @@ def padded(x: jax.Array, padding: Padding, value: float) -> jax.Array:
 
 def unpadded(grad: jax.Array, padding: Padding, in_hw: tuple[int, int]) -> jax.Array:
   (top, _), (left, _) = spatial_padding(padding)
-  return grad[:, top:top + in_hw[0], left:left + in_hw[1]]
+  return grad[:, top : top + in_hw[0], left : left + in_hw[1]]
 
 
 # ---------------------------------------------------------------------- max
+
 
 def plain_max_pool(x: jax.Array, window: Window, strides: Window, padding: Padding) -> jax.Array:
   return reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
@@ -122,14 +132,17 @@ def _max_pool_backward(window, strides, padding, residuals, dy):
 cpu_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 
 
-def max_pool(x: jax.Array, window: Window, strides: Window,
-             padding: Padding = 'VALID') -> jax.Array:
+def max_pool(
+  x: jax.Array, window: Window, strides: Window, padding: Padding = 'VALID'
+) -> jax.Array:
   """flax.linen.max_pool's values and gradients (padding with -inf)."""
-  return on_cpu_or_plain(cpu_max_pool, plain_max_pool, x, window=window, strides=strides,
-                         padding=padding)
+  return on_cpu_or_plain(
+    cpu_max_pool, plain_max_pool, x, window=window, strides=strides, padding=padding
+  )
 
 
 # ------------------------------------------------------------------ average
+
 
 def plain_avg_pool(x: jax.Array, window: Window, strides: Window, padding: Padding) -> jax.Array:
   """Zero padding counted, as torch's AvgPool2d and flax's avg_pool count it."""
@@ -157,8 +170,10 @@ def _avg_pool_backward(window, strides, padding, shape, dy):
 cpu_avg_pool.defvjp(_avg_pool_forward, _avg_pool_backward)
 
 
-def avg_pool(x: jax.Array, window: Window, strides: Window,
-             padding: Padding = 'VALID') -> jax.Array:
+def avg_pool(
+  x: jax.Array, window: Window, strides: Window, padding: Padding = 'VALID'
+) -> jax.Array:
   """flax.linen.avg_pool's values and gradients (count_include_pad=True)."""
-  return on_cpu_or_plain(cpu_avg_pool, plain_avg_pool, x, window=window, strides=strides,
-                         padding=padding)
+  return on_cpu_or_plain(
+    cpu_avg_pool, plain_avg_pool, x, window=window, strides=strides, padding=padding
+  )

@@ -35,12 +35,19 @@ class ConvSiteModule(nn.Module):
   dtype: DTypeLike = jnp.float32
 
 
-def batch_norm(name: str, *, scale: float = 1.0, use_affine: bool = True,
-               dtype: DTypeLike = jnp.float32) -> BatchNorm:
+def batch_norm(
+  name: str, *, scale: float = 1.0, use_affine: bool = True, dtype: DTypeLike = jnp.float32
+) -> BatchNorm:
   """flax's BN (two-pass variance, statistics in float32 whatever `dtype`),
   with a closed-form gradient on the CPU."""
-  return BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_affine=use_affine,
-                   scale_init=scale, dtype=dtype, name=name)
+  return BatchNorm(
+    momentum=BN_MOMENTUM,
+    epsilon=BN_EPSILON,
+    use_affine=use_affine,
+    scale_init=scale,
+    dtype=dtype,
+    name=name,
+  )
 
 
 def bn_relu(x: jax.Array, train: bool, name: str, dtype: DTypeLike = jnp.float32) -> jax.Array:
@@ -65,30 +72,46 @@ def pad_to_centre(kernel: jax.Array, height: int, width: int) -> jax.Array:
   return jnp.pad(kernel, ((dh, height - kh - dh), (dw, width - kw - dw), (0, 0), (0, 0)))
 
 
-def conv2d(features: int, kernel_shape: tuple[int, int], strides: int,
-           feature_group_count: int, use_bias: bool, name: str,
-           dtype: DTypeLike = jnp.float32, padded: bool = True) -> nn.Conv:
+def conv2d(
+  features: int,
+  kernel_shape: tuple[int, int],
+  strides: int,
+  feature_group_count: int,
+  use_bias: bool,
+  name: str,
+  dtype: DTypeLike = jnp.float32,
+  padded: bool = True,
+) -> nn.Conv:
   """`padded=False`: no padding, for a conv whose input is padded already."""
   return nn.Conv(
-      features,
-      kernel_shape,
-      strides=strides,
-      padding=symmetric_padding(kernel_shape) if padded else 'VALID',
-      feature_group_count=feature_group_count,
-      use_bias=use_bias,
-      kernel_init=torch_default_init,
-      dtype=dtype,
-      name=name,
+    features,
+    kernel_shape,
+    strides=strides,
+    padding=symmetric_padding(kernel_shape) if padded else 'VALID',
+    feature_group_count=feature_group_count,
+    use_bias=use_bias,
+    kernel_init=torch_default_init,
+    dtype=dtype,
+    name=name,
   )
 
 
-def conv_then_bn(x: jax.Array, train: bool, *, features: int, kernel_shape: tuple[int, int],
-                 strides: int, feature_group_count: int, name: str,
-                 dtype: DTypeLike = jnp.float32) -> jax.Array:
+def conv_then_bn(
+  x: jax.Array,
+  train: bool,
+  *,
+  features: int,
+  kernel_shape: tuple[int, int],
+  strides: int,
+  feature_group_count: int,
+  name: str,
+  dtype: DTypeLike = jnp.float32,
+) -> jax.Array:
   """A conv without bias named `name`, then a BN named `name + '_bn'`: a
   branch of a training-time block."""
-  y = conv2d(features, kernel_shape, strides, feature_group_count, use_bias=False, name=name,
-             dtype=dtype)(x)
+  y = conv2d(
+    features, kernel_shape, strides, feature_group_count, use_bias=False, name=name, dtype=dtype
+  )(x)
   return batch_norm(f'{name}_bn', dtype=dtype)(y, use_running_average=not train)
 
 
@@ -108,11 +131,20 @@ class KernelOf(nn.Module):
     return self.param('kernel', self.init, shape)
 
 
-def conv_with_kernel(x: jax.Array, kernel: jax.Array, strides: int, feature_group_count: int,
-                     dtype: DTypeLike = jnp.float32) -> jax.Array:
+def conv_with_kernel(
+  x: jax.Array,
+  kernel: jax.Array,
+  strides: int,
+  feature_group_count: int,
+  dtype: DTypeLike = jnp.float32,
+) -> jax.Array:
   """x convolved with an HWIO kernel given as an array, padded symmetrically,
   computed in `dtype` (as `conv2d` computes)."""
   return jax.lax.conv_general_dilated(
-      x.astype(dtype), kernel.astype(dtype), (strides, strides),
-      symmetric_padding(kernel.shape[:2]), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=feature_group_count)
+    x.astype(dtype),
+    kernel.astype(dtype),
+    (strides, strides),
+    symmetric_padding(kernel.shape[:2]),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    feature_group_count=feature_group_count,
+  )

@@ -36,8 +36,12 @@ class RepVGG(ConvSiteModule):
     k = self.kernel_size
     if k % 2 != 1:
       raise InputError(f'RepVGG needs an odd kernel size, got {k}')
-    shape = dict(features=self.features, strides=self.strides,
-                 feature_group_count=self.feature_group_count, dtype=self.dtype)
+    shape = dict(
+      features=self.features,
+      strides=self.strides,
+      feature_group_count=self.feature_group_count,
+      dtype=self.dtype,
+    )
     y = conv_then_bn(x, train, kernel_shape=(k, k), name='dense', **shape)
     y = y + conv_then_bn(x, train, kernel_shape=(1, 1), name='1x1', **shape)
     if has_identity(x.shape[-1], self.features, self.strides):
@@ -85,6 +89,21 @@ def has_identity(channels: int, features: int, strides: int) -> bool:
 
 
 REPVGG_KIND = BlockKind(
-    'RepVGG', skeleton='dense', to_conv=repvgg_to_conv, online_kernel=online_repvgg_kernel,
-    names=frozenset({'dense', 'dense_bn', '1x1', '1x1_bn', 'identity_bn', 'dense_scale',
-                     '1x1_scale', 'identity_scale', ONE_BN}))
+  'RepVGG',
+  skeleton='dense',
+  to_conv=repvgg_to_conv,
+  online_kernel=online_repvgg_kernel,
+  names=frozenset(
+    {
+      'dense',
+      'dense_bn',
+      '1x1',
+      '1x1_bn',
+      'identity_bn',
+      'dense_scale',
+      '1x1_scale',
+      'identity_scale',
+      ONE_BN,
+    }
+  ),
+)

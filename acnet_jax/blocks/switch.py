@@ -60,22 +60,35 @@ class TrainingBlock:
 
 def build_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
   acb = switch.acb
-  return ACB(**site, gamma_init=acb.gamma_init, use_affine=acb.use_affine,
-             branches=acb.branches, impl=acb.impl, branch_bn=acb.branch_bn)
+  return ACB(
+    **site,
+    gamma_init=acb.gamma_init,
+    use_affine=acb.use_affine,
+    branches=acb.branches,
+    impl=acb.impl,
+    branch_bn=acb.branch_bn,
+  )
 
 
 def build_online_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
   acb = switch.acb
-  return OnlineACB(**site, gamma_init=acb.gamma_init, use_affine=acb.use_affine,
-                   branches=acb.branches, branch_bn=acb.branch_bn)
+  return OnlineACB(
+    **site,
+    gamma_init=acb.gamma_init,
+    use_affine=acb.use_affine,
+    branches=acb.branches,
+    branch_bn=acb.branch_bn,
+  )
 
 
 TRAINING_BLOCKS: dict[str, TrainingBlock] = {
-    'acnet': TrainingBlock(build_acb, ACB_KIND, build_online_acb),
-    'dbb': TrainingBlock(lambda switch, site: DBB(**site), DBB_KIND,
-                         lambda switch, site: OnlineDBB(**site)),
-    'repvgg': TrainingBlock(lambda switch, site: RepVGG(**site), REPVGG_KIND,
-                            lambda switch, site: OnlineRepVGG(**site)),
+  'acnet': TrainingBlock(build_acb, ACB_KIND, build_online_acb),
+  'dbb': TrainingBlock(
+    lambda switch, site: DBB(**site), DBB_KIND, lambda switch, site: OnlineDBB(**site)
+  ),
+  'repvgg': TrainingBlock(
+    lambda switch, site: RepVGG(**site), REPVGG_KIND, lambda switch, site: OnlineRepVGG(**site)
+  ),
 }
 TRAINABLE_KINDS: tuple[str, ...] = ('normal', *TRAINING_BLOCKS)
 CONV_KINDS: tuple[str, ...] = (*TRAINABLE_KINDS, 'deploy')
@@ -130,11 +143,24 @@ class ConvSwitch:
       raise InputError(f'acb takes an ACBOptions, got {self.acb!r}')
     object.__setattr__(self, 'dtype', validate_dtype(self.dtype))  # Frozen: set once here.
 
-  def __call__(self, features: int, kernel_size: int, *, strides: int = 1,
-               feature_group_count: int = 1, with_bn: bool = True,
-               name: str | None = None) -> nn.Module:
-    site = dict(features=features, kernel_size=kernel_size, strides=strides,
-                feature_group_count=feature_group_count, dtype=self.dtype, name=name)
+  def __call__(
+    self,
+    features: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    feature_group_count: int = 1,
+    with_bn: bool = True,
+    name: str | None = None,
+  ) -> nn.Module:
+    site = dict(
+      features=features,
+      kernel_size=kernel_size,
+      strides=strides,
+      feature_group_count=feature_group_count,
+      dtype=self.dtype,
+      name=name,
+    )
     if self.kind in TRAINING_BLOCKS and uses_block(kernel_size):
       block = TRAINING_BLOCKS[self.kind]
       return (block.build_online if self.online else block.build)(self, site)

@@ -59,15 +59,20 @@ class Plan:
     names = [run.name for run in self.runs]
     for run in self.runs:
       if not RUN_NAME.fullmatch(run.name):
-        raise InputError(f'plan {self.name!r}: run name {run.name!r} is not a folder name '
-                         '(letters, digits, _ . -)')
+        raise InputError(
+          f'plan {self.name!r}: run name {run.name!r} is not a folder name (letters, digits, _ . -)'
+        )
       if run.trainer not in TRAINERS:
-        raise InputError(f'plan {self.name!r}: run {run.name!r} has trainer {run.trainer!r}; '
-                         f'the trainers are {", ".join(TRAINERS)}')
+        raise InputError(
+          f'plan {self.name!r}: run {run.name!r} has trainer {run.trainer!r}; '
+          f'the trainers are {", ".join(TRAINERS)}'
+        )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-      raise InputError(f'plan {self.name!r} names runs {", ".join(repeated)} more than once; '
-                       'two runs would share a workdir')
+      raise InputError(
+        f'plan {self.name!r} names runs {", ".join(repeated)} more than once; '
+        'two runs would share a workdir'
+      )
 
   def arms(self) -> tuple[str, ...]:
     """The arms in the order their first run appears."""
@@ -108,20 +113,27 @@ def overrides_of(plan: Plan, run: Run, data_dir: str | None) -> dict[str, Any]:
 def train_arguments(plan: Plan, run: Run, workdir: str, data_dir: str | None) -> list[str]:
   """The arguments of `python -m acnet_jax.main` that train the run."""
   overrides = overrides_of(plan, run, data_dir)
-  return [f'--config={run.config}', f'--workdir={workdir}',
-          *(f'--config.{key}={format_value(value)}' for key, value in overrides.items())]
+  return [
+    f'--config={run.config}',
+    f'--workdir={workdir}',
+    *(f'--config.{key}={format_value(value)}' for key, value in overrides.items()),
+  ]
 
 
 def reference_arguments(run: Run, workdir: str, data_dir: str | None) -> list[str]:
   """The arguments of `python -m benchmarks.authors_reference` that train the
   run: its arm, seed and own overrides as flags (the plan's are not its keys)."""
   overrides = {**run.overrides, 'seed': run.seed, **({'data_dir': data_dir} if data_dir else {})}
-  return [f'--workdir={workdir}', f'--arm={run.config}',
-          *(f'--{key}={format_value(value)}' for key, value in overrides.items())]
+  return [
+    f'--workdir={workdir}',
+    f'--arm={run.config}',
+    *(f'--{key}={format_value(value)}' for key, value in overrides.items()),
+  ]
 
 
-def train_command(plan: Plan, run: Run, workdir: str,
-                  data_dir: str | None) -> tuple[str, list[str]]:
+def train_command(
+  plan: Plan, run: Run, workdir: str, data_dir: str | None
+) -> tuple[str, list[str]]:
   """(the module run as `python -m MODULE`, its arguments) that train the run."""
   if run.trainer == 'pytorch_reference':
     return TRAINERS[run.trainer], reference_arguments(run, workdir, data_dir)

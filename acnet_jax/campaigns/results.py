@@ -74,12 +74,18 @@ def run_result(plan: Plan, results: str, name: str) -> dict[str, Any] | None:
   steps_per_epoch = evaluation['step'] / config['num_epochs']
   starts = read_jsonl(os.path.join(folder, PROVENANCE_FILE))
   return {
-      'run': name, 'arm': run.arm, 'seed': run.seed, 'trainer': run.trainer,
-      'top1': 100 * evaluation['top1'], 'fused_top1': 100 * evaluation['fused_top1'],
-      'test_examples': evaluation['num_examples'], 'steps': evaluation['step'],
-      'epochs': config['num_epochs'],
-      'commits': sorted({start['commit'] for start in starts if start.get('commit')}),
-      'curve': test_curve(read_jsonl(os.path.join(folder, 'metrics.jsonl')), steps_per_epoch)}
+    'run': name,
+    'arm': run.arm,
+    'seed': run.seed,
+    'trainer': run.trainer,
+    'top1': 100 * evaluation['top1'],
+    'fused_top1': 100 * evaluation['fused_top1'],
+    'test_examples': evaluation['num_examples'],
+    'steps': evaluation['step'],
+    'epochs': config['num_epochs'],
+    'commits': sorted({start['commit'] for start in starts if start.get('commit')}),
+    'curve': test_curve(read_jsonl(os.path.join(folder, 'metrics.jsonl')), steps_per_epoch),
+  }
 
 
 def arm_summaries(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -89,13 +95,17 @@ def arm_summaries(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[dict[st
   for arm in plan.arms():
     runs = sorted((row for row in rows if row['arm'] == arm), key=lambda row: row['seed'])
     top1 = [row['top1'] for row in runs]
-    summaries.append({
-        'arm': arm, 'published': plan.published.get(arm),
+    summaries.append(
+      {
+        'arm': arm,
+        'published': plan.published.get(arm),
         'by_seed': {str(row['seed']): row['top1'] for row in runs},
-        'n': len(top1), 'mean': statistics.mean(top1) if top1 else None,
+        'n': len(top1),
+        'mean': statistics.mean(top1) if top1 else None,
         'sd': statistics.stdev(top1) if len(top1) > 1 else None,
-        'max_fused_diff': max((abs(row['fused_top1'] - row['top1']) for row in runs),
-                              default=None)})
+        'max_fused_diff': max((abs(row['fused_top1'] - row['top1']) for row in runs), default=None),
+      }
+    )
   return summaries
 
 
@@ -106,21 +116,32 @@ def percent(value: float | None) -> str:
 def mean_and_spread(summary: Mapping[str, Any]) -> str:
   if summary['mean'] is None:
     return '–'
-  sd = '' if summary['sd'] is None else f" ± {summary['sd']:.2f}"
-  return f"{summary['mean']:.2f}{sd} ({summary['n']})"
+  sd = '' if summary['sd'] is None else f' ± {summary["sd"]:.2f}'
+  return f'{summary["mean"]:.2f}{sd} ({summary["n"]})'
 
 
 def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
   """Published vs here: one row per arm, a column per seed, mean +- sd."""
   seeds = sorted({int(seed) for s in summaries for seed in s['by_seed']})
-  header = ['arm', 'published', *(f'seed {seed}' for seed in seeds), 'mean ± sd (n)',
-            'mean − published', 'max \\|fused − trained\\|']
+  header = [
+    'arm',
+    'published',
+    *(f'seed {seed}' for seed in seeds),
+    'mean ± sd (n)',
+    'mean − published',
+    'max \\|fused − trained\\|',
+  ]
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for s in summaries:
     gap = None if s['mean'] is None or s['published'] is None else s['mean'] - s['published']
-    cells = [s['arm'], percent(s['published']),
-             *(percent(s['by_seed'].get(str(seed))) for seed in seeds), mean_and_spread(s),
-             '–' if gap is None else f'{gap:+.2f}', percent(s['max_fused_diff'])]
+    cells = [
+      s['arm'],
+      percent(s['published']),
+      *(percent(s['by_seed'].get(str(seed))) for seed in seeds),
+      mean_and_spread(s),
+      '–' if gap is None else f'{gap:+.2f}',
+      percent(s['max_fused_diff']),
+    ]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -133,16 +154,26 @@ def plot_curves(plan: Plan, rows: Sequence[Mapping[str, Any]], path: str) -> Non
   colors = dict(zip(plan.arms(), plt.rcParams['axes.prop_cycle'].by_key()['color']))
   for row in rows:
     epochs, top1 = zip(*row['curve']) if row['curve'] else ((), ())
-    ax.plot(epochs, top1, marker='.', color=colors[row['arm']],
-            linestyle=':' if row['trainer'] == 'pytorch_reference' else '-',
-            label=f"{row['arm']}, seed {row['seed']}")
+    ax.plot(
+      epochs,
+      top1,
+      marker='.',
+      color=colors[row['arm']],
+      linestyle=':' if row['trainer'] == 'pytorch_reference' else '-',
+      label=f'{row["arm"]}, seed {row["seed"]}',
+    )
   shared: dict[float, list[str]] = {}
   for arm, published in plan.published.items():
     if arm in colors:
       shared.setdefault(published, []).append(arm)
   for published, arms in shared.items():
-    ax.axhline(published, color=colors[arms[0]], linestyle='--', linewidth=1,
-               label=f'{" / ".join(arms)}, published')
+    ax.axhline(
+      published,
+      color=colors[arms[0]],
+      linestyle='--',
+      linewidth=1,
+      label=f'{" / ".join(arms)}, published',
+    )
   if plan.published:  # Room above the highest published line.
     ax.set_ylim(top=max(ax.get_ylim()[1], max(plan.published.values()) + 0.5))
   ax.set_xlabel('epoch')
@@ -159,8 +190,12 @@ def summarize(plan: Plan, results: str) -> dict[str, Any]:
   """results.json, table.md and curves.png from the evidence in results."""
   rows = [row for run in plan.runs if (row := run_result(plan, results, run.name))]
   summaries = arm_summaries(plan, rows)
-  report = {'plan': plan.name, 'published_source': plan.published_source,
-            'arms': summaries, 'runs': rows}
+  report = {
+    'plan': plan.name,
+    'published_source': plan.published_source,
+    'arms': summaries,
+    'runs': rows,
+  }
   os.makedirs(results, exist_ok=True)
   with open(os.path.join(results, 'results.json'), 'w') as f:
     json.dump(report, f, indent=2)

@@ -41,8 +41,11 @@ def newest_checkpoint_step(workdir: str) -> int | None:
   """The newest step in WORKDIR/checkpoints (Orbax names a step's folder by
   its number; a save in progress has a suffix and is not counted)."""
   directory = os.path.join(workdir, 'checkpoints')
-  steps = [int(name) for name in os.listdir(directory) if name.isdigit()] \
-      if os.path.isdir(directory) else []
+  steps = (
+    [int(name) for name in os.listdir(directory) if name.isdigit()]
+    if os.path.isdir(directory)
+    else []
+  )
   return max(steps, default=None)
 
 
@@ -65,14 +68,23 @@ def code_version() -> dict[str, Any]:
 
   def git(*args: str) -> str | None:
     try:
-      return subprocess.run(['git', '-C', root, *args], capture_output=True, text=True,
-                            check=True).stdout.strip()
+      return subprocess.run(
+        ['git', '-C', root, *args], capture_output=True, text=True, check=True
+      ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
       return None
 
   commit = git('rev-parse', 'HEAD')
-  changed = git('status', '--porcelain', '--untracked-files=no', '--', 'acnet_jax', 'configs',
-                'benchmarks', 'tests/support/authors_torch')
+  changed = git(
+    'status',
+    '--porcelain',
+    '--untracked-files=no',
+    '--',
+    'acnet_jax',
+    'configs',
+    'benchmarks',
+    'tests/support/authors_torch',
+  )
   return {'commit': commit, 'modified': bool(changed) if commit else None}
 
 
@@ -126,8 +138,10 @@ def take_root(root: str) -> WorkdirLock:
   try:
     lock.acquire()
   except WorkdirBusy:
-    raise WorkdirBusy(f'{root} is in use by another campaign ({lock.holder()}); one campaign '
-                      'at a time trains its runs. Nothing was changed.') from None
+    raise WorkdirBusy(
+      f'{root} is in use by another campaign ({lock.holder()}); one campaign '
+      'at a time trains its runs. Nothing was changed.'
+    ) from None
   return lock
 
 
@@ -147,15 +161,27 @@ def run_plan(plan: Plan, root: str, data_dir: str | None) -> int:
         if supervisor.stopped:
           return 128 + signal.SIGTERM
         before = newest_checkpoint_step(workdir)
-        logging.info('%s: %s', label, 'from scratch' if before is None else
-                     f'resuming from the checkpoint of step {before:,}')
+        logging.info(
+          '%s: %s',
+          label,
+          'from scratch' if before is None else f'resuming from the checkpoint of step {before:,}',
+        )
         module, arguments = train_command(plan, run, workdir, data_dir)
         started = time.strftime('%Y-%m-%dT%H:%M:%S%z')
         code = supervisor.run([sys.executable, '-m', module, *arguments])
-        record_segment(workdir, {'started': started, 'ended': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                               'exit_code': code, 'from_step': before,
-                               'to_step': newest_checkpoint_step(workdir), **version,
-                               'module': module, 'arguments': arguments})
+        record_segment(
+          workdir,
+          {
+            'started': started,
+            'ended': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+            'exit_code': code,
+            'from_step': before,
+            'to_step': newest_checkpoint_step(workdir),
+            **version,
+            'module': module,
+            'arguments': arguments,
+          },
+        )
         if code != 0:
           how = 'was stopped' if supervisor.stopped else f'failed (exit code {code})'
           logging.warning('%s %s; run the same command again to resume it.', label, how)

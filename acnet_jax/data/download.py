@@ -26,8 +26,14 @@ def reachable(host: str, timeout: float = PROBE_SECONDS) -> str | None:
 def paths_under(root: str) -> set[str]:
   if not os.path.exists(root):
     return set()
-  return {root, *(os.path.join(folder, name) for folder, folders, files in os.walk(root)
-                  for name in folders + files)}
+  return {
+    root,
+    *(
+      os.path.join(folder, name)
+      for folder, folders, files in os.walk(root)
+      for name in folders + files
+    ),
+  }
 
 
 def remove_new_paths(root: str, before: set[str]) -> None:
@@ -56,6 +62,7 @@ def download_and_prepare(builder) -> None:
       problem = f'{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}'
       remove_new_paths(root, before)
   raise InputError(
-      f'tfds could not download or prepare {name!r} in {builder.data_dir} ({problem}). '
-      'Without internet, prepare it on a machine with internet and point --config.data_dir at '
-      'that tfds data folder, or use --config.dataset=image_folder.')
+    f'tfds could not download or prepare {name!r} in {builder.data_dir} ({problem}). '
+    'Without internet, prepare it on a machine with internet and point --config.data_dir at '
+    'that tfds data folder, or use --config.dataset=image_folder.'
+  )

@@ -51,19 +51,20 @@ class Sharder:
 
   def replicate(self, tree: Any) -> Any:
     """Host values, the same in every process -> arrays replicated on the mesh."""
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-        self.replicated, np.asarray(x)), tree)
+    return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), tree
+    )
 
   def shard_global(self, global_batch: np.ndarray) -> jax.Array:
     """A global batch, known to every process -> sharded on 'data'."""
-    start, stop = order.process_share(len(global_batch), jax.process_index(),
-                                      jax.process_count())
+    start, stop = order.process_share(len(global_batch), jax.process_index(), jax.process_count())
     return self.shard_local(global_batch[start:stop], len(global_batch))
 
   def shard_local(self, local_batch: np.ndarray, global_size: int) -> jax.Array:
     """This process's contiguous share of a global batch -> sharded on 'data'."""
     return jax.make_array_from_process_local_data(
-        self.batch_sharding, local_batch, (global_size, *local_batch.shape[1:]))
+      self.batch_sharding, local_batch, (global_size, *local_batch.shape[1:])
+    )
 
 
 class MemoryFeed:
@@ -92,7 +93,8 @@ class MemoryFeed:
   def train_inputs(self, step: int, steps_per_epoch: int) -> Inputs:
     start = time.perf_counter()
     indices = order.train_batch_indices(
-        self.config.seed, step, steps_per_epoch, self.config.batch_size, self.num_train)
+      self.config.seed, step, steps_per_epoch, self.config.batch_size, self.num_train
+    )
     inputs = (*self.train_data, self.sharder.shard_global(indices))
     self.wait_seconds += time.perf_counter() - start
     return inputs
@@ -112,15 +114,21 @@ class MemoryFeed:
 
   def prepare_eval(self, inputs: Inputs) -> tuple[jax.Array, jax.Array]:
     images, labels, indices = inputs
-    return normalize(images[indices], self.config.pixel_mean, self.config.pixel_std), \
-        labels[indices]
+    return normalize(images[indices], self.config.pixel_mean, self.config.pixel_std), labels[
+      indices
+    ]
 
 
 class StreamFeed:
   """Batches decoded and augmented on host threads, each process its share."""
 
-  def __init__(self, train: stream.Source, evaluation: stream.Source,
-               config: ml_collections.ConfigDict, sharder: Sharder):
+  def __init__(
+    self,
+    train: stream.Source,
+    evaluation: stream.Source,
+    config: ml_collections.ConfigDict,
+    sharder: Sharder,
+  ):
     self.config = config
     self.sharder = sharder
     self.train_source, self.eval_source = train, evaluation
@@ -135,11 +143,17 @@ class StreamFeed:
   def train_inputs(self, step: int, steps_per_epoch: int) -> Inputs:
     if step != self._next_step:  # A (re)start: the stream begins at any step.
       self._stream = stream.train_batches(
-          self.train_source, seed=self.config.seed, global_batch_size=self.config.batch_size,
-          steps_per_epoch=steps_per_epoch, image_size=self.config.image_size, start_step=step,
-          num_steps=self.config.num_epochs * steps_per_epoch - step,
-          process_index=jax.process_index(), process_count=jax.process_count(),
-          num_workers=self.workers)
+        self.train_source,
+        seed=self.config.seed,
+        global_batch_size=self.config.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        image_size=self.config.image_size,
+        start_step=step,
+        num_steps=self.config.num_epochs * steps_per_epoch - step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_workers=self.workers,
+      )
     start = time.perf_counter()
     images, labels = next(self._stream)
     self.wait_seconds += time.perf_counter() - start
@@ -154,11 +168,17 @@ class StreamFeed:
   def eval_inputs(self) -> Iterator[tuple[Inputs, jax.Array]]:
     size = self.config.eval_batch_size
     for images, labels, mask in stream.eval_batches(
-        self.eval_source, global_batch_size=size, image_size=self.config.image_size,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        num_workers=self.workers):
-      yield (self.sharder.shard_local(images, size), self.sharder.shard_local(labels, size)), \
-          self.sharder.shard_local(mask, size)
+      self.eval_source,
+      global_batch_size=size,
+      image_size=self.config.image_size,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      num_workers=self.workers,
+    ):
+      yield (
+        (self.sharder.shard_local(images, size), self.sharder.shard_local(labels, size)),
+        self.sharder.shard_local(mask, size),
+      )
 
   def prepare_eval(self, inputs: Inputs) -> tuple[jax.Array, jax.Array]:
     images, labels = inputs
@@ -177,12 +197,16 @@ def validate_dataset(config: ml_collections.ConfigDict) -> None:
   import tensorflow_datasets as tfds  # Slow to import; only for names of other data sets.
 
   if config.dataset not in tfds.list_builders(with_community_datasets=False):
-    raise InputError(f'unknown dataset {config.dataset!r}; valid: '
-                     f'{", ".join(memory.DATASETS)}, or a tfds image classification '
-                     'data set by name, streamed (e.g. imagenet2012)')
+    raise InputError(
+      f'unknown dataset {config.dataset!r}; valid: '
+      f'{", ".join(memory.DATASETS)}, or a tfds image classification '
+      'data set by name, streamed (e.g. imagenet2012)'
+    )
   if config.pipeline == 'memory':
-    raise InputError(f'the in-memory pipeline reads {", ".join(memory.DATASETS)}; '
-                     f'{config.dataset!r} streams: set pipeline to auto or stream')
+    raise InputError(
+      f'the in-memory pipeline reads {", ".join(memory.DATASETS)}; '
+      f'{config.dataset!r} streams: set pipeline to auto or stream'
+    )
 
 
 def choose_pipeline(config: ml_collections.ConfigDict) -> str:
@@ -204,7 +228,7 @@ def fits_in_memory(data_dir: str) -> bool:
   sizes = {header_size(train.name(int(i))) for i in sample}
   if len(sizes) != 1 or None in sizes:
     return False
-  (width, height), = sizes
+  ((width, height),) = sizes
   count = sum(len(files) for _, _, files in os.walk(data_dir))
   return count * height * width * 3 <= MEMORY_LIMIT_BYTES
 
@@ -217,15 +241,21 @@ def create_feed(config: ml_collections.ConfigDict, sharder: Sharder) -> Feed:
   if config.dataset == 'synthetic':
     raise InputError("dataset 'synthetic' has no files to stream: use pipeline='memory'")
   if not config.image_size:
-    raise InputError('the streaming pipeline crops every image to image_size: set it, e.g. '
-                     '--config.image_size=224 (ImageNet) or 64 for a quick run')
+    raise InputError(
+      'the streaming pipeline crops every image to image_size: set it, e.g. '
+      '--config.image_size=224 (ImageNet) or 64 for a quick run'
+    )
   if config.max_train_examples:
-    raise InputError('max_train_examples is for the in-memory pipeline; a streamed data set '
-                     'trains on all its images')
+    raise InputError(
+      'max_train_examples is for the in-memory pipeline; a streamed data set '
+      'trains on all its images'
+    )
   train, evaluation = stream_sources(config)
   if train.num_classes != config.num_classes:
-    raise InputError(f'dataset {config.dataset!r} has {train.num_classes} classes but the '
-                     f'config says num_classes={config.num_classes}')
+    raise InputError(
+      f'dataset {config.dataset!r} has {train.num_classes} classes but the '
+      f'config says num_classes={config.num_classes}'
+    )
   return StreamFeed(train, evaluation, config, sharder)
 
 
@@ -233,5 +263,7 @@ def stream_sources(config: ml_collections.ConfigDict) -> tuple[stream.Source, st
   if config.dataset == 'image_folder':
     return image_folder_sources(config.data_dir)
   split = config.eval_split or 'validation'  # tfds imagenet2012's held-out split.
-  return (stream.tfds_source(config.dataset, config.data_dir or None, 'train'),
-          stream.tfds_source(config.dataset, config.data_dir or None, split))
+  return (
+    stream.tfds_source(config.dataset, config.data_dir or None, 'train'),
+    stream.tfds_source(config.dataset, config.data_dir or None, split),
+  )

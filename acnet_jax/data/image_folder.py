@@ -24,15 +24,17 @@ def check_class_folders(data_dir: str | None, splits: Sequence[str]) -> list[str
   differ; returns the class names, sorted: the label order."""
   layout = 'a folder holding ' + ' and '.join(f'{split}/<class>/*.jpg' for split in splits)
   if not data_dir or not os.path.isdir(data_dir):
-    raise InputError(f"dataset 'image_folder' needs data_dir= {layout}; got {data_dir!r}, "
-                     'which is not a folder')
+    raise InputError(
+      f"dataset 'image_folder' needs data_dir= {layout}; got {data_dir!r}, which is not a folder"
+    )
   classes = {}
   for split in splits:
     split_dir = os.path.join(data_dir, split)
     if not os.path.isdir(split_dir):
       raise InputError(f'{data_dir} has no {split}/ folder; it must be {layout}')
-    classes[split] = sorted(d for d in os.listdir(split_dir)
-                            if os.path.isdir(os.path.join(split_dir, d)))
+    classes[split] = sorted(
+      d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))
+    )
     if not classes[split]:
       raise InputError(f'{split_dir} has no class folders; it must be {layout}')
     for label in classes[split]:
@@ -43,9 +45,10 @@ def check_class_folders(data_dir: str | None, splits: Sequence[str]) -> list[str
   for split in splits[1:]:
     if classes[split] != classes[first]:
       raise InputError(
-          f'the class folders of {data_dir}/{first} and {data_dir}/{split} differ: '
-          f'only in {first}: {sorted(set(classes[first]) - set(classes[split]))}, '
-          f'only in {split}: {sorted(set(classes[split]) - set(classes[first]))}')
+        f'the class folders of {data_dir}/{first} and {data_dir}/{split} differ: '
+        f'only in {first}: {sorted(set(classes[first]) - set(classes[split]))}, '
+        f'only in {split}: {sorted(set(classes[split]) - set(classes[first]))}'
+      )
   return classes[first]
 
 
@@ -84,13 +87,15 @@ class ImageFolderSource:
       with open(path, 'rb') as f:
         return f.read(), int(self.labels[index])
     except OSError as error:
-      raise InputError(f'cannot read {path} ({error.strerror}); check that the file '
-                       'exists and is readable') from error
+      raise InputError(
+        f'cannot read {path} ({error.strerror}); check that the file exists and is readable'
+      ) from error
 
 
 def eval_split_of(root: str) -> str:
-  return next((s for s in EVAL_SPLITS if root and os.path.isdir(os.path.join(root, s))),
-              EVAL_SPLITS[0])
+  return next(
+    (s for s in EVAL_SPLITS if root and os.path.isdir(os.path.join(root, s))), EVAL_SPLITS[0]
+  )
 
 
 def image_folder_sources(root: str) -> tuple[ImageFolderSource, ImageFolderSource]:

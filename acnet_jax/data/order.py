@@ -24,13 +24,14 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return order
 
 
-def train_batch_indices(seed: int, step: int, steps_per_epoch: int, batch_size: int,
-                        num_examples: int) -> np.ndarray:
+def train_batch_indices(
+  seed: int, step: int, steps_per_epoch: int, batch_size: int, num_examples: int
+) -> np.ndarray:
   """Indices of the examples of training step `step`; the last partial batch of
   each epoch is dropped."""
   epoch, position = divmod(step, steps_per_epoch)
   order = epoch_permutation(seed, epoch, num_examples)
-  return order[position * batch_size:(position + 1) * batch_size]
+  return order[position * batch_size : (position + 1) * batch_size]
 
 
 def eval_batches(num_examples: int, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,11 +53,14 @@ def random_subset(num_examples: int, size: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).permutation(num_examples)[:size])
 
 
-def process_share(global_batch_size: int, process_index: int,
-                  process_count: int) -> tuple[int, int]:
+def process_share(
+  global_batch_size: int, process_index: int, process_count: int
+) -> tuple[int, int]:
   """[start, stop) of this process's contiguous share of a global batch."""
   if global_batch_size % process_count or not 0 <= process_index < process_count:
-    raise InputError(f'a global batch of {global_batch_size} cannot be split evenly over '
-                     f'{process_count} processes (process {process_index})')
+    raise InputError(
+      f'a global batch of {global_batch_size} cannot be split evenly over '
+      f'{process_count} processes (process {process_index})'
+    )
   local = global_batch_size // process_count
   return process_index * local, (process_index + 1) * local

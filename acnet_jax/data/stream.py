@@ -48,6 +48,7 @@ TFDS_BUILD_COMMAND = 'tfds build {name} --data_dir={data_dir} --file_format=arra
 class Source(Protocol):
   """Random access to (encoded image, label); `name` says which file or record
   an error is about."""
+
   num_classes: int
   class_names: tuple[str, ...]
 
@@ -60,13 +61,15 @@ class Source(Protocol):
 
 # ------------------------------------------------------------------ tfds
 
+
 class TfdsSource:
   """The records of a tfds data set prepared as array_record, images still
   encoded, so that PIL decodes them as it decodes an image folder's files:
   tfds's own decoding uses OpenCV where it is installed."""
 
-  def __init__(self, records: Sequence[dict[str, Any]], description: str,
-               class_names: tuple[str, ...]):
+  def __init__(
+    self, records: Sequence[dict[str, Any]], description: str, class_names: tuple[str, ...]
+  ):
     self.records = records
     self.description = description
     self.class_names = class_names
@@ -89,25 +92,35 @@ def tfds_source(name: str, data_dir: str | None, split: str) -> TfdsSource:
   import tensorflow_datasets as tfds  # Slow to import; image folders do not need it.
 
   try:
-    records = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                               decoders={'image': tfds.decode.SkipDecoding()})
+    records = tfds.data_source(
+      name,
+      split=split,
+      data_dir=data_dir,
+      download=False,
+      decoders={'image': tfds.decode.SkipDecoding()},
+    )
   except NotImplementedError as error:  # tfds's way to say: no array_record files.
     command = TFDS_BUILD_COMMAND.format(name=name, data_dir=data_dir or '~/tensorflow_datasets')
-    raise InputError(f'{name} in {data_dir} is not prepared in the array_record format that '
-                     f'streaming reads at random; prepare it once with `{command}`, adding '
-                     '--manual_dir=FOLDER for data downloaded by hand (imagenet2012: FOLDER '
-                     'holds ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar). tfds said: '
-                     f'{" ".join(str(error).split())}') from error
-  return TfdsSource(records, f'{name}/{split} in {data_dir}',
-                    tuple(records.dataset_info.features['label'].names))
+    raise InputError(
+      f'{name} in {data_dir} is not prepared in the array_record format that '
+      f'streaming reads at random; prepare it once with `{command}`, adding '
+      '--manual_dir=FOLDER for data downloaded by hand (imagenet2012: FOLDER '
+      'holds ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar). tfds said: '
+      f'{" ".join(str(error).split())}'
+    ) from error
+  return TfdsSource(
+    records, f'{name}/{split} in {data_dir}', tuple(records.dataset_info.features['label'].names)
+  )
 
 
 # ------------------------------------------------------------------ batches
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainBatch:
   """Batch i of one process's stream: positions [start, stop) of the global
   batch of step start_step + i."""
+
   source: Source
   seed: int
   steps_per_epoch: int
@@ -119,8 +132,9 @@ class TrainBatch:
 
   def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
     step = self.start_step + i
-    indices = train_batch_indices(self.seed, step, self.steps_per_epoch, self.global_batch_size,
-                                  len(self.source))
+    indices = train_batch_indices(
+      self.seed, step, self.steps_per_epoch, self.global_batch_size, len(self.source)
+    )
     images = np.empty((self.stop - self.start, self.image_size, self.image_size, 3), np.uint8)
     labels = np.empty(self.stop - self.start, np.int32)
     for k, position in enumerate(range(self.start, self.stop)):
@@ -136,6 +150,7 @@ class TrainBatch:
 class EvalBatch:
   """Batch i of one process's evaluation stream: examples i * global_batch_size
   + [start, stop); those past the end are zero images with mask False."""
+
   source: Source
   global_batch_size: int
   start: int
@@ -160,6 +175,7 @@ class InPlace:
   decode) kept as its error, so that it is raised at its own position in the
   stream: grain raises a worker's error as soon as it is met, batches ahead of
   the consumer, and the steps before it would be lost."""
+
   make_batch: TrainBatch | EvalBatch
 
   def __call__(self, i: int) -> Any:
@@ -176,41 +192,62 @@ def raised_in_place(batches: Iterator[Any]) -> Iterator[Any]:
     yield batch
 
 
-def prefetched(make_batch: TrainBatch | EvalBatch, num_batches: int,
-               num_workers: int) -> Iterator[Any]:
+def prefetched(
+  make_batch: TrainBatch | EvalBatch, num_batches: int, num_workers: int
+) -> Iterator[Any]:
   """make_batch(0), make_batch(1), ... in order; `num_workers` threads make one
   batch each, at most max(num_workers, PREFETCH_BATCHES) batches ahead of the
   consumer (0 workers: in the calling thread). A batch per thread rather than
   an example per thread: 7-10% more images per CPU second, measured on 2 cores.
   A batch that cannot be made raises its InputError when its turn comes."""
-  read_options = grain.ReadOptions(num_threads=num_workers,
-                                   prefetch_buffer_size=max(num_workers, PREFETCH_BATCHES))
+  read_options = grain.ReadOptions(
+    num_threads=num_workers, prefetch_buffer_size=max(num_workers, PREFETCH_BATCHES)
+  )
   dataset = grain.MapDataset.range(num_batches).map(InPlace(make_batch))
   return raised_in_place(iter(dataset.to_iter_dataset(read_options)))
 
 
-def train_batches(source: Source, *, seed: int, global_batch_size: int, steps_per_epoch: int,
-                  image_size: int, start_step: int, num_steps: int, process_index: int,
-                  process_count: int,
-                  num_workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def train_batches(
+  source: Source,
+  *,
+  seed: int,
+  global_batch_size: int,
+  steps_per_epoch: int,
+  image_size: int,
+  start_step: int,
+  num_steps: int,
+  process_index: int,
+  process_count: int,
+  num_workers: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """(images uint8 [local, S, S, 3], labels int32 [local]) of steps start_step,
   ..., start_step + num_steps - 1: this process's contiguous share of each
   global batch of `order.train_batch_indices`."""
   start, stop = process_share(global_batch_size, process_index, process_count)
   if not 0 < steps_per_epoch * global_batch_size <= len(source):
-    raise InputError(f'an epoch of {steps_per_epoch} steps of {global_batch_size} examples must '
-                     f'hold at least one step and at most the {len(source)} training examples')
-  make_batch = TrainBatch(source, seed, steps_per_epoch, global_batch_size, start, stop,
-                          start_step, image_size)
+    raise InputError(
+      f'an epoch of {steps_per_epoch} steps of {global_batch_size} examples must '
+      f'hold at least one step and at most the {len(source)} training examples'
+    )
+  make_batch = TrainBatch(
+    source, seed, steps_per_epoch, global_batch_size, start, stop, start_step, image_size
+  )
   return prefetched(make_batch, num_steps, num_workers)
 
 
-def eval_batches(source: Source, *, global_batch_size: int, image_size: int, process_index: int,
-                 process_count: int,
-                 num_workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def eval_batches(
+  source: Source,
+  *,
+  global_batch_size: int,
+  image_size: int,
+  process_index: int,
+  process_count: int,
+  num_workers: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """(images, labels, mask) of this process's share of each global batch; every
   example counts once, the last global batch is padded with mask False."""
   start, stop = process_share(global_batch_size, process_index, process_count)
   num_batches = -(-len(source) // global_batch_size)
-  return prefetched(EvalBatch(source, global_batch_size, start, stop, image_size), num_batches,
-                    num_workers)
+  return prefetched(
+    EvalBatch(source, global_batch_size, start, stop, image_size), num_batches, num_workers
+  )

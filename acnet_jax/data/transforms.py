@@ -34,9 +34,13 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
   return np.asarray(decode(data, name))
 
 
-def random_resized_crop_box(height: int, width: int, rng: np.random.Generator,
-                            scale: tuple[float, float] = CROP_SCALE,
-                            ratio: tuple[float, float] = CROP_RATIO) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+  height: int,
+  width: int,
+  rng: np.random.Generator,
+  scale: tuple[float, float] = CROP_SCALE,
+  ratio: tuple[float, float] = CROP_RATIO,
+) -> tuple[int, int, int, int]:
   """(top, left, height, width) by torchvision's RandomResizedCrop.get_params:
   10 tries of a uniform area fraction and a log-uniform aspect ratio, then the
   centre crop of the aspect ratio clamped to `ratio`."""
@@ -67,9 +71,13 @@ def resized_crop(image: Image.Image, box: tuple[int, int, int, int], size: int) 
   return crop.resize((size, size), Image.BILINEAR)
 
 
-def random_resized_crop(image: Image.Image, rng: np.random.Generator, size: int,
-                        scale: tuple[float, float] = CROP_SCALE,
-                        ratio: tuple[float, float] = CROP_RATIO) -> Image.Image:
+def random_resized_crop(
+  image: Image.Image,
+  rng: np.random.Generator,
+  size: int,
+  scale: tuple[float, float] = CROP_SCALE,
+  ratio: tuple[float, float] = CROP_RATIO,
+) -> Image.Image:
   """torchvision's RandomResizedCrop(size, scale, ratio)."""
   box = random_resized_crop_box(image.height, image.width, rng, scale, ratio)
   return resized_crop(image, box, size)
@@ -80,14 +88,16 @@ def random_flip(image: Image.Image, rng: np.random.Generator) -> Image.Image:
   return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
-def resize_shorter_then_center_crop(image: Image.Image, size: int,
-                                    resize_size: int | None = None) -> Image.Image:
+def resize_shorter_then_center_crop(
+  image: Image.Image, size: int, resize_size: int | None = None
+) -> Image.Image:
   """torchvision's Resize(resize_size) + CenterCrop(size); resize_size defaults
   to round(size * 256 / 224), the ImageNet ratio."""
   resize_size = resize_size or round(size * 256 / 224)
   if resize_size < size:
-    raise InputError(f'the evaluation resize ({resize_size}) must be at least the image size '
-                     f'({size})')
+    raise InputError(
+      f'the evaluation resize ({resize_size}) must be at least the image size ({size})'
+    )
   h, w = image.height, image.width
   # Resize(int) sets the shorter side and truncates the longer one.
   if w <= h:

@@ -1,8 +1,8 @@
 """Shipping the fused deploy model.
 
-    artifacts           model.jax_exported (jax.export), a SavedModel (jax2tf), model.json
-    torchvision_format  a fused ResNet as torchvision's state dict (safetensors)
-    onnx_format         model.onnx (jax2onnx; the onnx extra)
-    int8                model_int8.onnx (onnxruntime's static quantizer) and eval_int8.json
-    run_images          a run's test and calibration images, normalised, for checks outside JAX
+artifacts           model.jax_exported (jax.export), a SavedModel (jax2tf), model.json
+torchvision_format  a fused ResNet as torchvision's state dict (safetensors)
+onnx_format         model.onnx (jax2onnx; the onnx extra)
+int8                model_int8.onnx (onnxruntime's static quantizer) and eval_int8.json
+run_images          a run's test and calibration images, normalised, for checks outside JAX
 """

@@ -33,6 +33,7 @@ class Int8Data:
   """What quantizing and evaluating need of a run: `calibration` normalised
   training images at `positions` of its training examples (drawn with
   `seed`), and `test_batches()` its test split once."""
+
   calibration: np.ndarray
   positions: np.ndarray
   seed: int
@@ -45,7 +46,8 @@ class CalibrationReader:
 
   def __init__(self, images: np.ndarray):
     self.batches: Iterator[np.ndarray] = iter(
-        [images[i:i + CALIBRATION_BATCH] for i in range(0, len(images), CALIBRATION_BATCH)])
+      [images[i : i + CALIBRATION_BATCH] for i in range(0, len(images), CALIBRATION_BATCH)]
+    )
     self.images_read = 0
 
   def get_next(self) -> dict[str, np.ndarray] | None:
@@ -61,10 +63,16 @@ def quantize(float_path: str, int8_path: str, calibration: np.ndarray) -> int:
   from onnxruntime import quantization as q  # Only with the onnx extra.
 
   reader = CalibrationReader(calibration)
-  q.quantize_static(float_path, int8_path, reader, quant_format=q.QuantFormat.QDQ,
-                    per_channel=True, activation_type=q.QuantType.QUInt8,
-                    weight_type=q.QuantType.QInt8,
-                    calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD))
+  q.quantize_static(
+    float_path,
+    int8_path,
+    reader,
+    quant_format=q.QuantFormat.QDQ,
+    per_channel=True,
+    activation_type=q.QuantType.QUInt8,
+    weight_type=q.QuantType.QInt8,
+    calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD),
+  )
   return reader.images_read
 
 
@@ -93,21 +101,30 @@ def quantize_and_evaluate(directory: str, float_file: str, data: Int8Data) -> di
 
   float_path, int8_path = (os.path.join(directory, name) for name in (float_file, INT8_FILE))
   read = quantize(float_path, int8_path, data.calibration)
-  (float_correct, int8_correct), count = top1_counts((float_path, int8_path),
-                                                     data.test_batches())
+  (float_correct, int8_correct), count = top1_counts((float_path, int8_path), data.test_batches())
   float_top1, int8_top1 = float_correct / count, int8_correct / count
   report = {
-      'float_top1': float_top1, 'int8_top1': int8_top1, 'drop': float_top1 - int8_top1,
-      'num_test_images': count,
-      'calibration': {
-          'images': read, 'method': CALIBRATION_METHOD, 'split': 'train',
-          'positions': [int(p) for p in data.positions], 'seed': data.seed,
-          'which': 'positions in the training examples the run trained on, drawn by '
-                   'acnet_jax.data.order.random_subset with the seed; evaluation view '
-                   '(no augmentation), normalised'},
-      'quantization': {'format': 'QDQ', 'weights': 'int8, symmetric, per output channel',
-                       'activations': 'uint8, per tensor'},
-      'onnxruntime_version': onnxruntime.__version__}
+    'float_top1': float_top1,
+    'int8_top1': int8_top1,
+    'drop': float_top1 - int8_top1,
+    'num_test_images': count,
+    'calibration': {
+      'images': read,
+      'method': CALIBRATION_METHOD,
+      'split': 'train',
+      'positions': [int(p) for p in data.positions],
+      'seed': data.seed,
+      'which': 'positions in the training examples the run trained on, drawn by '
+      'acnet_jax.data.order.random_subset with the seed; evaluation view '
+      '(no augmentation), normalised',
+    },
+    'quantization': {
+      'format': 'QDQ',
+      'weights': 'int8, symmetric, per output channel',
+      'activations': 'uint8, per tensor',
+    },
+    'onnxruntime_version': onnxruntime.__version__,
+  }
   with open(os.path.join(directory, REPORT_FILE), 'w') as f:
     json.dump(report, f, indent=2)
   return report

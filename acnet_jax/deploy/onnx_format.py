@@ -38,18 +38,30 @@ ONNX_FILE = 'model.onnx'
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = 'images', 'logits'
 # Primitives whose body is inlined: nested jits, custom JVP and VJP calls (the forward only).
-INLINED = {'pjit': 'jaxpr', 'jit': 'jaxpr', 'closed_call': 'call_jaxpr',
-           'custom_jvp_call': 'call_jaxpr', 'custom_vjp_call': 'call_jaxpr'}
+INLINED = {
+  'pjit': 'jaxpr',
+  'jit': 'jaxpr',
+  'closed_call': 'call_jaxpr',
+  'custom_jvp_call': 'call_jaxpr',
+  'custom_vjp_call': 'call_jaxpr',
+}
 POOLS = ('reduce_window_max', 'reduce_window_sum')
 
 
 def pooled(name: str, x: jax.Array, params: dict[str, Any]) -> jax.Array | None:
   """A 2-D max or sum pool over NHWC `x` through flax's pools; None for any other window."""
-  window, strides, padding = (params['window_dimensions'], params['window_strides'],
-                              params['padding'])
+  window, strides, padding = (
+    params['window_dimensions'],
+    params['window_strides'],
+    params['padding'],
+  )
   plain = all(params[key] == (1, 1, 1, 1) for key in ('base_dilation', 'window_dilation'))
-  if not (plain and x.ndim == 4 and window[0] == window[3] == strides[0] == strides[3] == 1
-          and padding[0] == padding[3] == (0, 0)):
+  if not (
+    plain
+    and x.ndim == 4
+    and window[0] == window[3] == strides[0] == strides[3] == 1
+    and padding[0] == padding[3] == (0, 0)
+  ):
     return None
   fill = -jnp.inf if name == 'reduce_window_max' else 0.0
   if any(padding[1] + padding[2]):
@@ -79,7 +91,7 @@ def evaluated(jaxpr: jax_core.Jaxpr, consts: Sequence[Any], *args: Any) -> list[
       outputs = [result]
     elif name in INLINED:
       body = eqn.params[INLINED[name]]
-      outputs = evaluated(body.jaxpr, body.consts, *values[:len(body.jaxpr.invars)])
+      outputs = evaluated(body.jaxpr, body.consts, *values[: len(body.jaxpr.invars)])
     else:
       result = eqn.primitive.bind(*values, **eqn.params)
       outputs = result if eqn.primitive.multiple_results else [result]
@@ -90,9 +102,11 @@ def evaluated(jaxpr: jax_core.Jaxpr, consts: Sequence[Any], *args: Any) -> list[
 def inlined(function: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
   """`function` as one flat program of plain XLA ops, traced at its input's
   (possibly symbolic) shape."""
+
   def flat(x: jax.Array) -> jax.Array:
     closed = jax.make_jaxpr(function)(jax.ShapeDtypeStruct(x.shape, x.dtype))
     return evaluated(closed.jaxpr, closed.consts, x)[0]
+
   return flat
 
 
@@ -118,12 +132,20 @@ def quieted(names: Sequence[str]) -> Iterator[None]:
       logger.setLevel(level)
 
 
-def save_onnx(logits: Callable[[jax.Array], jax.Array], image_shape: tuple[int, int, int],
-              path: str) -> None:
+def save_onnx(
+  logits: Callable[[jax.Array], jax.Array], image_shape: tuple[int, int, int], path: str
+) -> None:
   """An ONNX model `images [batch, H, W, C] -> logits`, `batch` symbolic."""
   with quieted(QUIETED):
     import jax2onnx  # Only with the onnx extra.
 
-    jax2onnx.to_onnx(inlined(logits), [('batch', *image_shape)], model_name='deploy',
-                     opset=OPSET, return_mode='file', output_path=path,
-                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    jax2onnx.to_onnx(
+      inlined(logits),
+      [('batch', *image_shape)],
+      model_name='deploy',
+      opset=OPSET,
+      return_mode='file',
+      output_path=path,
+      input_names=[INPUT_NAME],
+      output_names=[OUTPUT_NAME],
+    )

@@ -32,6 +32,7 @@ def normalized(images: np.ndarray, config: ml_collections.ConfigDict) -> np.ndar
 @dataclasses.dataclass(frozen=True)
 class Subset:
   """The examples of a stream source at `indices`, as a source."""
+
   source: stream.Source
   indices: np.ndarray
 
@@ -53,12 +54,18 @@ class Subset:
     return self.source.name(int(self.indices[index]))
 
 
-def streamed(source: stream.Source, config: ml_collections.ConfigDict
-             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def streamed(
+  source: stream.Source, config: ml_collections.ConfigDict
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """(normalised images, labels) of every example of `source`, as evaluation crops them."""
   for images, labels, mask in stream.eval_batches(
-      source, global_batch_size=STREAM_BATCH, image_size=config.image_size, process_index=0,
-      process_count=1, num_workers=config.data_workers or len(os.sched_getaffinity(0))):
+    source,
+    global_batch_size=STREAM_BATCH,
+    image_size=config.image_size,
+    process_index=0,
+    process_count=1,
+    num_workers=config.data_workers or len(os.sched_getaffinity(0)),
+  ):
     yield normalized(images[mask], config), labels[mask]
 
 

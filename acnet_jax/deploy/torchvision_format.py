@@ -42,8 +42,10 @@ def torchvision_names(block: str, conv: str) -> tuple[str, str]:
 def torchvision_state_dict(model: str, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """The deploy params of our `model` (stem, stage*_block*, linear) as torchvision's keys."""
   if model not in TORCHVISION_MODELS:
-    raise InputError(f'the torchvision format is for {", ".join(TORCHVISION_MODELS)} (a fused '
-                     f'ResNet is torchvision\'s); {model} has no torchvision counterpart')
+    raise InputError(
+      f'the torchvision format is for {", ".join(TORCHVISION_MODELS)} (a fused '
+      f"ResNet is torchvision's); {model} has no torchvision counterpart"
+    )
   params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), dict(params))
   state = {'fc.weight': params['linear']['kernel'].T, 'fc.bias': params['linear']['bias']}
   for block, children in params.items():
@@ -54,10 +56,15 @@ def torchvision_state_dict(model: str, params: Mapping[str, Any]) -> dict[str, n
       conv_name, bn_name = torchvision_names(block, conv)
       kernel, bias = variables['conv']['kernel'], variables['conv']['bias']
       state[f'{conv_name}.weight'] = kernel.transpose(3, 2, 0, 1)  # HWIO -> OIHW.
-      state.update({f'{bn_name}.weight': np.ones_like(bias), f'{bn_name}.bias': bias,
-                    f'{bn_name}.running_mean': np.zeros_like(bias),
-                    f'{bn_name}.running_var': np.full_like(bias, 1.0 - BN_EPSILON),
-                    f'{bn_name}.num_batches_tracked': np.zeros((), np.int64)})
+      state.update(
+        {
+          f'{bn_name}.weight': np.ones_like(bias),
+          f'{bn_name}.bias': bias,
+          f'{bn_name}.running_mean': np.zeros_like(bias),
+          f'{bn_name}.running_var': np.full_like(bias, 1.0 - BN_EPSILON),
+          f'{bn_name}.num_batches_tracked': np.zeros((), np.int64),
+        }
+      )
   return {key: np.asarray(value, order='C') for key, value in state.items()}
 
 

@@ -58,32 +58,72 @@ from acnet_jax.training import checkpointing, optim, presets, steps
 from acnet_jax.training import workdir as runs
 
 # The conv kinds of the authors' checkpoints each repository has, and ours for each.
-CHECKPOINT_KINDS = {'acnet': ('normal', 'acnet', 'acnet_deploy'),
-                    'dbb': ('normal', 'normal_deploy', 'acnet', 'acnet_deploy', 'dbb',
-                            'dbb_deploy')}
-OUR_KIND = {'normal': 'normal', 'acnet': 'acnet', 'dbb': 'dbb', 'normal_deploy': 'normal',
-            'acnet_deploy': 'normal', 'dbb_deploy': 'normal'}
+CHECKPOINT_KINDS = {
+  'acnet': ('normal', 'acnet', 'acnet_deploy'),
+  'dbb': ('normal', 'normal_deploy', 'acnet', 'acnet_deploy', 'dbb', 'dbb_deploy'),
+}
+OUR_KIND = {
+  'normal': 'normal',
+  'acnet': 'acnet',
+  'dbb': 'dbb',
+  'normal_deploy': 'normal',
+  'acnet_deploy': 'normal',
+  'dbb_deploy': 'normal',
+}
 # A key part only checkpoints of that kind have, in the order they are tested.
-KIND_MARKERS = (('.dbb_reparam.', 'dbb_deploy'), ('.dbb_origin.', 'dbb'),
-                ('.fused_conv.', 'acnet_deploy'), ('.square_conv.', 'acnet'))
+KIND_MARKERS = (
+  ('.dbb_reparam.', 'dbb_deploy'),
+  ('.dbb_origin.', 'dbb'),
+  ('.fused_conv.', 'acnet_deploy'),
+  ('.square_conv.', 'acnet'),
+)
 # Our child of a training-time block -> the authors' module inside their block.
-ACB_NAMES = {'square': 'square_conv', 'square_bn': 'square_bn', 'ver': 'ver_conv',
-             'ver_bn': 'ver_bn', 'hor': 'hor_conv', 'hor_bn': 'hor_bn'}
-DBB_NAMES = {'origin': 'dbb_origin.conv', 'origin_bn': 'dbb_origin.bn', '1x1': 'dbb_1x1.conv',
-             '1x1_bn': 'dbb_1x1.bn', 'avg_conv': 'dbb_avg.conv', 'avg_conv_bn': 'dbb_avg.bn.bn',
-             'avg_bn': 'dbb_avg.avgbn', '1x1_kxk_idconv1': 'dbb_1x1_kxk.idconv1',
-             '1x1_kxk_conv1': 'dbb_1x1_kxk.conv1', '1x1_kxk_bn1': 'dbb_1x1_kxk.bn1.bn',
-             '1x1_kxk_conv2': 'dbb_1x1_kxk.conv2', '1x1_kxk_bn2': 'dbb_1x1_kxk.bn2'}
+ACB_NAMES = {
+  'square': 'square_conv',
+  'square_bn': 'square_bn',
+  'ver': 'ver_conv',
+  'ver_bn': 'ver_bn',
+  'hor': 'hor_conv',
+  'hor_bn': 'hor_bn',
+}
+DBB_NAMES = {
+  'origin': 'dbb_origin.conv',
+  'origin_bn': 'dbb_origin.bn',
+  '1x1': 'dbb_1x1.conv',
+  '1x1_bn': 'dbb_1x1.bn',
+  'avg_conv': 'dbb_avg.conv',
+  'avg_conv_bn': 'dbb_avg.bn.bn',
+  'avg_bn': 'dbb_avg.avgbn',
+  '1x1_kxk_idconv1': 'dbb_1x1_kxk.idconv1',
+  '1x1_kxk_conv1': 'dbb_1x1_kxk.conv1',
+  '1x1_kxk_bn1': 'dbb_1x1_kxk.bn1.bn',
+  '1x1_kxk_conv2': 'dbb_1x1_kxk.conv2',
+  '1x1_kxk_bn2': 'dbb_1x1_kxk.bn2',
+}
 CONV_BN_NAMES = {'conv': 'conv', 'bn': 'bn'}
 # The deploy form's one conv (with its bias) in the authors' blocks.
 FUSED_CONV = {'acnet_deploy': 'fused_conv', 'dbb_deploy': 'dbb_reparam'}
-BN_KEYS = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
-           'running_mean': ('batch_stats', 'mean'), 'running_var': ('batch_stats', 'var')}
+BN_KEYS = {
+  'weight': ('params', 'scale'),
+  'bias': ('params', 'bias'),
+  'running_mean': ('batch_stats', 'mean'),
+  'running_var': ('batch_stats', 'var'),
+}
 BN_COUNTER = 'num_batches_tracked'  # Training bookkeeping; eval mode does not read it.
 # ACNet's engine adds the layer widths of a pruned model to its .hdf5; the shapes say as much.
 WIDTHS_KEY = 'deps'
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
-                   'ship', 'truck')
+CIFAR10_CLASSES = (
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+)
 IMAGENET_SIZE, CIFAR_SIZE = 224, 32
 
 Leaf = tuple[str, ...]  # ('params' or 'batch_stats', *our module path, variable name)
@@ -239,8 +279,11 @@ class Planner:
       to_ours = lambda weight: weight.T
     else:
       channels, height, width = dense.flattened
-      to_ours = lambda weight: weight.reshape(features_out, channels, height, width).transpose(
-          2, 3, 1, 0).reshape(features_in, features_out)
+      to_ours = lambda weight: (
+        weight.reshape(features_out, channels, height, width)
+        .transpose(2, 3, 1, 0)
+        .reshape(features_in, features_out)
+      )
     self.plan.keyed[f'{dense.name}.weight'] = Keyed(leaf, (features_out, features_in), to_ours)
     self.bias(f'{dense.name}.bias', ('params', *dense.path, 'bias'))
 
@@ -258,8 +301,10 @@ def make_plan(layout: Layout, their_kind: str, variables: Mapping[str, Any]) -> 
 
 
 def leaves_of(variables: Mapping[str, Any]) -> set[Leaf]:
-  return {tuple(str(k.key) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(dict(variables))[0]}
+  return {
+    tuple(str(k.key) for k in path)
+    for path, _ in jax.tree_util.tree_flatten_with_path(dict(variables))[0]
+  }
 
 
 def check_plan_covers(plan: Plan, variables: Mapping[str, Any], layout: Layout) -> None:
@@ -281,18 +326,26 @@ def problems_with(plan: Plan, state: StateDict) -> list[str]:
   """What keeps `state` from filling the plan, most telling first."""
   problems = [f"it has no key '{key}'" for key in sorted(plan.keyed) if key not in state]
   expected = plan.keyed.keys() | plan.ignored | {WIDTHS_KEY}
-  problems += [f"its key '{key}' is not one of that model's" for key in sorted(state)
-               if key not in expected]
-  problems += [f"its key '{key}' has shape {tuple(state[key].shape)} where the model has "
-               f'{entry.shape}' for key, entry in sorted(plan.keyed.items())
-               if key in state and tuple(state[key].shape) != entry.shape]
+  problems += [
+    f"its key '{key}' is not one of that model's" for key in sorted(state) if key not in expected
+  ]
+  problems += [
+    f"its key '{key}' has shape {tuple(state[key].shape)} where the model has {entry.shape}"
+    for key, entry in sorted(plan.keyed.items())
+    if key in state and tuple(state[key].shape) != entry.shape
+  ]
   return problems
 
 
-def build_variables(plan: Plan, state: StateDict,
-                    dtype: type[np.floating] = np.float32) -> dict[str, Any]:
-  values = {**{entry.leaf: entry.to_ours(np.asarray(state[key], dtype))
-               for key, entry in plan.keyed.items()}, **plan.constants}
+def build_variables(
+  plan: Plan, state: StateDict, dtype: type[np.floating] = np.float32
+) -> dict[str, Any]:
+  values = {
+    **{
+      entry.leaf: entry.to_ours(np.asarray(state[key], dtype)) for key, entry in plan.keyed.items()
+    },
+    **plan.constants,
+  }
   variables: dict[str, Any] = {'params': {}, 'batch_stats': {}}
   for leaf in sorted(values):
     node = variables
@@ -307,13 +360,19 @@ def num_classes_of(layout: Layout, state: StateDict) -> int | None:
   return None if head is None or np.ndim(head) != 1 else int(np.shape(head)[0])
 
 
-def convert_state_dict(state: StateDict, model: str, source: str = 'the checkpoint',
-                       dtype: type[np.floating] = np.float32) -> Converted:
+def convert_state_dict(
+  state: StateDict,
+  model: str,
+  source: str = 'the checkpoint',
+  dtype: type[np.floating] = np.float32,
+) -> Converted:
   """`state` (keys as the authors' models name them) as our `model`'s variables,
   as `dtype` arrays (float64 only for numerics checks: a run trains float32)."""
   if model not in MODEL_LAYOUTS:
-    raise InputError(f'the authors publish no {model} that this converter reads; it reads '
-                     f'{", ".join(MODEL_LAYOUTS)}')
+    raise InputError(
+      f'the authors publish no {model} that this converter reads; it reads '
+      f'{", ".join(MODEL_LAYOUTS)}'
+    )
   their_kind = their_kind_of(state)
   attempts = []
   for layout in layouts_of(model):
@@ -322,23 +381,29 @@ def convert_state_dict(state: StateDict, model: str, source: str = 'the checkpoi
       continue
     num_classes = num_classes_of(layout, state)
     if num_classes is None:
-      attempts.append((layout, [f"it has no key '{layout.denses[-1].name}.bias' (the "
-                                'classifier) of one dimension']))
+      attempts.append(
+        (
+          layout,
+          [f"it has no key '{layout.denses[-1].name}.bias' (the classifier) of one dimension"],
+        )
+      )
       continue
     conv = OUR_KIND[their_kind]
     plan = make_plan(layout, their_kind, abstract_variables(model, conv, num_classes))
     problems = problems_with(plan, state)
     if not problems:
       variables = build_variables(plan, state, dtype)
-      return Converted(model, conv, num_classes, variables['params'], variables['batch_stats'],
-                       layout, their_kind)
+      return Converted(
+        model, conv, num_classes, variables['params'], variables['batch_stats'], layout, their_kind
+      )
     attempts.append((layout, problems))
   layout, problems = min(attempts, key=lambda attempt: len(attempt[1]))
   more = f' ({len(problems) - 1} more problems of that kind or others)' if len(problems) > 1 else ''
   raise InputError(
-      f"{source} is not the authors' {layout.their_model} ({layout.repository}) that {model} "
-      f"reads as their {their_kind} model: {problems[0]}{more}. Check --model, or that the file "
-      "is one of the authors' models (keys as their code names them); nothing was written.")
+    f"{source} is not the authors' {layout.their_model} ({layout.repository}) that {model} "
+    f'reads as their {their_kind} model: {problems[0]}{more}. Check --model, or that the file '
+    "is one of the authors' models (keys as their code names them); nothing was written."
+  )
 
 
 def default_class_names(model: str, num_classes: int) -> tuple[str, ...] | None:
@@ -370,22 +435,28 @@ def run_config(converted: Converted) -> ml_collections.ConfigDict:
   return config
 
 
-def write_converted_run(workdir: str, converted: Converted,
-                        class_names: Sequence[str] | None) -> ml_collections.ConfigDict:
+def write_converted_run(
+  workdir: str, converted: Converted, class_names: Sequence[str] | None
+) -> ml_collections.ConfigDict:
   """A run's workdir holding `converted` as the train state of step 0; written
   into a staging folder first, so a failure leaves no workdir behind."""
   names = class_names or default_class_names(converted.model, converted.num_classes)
   if names is None or len(names) != converted.num_classes:
-    raise InputError(f'the model has {converted.num_classes} classes; name them with '
-                     '--class_names=FILE (one name a line, in label order)')
+    raise InputError(
+      f'the model has {converted.num_classes} classes; name them with '
+      '--class_names=FILE (one name a line, in label order)'
+    )
   if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
     raise InputError(f'--workdir {workdir} exists and is not an empty folder: name a new one')
   config = run_config(converted)
   optimizer = optim.create_optimizer(config, optim.create_lr_schedule(config, steps_per_epoch=1))
   module = models.create_model(converted.model, converted.conv, converted.num_classes)
   state = steps.TrainState.create(
-      apply_fn=module.apply, params=jax.tree.map(jnp.asarray, converted.params),
-      batch_stats=jax.tree.map(jnp.asarray, converted.batch_stats), tx=optimizer)
+    apply_fn=module.apply,
+    params=jax.tree.map(jnp.asarray, converted.params),
+    batch_stats=jax.tree.map(jnp.asarray, converted.batch_stats),
+    tx=optimizer,
+  )
   staging = f'{os.path.abspath(workdir).rstrip(os.sep)}.partial'
   shutil.rmtree(staging, ignore_errors=True)
   manager = checkpointing.checkpoint_manager(staging, config.keep_checkpoints)
@@ -399,9 +470,9 @@ def write_converted_run(workdir: str, converted: Converted,
   return config
 
 
-def convert_file(checkpoint: str, model: str, workdir: str,
-                 class_names_file: str | None = None
-                 ) -> tuple[Converted, ml_collections.ConfigDict]:
+def convert_file(
+  checkpoint: str, model: str, workdir: str, class_names_file: str | None = None
+) -> tuple[Converted, ml_collections.ConfigDict]:
   """The authors' checkpoint file as a run in `workdir`."""
   names = read_class_names(class_names_file) if class_names_file else None
   converted = convert_state_dict(read_state_dict(checkpoint), model, checkpoint)

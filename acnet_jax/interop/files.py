@@ -37,13 +37,15 @@ def read_state_dict(path: str) -> StateDict:
   elif path.endswith(PTH_SUFFIXES):
     state = read_pth(path)
   else:
-    raise InputError(f'{path} is neither a .pth file ({", ".join(PTH_SUFFIXES)}) nor an .hdf5 '
-                     f'file ({", ".join(HDF5_SUFFIXES)}), the two ways the authors save weights')
+    raise InputError(
+      f'{path} is neither a .pth file ({", ".join(PTH_SUFFIXES)}) nor an .hdf5 '
+      f'file ({", ".join(HDF5_SUFFIXES)}), the two ways the authors save weights'
+    )
   return {strip_data_parallel(key): value for key, value in state.items()}
 
 
 def strip_data_parallel(key: str) -> str:
-  return key[len(DATA_PARALLEL_PREFIX):] if key.startswith(DATA_PARALLEL_PREFIX) else key
+  return key[len(DATA_PARALLEL_PREFIX) :] if key.startswith(DATA_PARALLEL_PREFIX) else key
 
 
 def read_hdf5(path: str) -> StateDict:
@@ -60,24 +62,29 @@ def read_pth(path: str) -> StateDict:
   try:
     import torch  # noqa: PLC0415  (an optional extra: only .pth files need it)
   except ImportError:
-    raise InputError(f'reading {path} needs PyTorch (a .pth file is a pickle of torch tensors): '
-                     "pip install 'acnet_jax[torch]', or convert the weights to .hdf5 with the "
-                     "authors' save_hdf5") from None
+    raise InputError(
+      f'reading {path} needs PyTorch (a .pth file is a pickle of torch tensors): '
+      "pip install 'acnet_jax[torch]', or convert the weights to .hdf5 with the "
+      "authors' save_hdf5"
+    ) from None
   try:
     # weights_only: tensors and plain containers, no code from the file runs.
     saved = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as error:  # torch raises many kinds on a bad or foreign file.
     raise InputError(f'{path} does not load as a PyTorch checkpoint: {error}') from None
   state = unwrap_state_dict(saved, path)
-  return {key: tensor_to_numpy(value) for key, value in state.items()
-          if isinstance(value, torch.Tensor)}
+  return {
+    key: tensor_to_numpy(value) for key, value in state.items() if isinstance(value, torch.Tensor)
+  }
 
 
 def unwrap_state_dict(saved: Any, path: str) -> Mapping[str, Any]:
   """The state dict itself, or the one the authors' training code nests in a dict."""
   if not isinstance(saved, Mapping):
-    raise InputError(f'{path} holds a {type(saved).__name__}, not a state dict (a dict of '
-                     'tensors) nor a dict with one under "model" or "state_dict"')
+    raise InputError(
+      f'{path} holds a {type(saved).__name__}, not a state dict (a dict of '
+      'tensors) nor a dict with one under "model" or "state_dict"'
+    )
   for key in NESTED_STATE_DICT_KEYS:
     if isinstance(saved.get(key), Mapping):
       return saved[key]

@@ -82,8 +82,10 @@ def acnet_rc56() -> Layout:
   for stage in (1, 2, 3):
     for block in range(1, 10):
       ours, theirs = (f'stage{stage}_block{block}',), f'stage{stage}.block{block - 1}'
-      sites += [Site((*ours, 'conv1'), f'{theirs}.conv1', 'acb'),
-                Site((*ours, 'conv2'), f'{theirs}.conv2')]
+      sites += [
+        Site((*ours, 'conv1'), f'{theirs}.conv1', 'acb'),
+        Site((*ours, 'conv2'), f'{theirs}.conv2'),
+      ]
     if stage > 1:
       sites.append(Site((f'stage{stage}_block1', 'shortcut'), f'stage{stage}.projection'))
   return Layout('acnet', 'src56', tuple(sites), (), (Dense(('linear',), 'linear'),))
@@ -102,12 +104,14 @@ def acnet_wrnc16() -> Layout:
       for conv, bn, name in convs:
         sites.append(Site((*ours, conv), f'{theirs}.{name}', 'acb'))
         batch_norms.append(((*ours, bn), f'{theirs}.{name}.bn'))
-  return Layout('acnet', 'wrnc16plain', tuple(sites), tuple(batch_norms),
-                (Dense(('linear',), 'linear'),))
+  return Layout(
+    'acnet', 'wrnc16plain', tuple(sites), tuple(batch_norms), (Dense(('linear',), 'linear'),)
+  )
 
 
-def resnet_sites(blocks: tuple[int, ...], convs: int, block_name: str, shortcut: str,
-                 stem: str, relu_wrapper: str) -> tuple[Site, ...]:
+def resnet_sites(
+  blocks: tuple[int, ...], convs: int, block_name: str, shortcut: str, stem: str, relu_wrapper: str
+) -> tuple[Site, ...]:
   """ResNets whose blocks are `{stage}.{i}` or `{stage}.block{i}` (`block_name`)
   with conv1..conv{convs}, the last without ReLU; `shortcut` names the
   projection, '{block}' for one in the block, else one of the stage's own."""
@@ -149,8 +153,10 @@ def dbb_resnet(model: str) -> Layout:
 def mobilenet_sites(relu_wrapper: str) -> tuple[Site, ...]:
   sites = [Site(('stem',), 'conv1', relu_wrapper)]
   for block in range(1, 14):
-    sites += [Site((f'block{block}', 'depthwise'), f'stem.{block - 1}.depthwise', relu_wrapper),
-              Site((f'block{block}', 'pointwise'), f'stem.{block - 1}.pointwise', relu_wrapper)]
+    sites += [
+      Site((f'block{block}', 'depthwise'), f'stem.{block - 1}.depthwise', relu_wrapper),
+      Site((f'block{block}', 'pointwise'), f'stem.{block - 1}.pointwise', relu_wrapper),
+    ]
   return tuple(sites)
 
 
@@ -164,14 +170,14 @@ def dbb_mobilenet() -> Layout:
 
 # Our model -> its layouts in the authors' repositories.
 MODEL_LAYOUTS = {
-    'cfqkbnc': (acnet_cfqkbnc,),
-    'vc': (acnet_vc,),
-    'rc56': (acnet_rc56,),
-    'wrnc16': (acnet_wrnc16,),
-    'resnet18': (lambda: acnet_resnet('resnet18'), lambda: dbb_resnet('resnet18')),
-    'resnet34': (lambda: acnet_resnet('resnet34'),),
-    'resnet50': (lambda: acnet_resnet('resnet50'), lambda: dbb_resnet('resnet50')),
-    'mobilenet_v1': (acnet_mobilenet, dbb_mobilenet),
+  'cfqkbnc': (acnet_cfqkbnc,),
+  'vc': (acnet_vc,),
+  'rc56': (acnet_rc56,),
+  'wrnc16': (acnet_wrnc16,),
+  'resnet18': (lambda: acnet_resnet('resnet18'), lambda: dbb_resnet('resnet18')),
+  'resnet34': (lambda: acnet_resnet('resnet34'),),
+  'resnet50': (lambda: acnet_resnet('resnet50'), lambda: dbb_resnet('resnet50')),
+  'mobilenet_v1': (acnet_mobilenet, dbb_mobilenet),
 }
 
 

@@ -34,25 +34,31 @@ from acnet_jax.models.vgg_cifar import VGGCifar
 from acnet_jax.models.wrn_cifar import WideResNetCifar
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    'cfqkbnc': CifarQuick,
-    'vc': VGGCifar,
-    'densenet40': functools.partial(DenseNetCifar, layers_per_block=12, growth=12),
-    'rc8': functools.partial(ResNetCifar, blocks_per_stage=1),
-    'rc20': functools.partial(ResNetCifar, blocks_per_stage=3),
-    'rc56': functools.partial(ResNetCifar, blocks_per_stage=9),
-    'rc110': functools.partial(ResNetCifar, blocks_per_stage=18),
-    'wrnc16': functools.partial(WideResNetCifar, blocks_per_stage=2, widen=8),
-    'resnet18': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(2, 2, 2, 2)),
-    'resnet34': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(3, 4, 6, 3)),
-    'resnet50': functools.partial(ResNetImageNet, block=Bottleneck, blocks_per_stage=(3, 4, 6, 3)),
-    'mobilenet_v1': MobileNetV1,
-    'alexnet': AlexNet,
+  'cfqkbnc': CifarQuick,
+  'vc': VGGCifar,
+  'densenet40': functools.partial(DenseNetCifar, layers_per_block=12, growth=12),
+  'rc8': functools.partial(ResNetCifar, blocks_per_stage=1),
+  'rc20': functools.partial(ResNetCifar, blocks_per_stage=3),
+  'rc56': functools.partial(ResNetCifar, blocks_per_stage=9),
+  'rc110': functools.partial(ResNetCifar, blocks_per_stage=18),
+  'wrnc16': functools.partial(WideResNetCifar, blocks_per_stage=2, widen=8),
+  'resnet18': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(2, 2, 2, 2)),
+  'resnet34': functools.partial(ResNetImageNet, block=BasicBlock, blocks_per_stage=(3, 4, 6, 3)),
+  'resnet50': functools.partial(ResNetImageNet, block=Bottleneck, blocks_per_stage=(3, 4, 6, 3)),
+  'mobilenet_v1': MobileNetV1,
+  'alexnet': AlexNet,
 }
 
 
-def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes: int = 10, *,
-                 acb: ACBOptions | None = None, online: bool | None = None,
-                 dtype: DTypeLike | None = None) -> nn.Module:
+def create_model(
+  name: str,
+  conv: ConvKind | ConvSwitch = 'normal',
+  num_classes: int = 10,
+  *,
+  acb: ACBOptions | None = None,
+  online: bool | None = None,
+  dtype: DTypeLike | None = None,
+) -> nn.Module:
   """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch.
   `acb`, `online` and `dtype` are the ConvSwitch's options of those names (an
   ACBOptions; the online form of every re-parameterized kind; the computation
@@ -60,11 +66,13 @@ def create_model(name: str, conv: ConvKind | ConvSwitch = 'normal', num_classes:
   logits are float32), given here for a kind or in the ConvSwitch, not both."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
-  options = {key: value for key, value in dict(acb=acb, online=online, dtype=dtype).items()
-             if value is not None}
+  options = {
+    key: value
+    for key, value in dict(acb=acb, online=online, dtype=dtype).items()
+    if value is not None
+  }
   if not isinstance(conv, ConvSwitch):
     conv = ConvSwitch(conv, **options)
   elif options:
-    raise InputError('pass acb, online and dtype either in the ConvSwitch or as keywords, '
-                     'not both')
+    raise InputError('pass acb, online and dtype either in the ConvSwitch or as keywords, not both')
   return MODELS[name](num_classes=num_classes, conv=conv)

@@ -34,12 +34,15 @@ class DenseNetCifar(nn.Module):
       for layer in range(1, self.layers_per_block + 1):
         name = f'block{block}_layer{layer}'
         y = self.conv(self.growth, 3, with_bn=False, name=name)(
-            bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
+          bn_relu(x, train, f'{name}_bn', self.conv.dtype), train
+        )
         x = jnp.concatenate([x, y], axis=-1)
       if block < 3:
         name = f'transition{block}'
         x = self.conv(x.shape[-1], 1, with_bn=False, name=name)(
-            bn_relu(x, train, f'{name}_bn', self.conv.dtype), train)
+          bn_relu(x, train, f'{name}_bn', self.conv.dtype), train
+        )
         x = avg_pool(x, (2, 2), (2, 2))
-    return pooled_logits(bn_relu(x, train, 'final_bn', self.conv.dtype), self.num_classes,
-                         self.conv.dtype)
+    return pooled_logits(
+      bn_relu(x, train, 'final_bn', self.conv.dtype), self.num_classes, self.conv.dtype
+    )

@@ -15,8 +15,17 @@ from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
 
 # (pointwise width, stride of the depthwise conv) of the 13 blocks.
-MOBILENET_V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                       *((512, 1),) * 5, (1024, 2), (1024, 1))
+MOBILENET_V1_BLOCKS = (
+  (64, 1),
+  (128, 2),
+  (128, 1),
+  (256, 2),
+  (256, 1),
+  (512, 2),
+  *((512, 1),) * 5,
+  (1024, 2),
+  (1024, 1),
+)
 
 
 class DepthwiseSeparable(nn.Module):
@@ -29,8 +38,11 @@ class DepthwiseSeparable(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     channels = x.shape[-1]
-    x = relu(self.conv(channels, 3, strides=self.strides, feature_group_count=channels,
-                          name='depthwise')(x, train))
+    x = relu(
+      self.conv(channels, 3, strides=self.strides, feature_group_count=channels, name='depthwise')(
+        x, train
+      )
+    )
     return relu(self.conv(self.features, 1, name='pointwise')(x, train))
 
 

@@ -61,5 +61,6 @@ class ResNetImageNet(nn.Module):
       for block in range(blocks):
         strides = 2 if stage > 0 and block == 0 else 1
         x = self.block(width, strides, self.conv, name=f'stage{stage + 1}_block{block + 1}')(
-            x, train)
+          x, train
+        )
     return pooled_logits(x, self.num_classes, self.conv.dtype)

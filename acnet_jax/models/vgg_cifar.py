@@ -12,8 +12,26 @@ from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
 
 POOL = 'M'
-VGG16_WIDTHS = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL,
-                512, 512, 512, POOL, 512, 512, 512, POOL)
+VGG16_WIDTHS = (
+  64,
+  64,
+  POOL,
+  128,
+  128,
+  POOL,
+  256,
+  256,
+  256,
+  POOL,
+  512,
+  512,
+  512,
+  POOL,
+  512,
+  512,
+  512,
+  POOL,
+)
 
 
 class VGGCifar(nn.Module):

@@ -25,7 +25,8 @@ class PreActBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     conv = lambda k, name, strides=1: self.conv(
-        self.features, k, strides=strides, with_bn=False, name=name)
+      self.features, k, strides=strides, with_bn=False, name=name
+    )
     dtype = self.conv.dtype
     y = conv(3, 'conv1', self.strides)(bn_relu(x, train, 'bn1', dtype), train)
     y = conv(3, 'conv2')(bn_relu(y, train, 'bn2', dtype), train)
@@ -50,7 +51,12 @@ class WideResNetCifar(nn.Module):
     x = self.conv(16, 3, with_bn=False, name='stem')(x, train)
     for stage, width in enumerate((16 * self.widen, 32 * self.widen, 64 * self.widen)):
       for block in range(self.blocks_per_stage):
-        x = PreActBlock(width, strides=2 if stage > 0 and block == 0 else 1, project=block == 0,
-                        conv=self.conv, name=f'stage{stage + 1}_block{block + 1}')(x, train)
+        x = PreActBlock(
+          width,
+          strides=2 if stage > 0 and block == 0 else 1,
+          project=block == 0,
+          conv=self.conv,
+          name=f'stage{stage + 1}_block{block + 1}',
+        )(x, train)
     x = batch_norm('final_bn', dtype=self.conv.dtype)(x, use_running_average=not train)
     return pooled_logits(x, self.num_classes, self.conv.dtype)

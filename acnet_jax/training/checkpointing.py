@@ -33,10 +33,14 @@ ITEMS = ('state', 'config', 'fingerprint')
 
 def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           # Leftovers of a save killed midway.
-                                           cleanup_tmp_directories=True))
+    os.path.join(os.path.abspath(workdir), 'checkpoints'),
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep,
+      create=True,
+      # Leftovers of a save killed midway.
+      cleanup_tmp_directories=True,
+    ),
+  )
 
 
 @jax.jit
@@ -44,10 +48,12 @@ def fingerprint(tree: Any) -> list[jax.Array]:
   """Per leaf, the sum of its values' bits as uint32, wrapping: any changed
   bit changes it (unless errors cancel exactly), and it is exact, so it is
   the same wherever it is computed."""
+
   def bits(leaf: jax.Array) -> jax.Array:
     unsigned = {1: jnp.uint8, 2: jnp.uint16}.get(leaf.dtype.itemsize, jnp.uint32)
     words = jax.lax.bitcast_convert_type(leaf, unsigned)  # 8-byte leaves: two words each.
     return jnp.sum(words.astype(jnp.uint32), dtype=jnp.uint32)
+
   return [bits(leaf) for leaf in jax.tree.leaves(tree)]
 
 
@@ -58,11 +64,17 @@ def host_fingerprint(tree: Any) -> list[int]:
   return [int(np.asarray(x)) for x in fingerprint(local)]
 
 
-def save_checkpoint(manager: ocp.CheckpointManager, state: Any,
-                    config: ml_collections.ConfigDict) -> None:
-  manager.save(int(state.step), args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()),
-      fingerprint=ocp.args.JsonSave(host_fingerprint(state))))
+def save_checkpoint(
+  manager: ocp.CheckpointManager, state: Any, config: ml_collections.ConfigDict
+) -> None:
+  manager.save(
+    int(state.step),
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      config=ocp.args.JsonSave(config.to_dict()),
+      fingerprint=ocp.args.JsonSave(host_fingerprint(state)),
+    ),
+  )
 
 
 class DamagedCheckpoint(Exception):
@@ -76,14 +88,16 @@ class UnreadableCheckpoint(InputError):
   and nothing is moved."""
 
 
-def check_identity(saved: dict, config: ml_collections.ConfigDict, step: int,
-                   directory: str) -> None:
+def check_identity(
+  saved: dict, config: ml_collections.ConfigDict, step: int, directory: str
+) -> None:
   for key, before_the_key in IDENTITY_KEYS.items():
     if saved.get(key, before_the_key) != config[key]:
       raise InputError(
-          f'the checkpoint of step {step} in {directory} is of '
-          f'{key}={saved.get(key, before_the_key)!r} but this config has {key}={config[key]!r}: '
-          'use another workdir or config')
+        f'the checkpoint of step {step} in {directory} is of '
+        f'{key}={saved.get(key, before_the_key)!r} but this config has {key}={config[key]!r}: '
+        'use another workdir or config'
+      )
 
 
 def local_reader() -> ocp.Checkpointer:
@@ -91,9 +105,12 @@ def local_reader() -> ocp.Checkpointer:
   processes, which a process whose read failed would never reach; the
   processes agree on what they read afterwards (`restoring`)."""
   me = jax.process_index()
-  return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
-                          multiprocessing_options=ocp.options.MultiprocessingOptions(
-                              primary_host=me, active_processes={me}))
+  return ocp.Checkpointer(
+    ocp.CompositeCheckpointHandler(),
+    multiprocessing_options=ocp.options.MultiprocessingOptions(
+      primary_host=me, active_processes={me}
+    ),
+  )
 
 
 def is_missing(path: str) -> bool:
@@ -106,8 +123,9 @@ def is_missing(path: str) -> bool:
   return False
 
 
-def read_checkpoint(directory: str, step: int, abstract_state: Any,
-                    config: ml_collections.ConfigDict) -> Any:
+def read_checkpoint(
+  directory: str, step: int, abstract_state: Any, config: ml_collections.ConfigDict
+) -> Any:
   """The state saved at `step`, read once. InputError if it is another
   model's, DamagedCheckpoint if its bytes are wrong, UnreadableCheckpoint if
   reading it failed otherwise."""
@@ -119,21 +137,27 @@ def read_checkpoint(directory: str, step: int, abstract_state: Any,
     reader = local_reader()
     saved = reader.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     check_identity(saved['config'], config, step, directory)
-    restored = reader.restore(path, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), fingerprint=ocp.args.JsonRestore()))
+    restored = reader.restore(
+      path,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), fingerprint=ocp.args.JsonRestore()
+      ),
+    )
   except (DamagedCheckpoint, InputError):
     raise
   except Exception as error:  # Orbax and tensorstore raise many kinds: told apart here.
     if read_errors.shows_damage(error):
       raise DamagedCheckpoint(f'{path}: {read_errors.summary(error)}') from error
     raise UnreadableCheckpoint(
-        f'cannot read the checkpoint of step {step} in {directory}: '
-        f'{read_errors.summary(error)}. Nothing was moved or deleted: once the machine reads '
-        'it again (the disk, the mount, free memory; or the config that wrote it), run the '
-        'same command again.') from error
+      f'cannot read the checkpoint of step {step} in {directory}: '
+      f'{read_errors.summary(error)}. Nothing was moved or deleted: once the machine reads '
+      'it again (the disk, the mount, free memory; or the config that wrote it), run the '
+      'same command again.'
+    ) from error
   if host_fingerprint(restored['state']) != restored['fingerprint']:
-    raise DamagedCheckpoint(f'{path}: its values differ from those that were saved '
-                            '(fingerprint mismatch)')
+    raise DamagedCheckpoint(
+      f'{path}: its values differ from those that were saved (fingerprint mismatch)'
+    )
   return restored['state']
 
 

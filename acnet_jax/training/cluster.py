@@ -23,8 +23,14 @@ ARGUMENTS = ('--coordinator_address', '--num_processes', '--process_id')
 def detected_cluster() -> type[clusters.ClusterEnv] | None:
   """The environment jax.distributed.initialize() would read, picked as it
   picks one: the first present that is not opt-in only (mpi4py is)."""
-  return next((env for env in clusters.ClusterEnv._cluster_types
-               if not env.opt_in_only_method and env.is_env_present()), None)
+  return next(
+    (
+      env
+      for env in clusters.ClusterEnv._cluster_types
+      if not env.opt_in_only_method and env.is_env_present()
+    ),
+    None,
+  )
 
 
 def processes_in(cluster: type[clusters.ClusterEnv]) -> int:
@@ -33,14 +39,21 @@ def processes_in(cluster: type[clusters.ClusterEnv]) -> int:
   try:
     return cluster.get_process_count()
   except Exception as error:  # JAX's lookups raise what their APIs raise.
-    logging.warning('JAX detects %s but cannot count its processes (%s): running as one '
-                    'process; --coordinator_address or --distributed start several.',
-                    cluster.__name__, error)
+    logging.warning(
+      'JAX detects %s but cannot count its processes (%s): running as one '
+      'process; --coordinator_address or --distributed start several.',
+      cluster.__name__,
+      error,
+    )
     return 1
 
 
-def wants_distributed(distributed: bool | None, coordinator_address: str | None,
-                      num_processes: int | None, process_id: int | None) -> bool:
+def wants_distributed(
+  distributed: bool | None,
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+) -> bool:
   """Whether main calls jax.distributed.initialize(): as --distributed says,
   by default when any of ARGUMENTS is given or the detected cluster runs
   several processes. InputError where JAX could not find the others."""
@@ -54,11 +67,12 @@ def wants_distributed(distributed: bool | None, coordinator_address: str | None,
   missing = [name for name in ARGUMENTS if name not in given]
   if (given or distributed) and missing:
     raise InputError(
-        f"{' and '.join(given or ['--distributed'])} given without {' and '.join(missing)}, "
-        'and JAX detects no cluster that would supply them. Several processes meet at a '
-        'coordinator: start each with the same --coordinator_address=HOST:PORT (process 0\'s '
-        'host, a free port) and --num_processes=N, and its own --process_id (0 to N-1); or '
-        'launch them where JAX detects the cluster (srun, mpirun, a Cloud TPU pod slice, an '
-        'indexed Kubernetes Job), which supplies all three; or, for one process, give none of '
-        'these flags.')
+      f'{" and ".join(given or ["--distributed"])} given without {" and ".join(missing)}, '
+      'and JAX detects no cluster that would supply them. Several processes meet at a '
+      "coordinator: start each with the same --coordinator_address=HOST:PORT (process 0's "
+      'host, a free port) and --num_processes=N, and its own --process_id (0 to N-1); or '
+      'launch them where JAX detects the cluster (srun, mpirun, a Cloud TPU pod slice, an '
+      'indexed Kubernetes Job), which supplies all three; or, for one process, give none of '
+      'these flags.'
+    )
   return bool(given)

@@ -107,14 +107,26 @@ def get_config() -> ml_collections.ConfigDict:
 # Keys that do not change what training computes: how often it logs, evaluates
 # and saves, where the data lies and how many threads read it, how evaluation
 # batches, how the result is exported. A resume may change these freely.
-OUTSIDE_THE_TRAJECTORY = frozenset({
-    'log_every_steps', 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
-    'stop_agree_seconds', 'export_formats', 'data_dir', 'data_workers', 'eval_batch_size',
-    'eval_split', 'try_arg'})
+OUTSIDE_THE_TRAJECTORY = frozenset(
+  {
+    'log_every_steps',
+    'eval_every_epochs',
+    'checkpoint_every_steps',
+    'keep_checkpoints',
+    'stop_agree_seconds',
+    'export_formats',
+    'data_dir',
+    'data_workers',
+    'eval_batch_size',
+    'eval_split',
+    'try_arg',
+  }
+)
 
 
 def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """'acb.gamma_init' -> value; sequences as tuples (JSON gives lists)."""
+
   def walk(tree: dict, prefix: str) -> dict[str, Any]:
     flat = {}
     for key, value in tree.items():
@@ -123,31 +135,45 @@ def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
       else:
         flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
     return flat
+
   return walk(config.to_dict(), '')
 
 
-def trajectory_changes(before: ml_collections.ConfigDict,
-                       after: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+def trajectory_changes(
+  before: ml_collections.ConfigDict, after: ml_collections.ConfigDict
+) -> dict[str, tuple[Any, Any]]:
   """key -> (before, after) for every key that differs and changes what
   training computes (the data order, the schedule, the model, ...)."""
   old, new = flatten(before), flatten(after)
-  return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
-          if key not in OUTSIDE_THE_TRAJECTORY and old.get(key) != new.get(key)}
+  return {
+    key: (old.get(key), new.get(key))
+    for key in sorted(old.keys() | new.keys())
+    if key not in OUTSIDE_THE_TRAJECTORY and old.get(key) != new.get(key)
+  }
 
 
-POSITIVE_KEYS = ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
-                 'eval_every_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
-                 'stop_agree_seconds')
+POSITIVE_KEYS = (
+  'batch_size',
+  'eval_batch_size',
+  'num_epochs',
+  'log_every_steps',
+  'eval_every_epochs',
+  'checkpoint_every_steps',
+  'keep_checkpoints',
+  'stop_agree_seconds',
+)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops on a bad value before anything is loaded or written."""
-  choices = {'model': (config.model, sorted(models.MODELS)),
-             'conv': (config.conv, TRAINABLE_KINDS),
-             'lr_schedule': (config.lr_schedule, LR_SCHEDULES),
-             'acb.impl': (config.acb.impl, ACB_IMPLS),
-             'pipeline': (config.pipeline, feeds.PIPELINES),
-             'dtype': (config.dtype, DTYPES)}
+  choices = {
+    'model': (config.model, sorted(models.MODELS)),
+    'conv': (config.conv, TRAINABLE_KINDS),
+    'lr_schedule': (config.lr_schedule, LR_SCHEDULES),
+    'acb.impl': (config.acb.impl, ACB_IMPLS),
+    'pipeline': (config.pipeline, feeds.PIPELINES),
+    'dtype': (config.dtype, DTYPES),
+  }
   for key, (value, valid) in choices.items():
     if value not in valid:
       raise InputError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
@@ -159,7 +185,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   validate_branches(config.acb.branches)
   if config.online and config.conv not in TRAINING_BLOCKS:
     raise InputError(
-        f'online=True trains a re-parameterized conv kind ({", ".join(TRAINING_BLOCKS)}) as '
-        f'one conv of a kernel built from its branches; conv {config.conv!r} has no branches. '
-        'Choose one of those kinds (--config.conv or a try_arg such as acnet_cosine), or '
-        'leave online False.')
+      f'online=True trains a re-parameterized conv kind ({", ".join(TRAINING_BLOCKS)}) as '
+      f'one conv of a kernel built from its branches; conv {config.conv!r} has no branches. '
+      'Choose one of those kinds (--config.conv or a try_arg such as acnet_cosine), or '
+      'leave online False.'
+    )

@@ -31,8 +31,9 @@ class HeldBack(logging.Filter):
   `says_failure`), and closed-loop errors, until `release()` shows them after
   all; never released, it holds them back for good (a paragraph said it all)."""
 
-  def __init__(self, is_failure: Callable[[BaseException], bool],
-               says_failure: Callable[[str], bool]):
+  def __init__(
+    self, is_failure: Callable[[BaseException], bool], says_failure: Callable[[str], bool]
+  ):
     super().__init__()
     self.is_failure = is_failure
     self.says_failure = says_failure

@@ -42,21 +42,30 @@ class WorkdirLock:
       fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
       os.close(fd)
-      raise WorkdirBusy(f'{self.workdir} is in use by another run ({self.holder()}); two '
-                        'runs would write the same checkpoints. Wait for it to end or stop '
-                        'it, or give this run another --workdir. Nothing was changed.') from None
+      raise WorkdirBusy(
+        f'{self.workdir} is in use by another run ({self.holder()}); two '
+        'runs would write the same checkpoints. Wait for it to end or stop '
+        'it, or give this run another --workdir. Nothing was changed.'
+      ) from None
     os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({'host': socket.gethostname(), 'pid': os.getpid(),
-                             'started': time.strftime('%Y-%m-%d %H:%M:%S'),
-                             'command': ' '.join(sys.argv)}).encode())
+    os.write(
+      fd,
+      json.dumps(
+        {
+          'host': socket.gethostname(),
+          'pid': os.getpid(),
+          'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+          'command': ' '.join(sys.argv),
+        }
+      ).encode(),
+    )
     self.fd = fd
 
   def holder(self) -> str:
     try:
       with open(self.path) as f:
         who = json.load(f)
-      return (f"process {who['pid']} on {who['host']}, started {who['started']}: "
-              f"{who['command']}")
+      return f'process {who["pid"]} on {who["host"]}, started {who["started"]}: {who["command"]}'
     except (OSError, ValueError, KeyError):  # Written a moment too late, or by hand.
       return f'the holder of {self.path}'
 

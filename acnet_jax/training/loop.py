@@ -59,9 +59,10 @@ def summarize(history: list[dict[str, jax.Array]], first_step: int) -> dict[str,
   for offset, metrics in enumerate(fetched):
     if not np.isfinite(metrics['loss']):
       raise NonFiniteLoss(
-          f'the training loss is {metrics["loss"]} at step {first_step + offset + 1}; stopped '
-          'without saving its parameters. The newest checkpoint is from before that step: '
-          'lower learning_rate, or check the data.')
+        f'the training loss is {metrics["loss"]} at step {first_step + offset + 1}; stopped '
+        'without saving its parameters. The newest checkpoint is from before that step: '
+        'lower learning_rate, or check the data.'
+      )
   return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
@@ -88,21 +89,29 @@ def in_thread(work: Callable[[], T]) -> T:
 
 
 def describe_data(config: ml_collections.ConfigDict, feed: feeds.Feed) -> str:
-  where = 'random images' if config.dataset == 'synthetic' else \
-      config.data_dir or 'the tfds default folder'
-  path = 'in memory' if isinstance(feed, feeds.MemoryFeed) else \
-      f'streamed by {feed.workers} threads'
+  where = (
+    'random images'
+    if config.dataset == 'synthetic'
+    else config.data_dir or 'the tfds default folder'
+  )
+  path = (
+    'in memory' if isinstance(feed, feeds.MemoryFeed) else f'streamed by {feed.workers} threads'
+  )
   height, width, channels = feed.image_shape
-  return (f'data: {config.dataset} ({where}), {path}: {feed.num_train:,} training and '
-          f'{feed.num_eval:,} test images of {height}x{width}x{channels}, '
-          f'{config.num_classes} classes')
+  return (
+    f'data: {config.dataset} ({where}), {path}: {feed.num_train:,} training and '
+    f'{feed.num_eval:,} test images of {height}x{width}x{channels}, '
+    f'{config.num_classes} classes'
+  )
 
 
-def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step: int,
-                 workdir: str) -> str:
+def describe_run(
+  config: ml_collections.ConfigDict, trainer: Trainer, start_step: int, workdir: str
+) -> str:
   """What runs, in a few lines (the full config is in workdir/config.json)."""
   resume = f'resuming at step {start_step:,}' if start_step else 'from scratch'
-  return '\n'.join([
+  return '\n'.join(
+    [
       f'model: {config.model}, conv {config.conv}{" online" if config.online else ""}, '
       f'{config.dtype}, {count_params(trainer.abstract_state.params):,} parameters to train',
       describe_data(config, trainer.feed),
@@ -110,19 +119,29 @@ def describe_run(config: ml_collections.ConfigDict, trainer: Trainer, start_step
       f'{trainer.steps_per_epoch:,}, batch {config.batch_size}), {resume}; '
       f'{trainer.mesh.devices.size} {jax.devices()[0].platform} devices in '
       f'{jax.process_count()} processes',
-      f'workdir: {workdir} (the full config: config.json there)'])
+      f'workdir: {workdir} (the full config: config.json there)',
+    ]
+  )
 
 
-def save(manager, state: TrainState, config: ml_collections.ConfigDict, trainer: Trainer,
-         history: list[dict[str, jax.Array]], checked_step: int) -> None:
+def save(
+  manager,
+  state: TrainState,
+  config: ml_collections.ConfigDict,
+  trainer: Trainer,
+  history: list[dict[str, jax.Array]],
+  checked_step: int,
+) -> None:
   """A checkpoint of `state`, once its loss history and everything it saves
   (parameters, BN statistics, optimizer state) are finite."""
   if history:
     summarize(history, checked_step)
   if not bool(to_host(trainer.all_finite((state.params, state.batch_stats, state.opt_state)))):
-    raise NonFiniteLoss(f'the parameters, BN statistics or optimizer state of step '
-                        f'{int(state.step)} are not finite; stopped without saving them. The '
-                        'newest checkpoint is from before: lower learning_rate, or check the data.')
+    raise NonFiniteLoss(
+      f'the parameters, BN statistics or optimizer state of step '
+      f'{int(state.step)} are not finite; stopped without saving them. The '
+      'newest checkpoint is from before: lower learning_rate, or check the data.'
+    )
   checkpointing.save_checkpoint(manager, state, config)
 
 
@@ -130,8 +149,7 @@ class DataFault(InputError):
   """A training batch could not be read; the checkpoint of the last step is saved."""
 
 
-def refuse_changed_trajectory(config: ml_collections.ConfigDict, workdir: str,
-                              allow: bool) -> None:
+def refuse_changed_trajectory(config: ml_collections.ConfigDict, workdir: str, allow: bool) -> None:
   """A resume must continue the run it resumes: refuses a config whose
   trajectory keys differ from the run's config.json, unless `allow`, which
   only warns."""
@@ -143,13 +161,15 @@ def refuse_changed_trajectory(config: ml_collections.ConfigDict, workdir: str,
     logging.warning('Resuming %s with a config that changes the training: %s.', workdir, listed)
     return
   raise InputError(
-      f'{workdir} holds a run of another config, and resuming it would continue that run '
-      f'with other settings: {listed}. Give the new config another --workdir, or rerun with '
-      '--allow_config_change to resume with these values on purpose. Nothing was changed.')
+    f'{workdir} holds a run of another config, and resuming it would continue that run '
+    f'with other settings: {listed}. Give the new config another --workdir, or rerun with '
+    '--allow_config_change to resume with these values on purpose. Nothing was changed.'
+  )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> dict[str, Any]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
+) -> dict[str, Any]:
   """Trains (resuming from the newest checkpoint in workdir), then evaluates the
   trained and the fused model and saves the fused deploy variables (and, with
   config.export_formats, exports the deploy model to workdir/export/).
@@ -188,8 +208,9 @@ def agree_on_lock(lock: WorkdirLock) -> None:
     raise refusal
 
 
-def train_locked(config: ml_collections.ConfigDict, workdir: str,
-                 allow_config_change: bool) -> dict[str, Any]:
+def train_locked(
+  config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool
+) -> dict[str, Any]:
   is_chief = jax.process_index() == 0
   trainer = Trainer(config, create_mesh())
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
@@ -197,8 +218,9 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
   # damaged checkpoints aside.
   if manager.all_steps() and os.path.isfile(os.path.join(workdir, runs.CONFIG_FILE)):
     refuse_changed_trajectory(config, workdir, allow_config_change)
-  state = in_thread(lambda: runs.restore_or_initialize(
-      manager, trainer.abstract_state, trainer.init_state, config))
+  state = in_thread(
+    lambda: runs.restore_or_initialize(manager, trainer.abstract_state, trainer.init_state, config)
+  )
   step = checked_step = saved_step = int(state.step)
   logging.info('%s', describe_run(config, trainer, step, workdir))
   if is_chief:  # Only now: a refused restore leaves the workdir as it was.
@@ -211,8 +233,9 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
   checked_time, checked_wait = time.perf_counter(), trainer.feed.wait_seconds
   history: list[dict[str, jax.Array]] = []
   # Counts finished steps, not dispatched ones, so that its rate is the real one.
-  progress = tqdm.tqdm(total=trainer.total_steps, initial=step, unit='step',
-                       dynamic_ncols=True, disable=not is_chief)
+  progress = tqdm.tqdm(
+    total=trainer.total_steps, initial=step, unit='step', dynamic_ncols=True, disable=not is_chief
+  )
   # A save still in flight when training stops (a signal, a NaN) is a good checkpoint.
   with stopping.stop_requests() as received, contextlib.closing(manager):
     agreement = stopping.StopAgreement(received, config.stop_agree_seconds)
@@ -224,9 +247,11 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
         if step > saved_step:
           save(manager, state, config, trainer, history, checked_step)
         progress.close()
-        raise DataFault(f'{fault} Training stopped before step {step + 1}; the checkpoint of '
-                        f'step {step} is in {manager.directory}: repair or remove the file and '
-                        'run the same command again to resume there.') from fault
+        raise DataFault(
+          f'{fault} Training stopped before step {step + 1}; the checkpoint of '
+          f'step {step} is in {manager.directory}: repair or remove the file and '
+          'run the same command again to resume there.'
+        ) from fault
       state, metrics = train_step(state, inputs)
       # At most two steps in flight: this one queued, the previous one running.
       # Dispatching further ahead gains nothing on a busy device and delays a
@@ -245,21 +270,25 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
         # Wall clock, evaluations and saves included: what an epoch really costs.
         summary['steps_per_s'] = (step - checked_step) / (now - checked_time)
         # The share of the wall clock the loop waited for input batches.
-        summary['data_wait_share'] = ((trainer.feed.wait_seconds - checked_wait)
-                                      / (now - checked_time))
+        summary['data_wait_share'] = (trainer.feed.wait_seconds - checked_wait) / (
+          now - checked_time
+        )
         history, checked_step, checked_time = [], step, now
         checked_wait = trainer.feed.wait_seconds
         if writer:
           writer.write(step, {f'train_{k}': v for k, v in summary.items()})
-        progress.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.4g}",
-                             top1=f"{summary['top1']:.3f}")
+        progress.set_postfix(
+          loss=f'{summary["loss"]:.4f}', lr=f'{summary["lr"]:.4g}', top1=f'{summary["top1"]:.3f}'
+        )
       epoch, in_epoch = divmod(step, trainer.steps_per_epoch)
       if in_epoch == 0 and epoch % config.eval_every_epochs == 0 and not is_last and not stop:
         result = trainer.evaluate(state, progress=True)
         if writer:
           writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
-        progress.write(f"epoch {epoch}: test top1 {result['top1']:.4f} "
-                       f"(fused {result['fused_top1']:.4f}), loss {result['loss']:.4f}")
+        progress.write(
+          f'epoch {epoch}: test top1 {result["top1"]:.4f} '
+          f'(fused {result["fused_top1"]:.4f}), loss {result["loss"]:.4f}'
+        )
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         save(manager, state, config, trainer, history, checked_step)
         saved_step = step
@@ -269,8 +298,9 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
   progress.close()
 
   deploy_params, deploy_stats = trainer.fuse(state.params, state.batch_stats)
-  result = trainer.evaluate(state, {'params': deploy_params, 'batch_stats': deploy_stats},
-                            progress=True)
+  result = trainer.evaluate(
+    state, {'params': deploy_params, 'batch_stats': deploy_stats}, progress=True
+  )
   checkpointing.save_deploy_variables(workdir, step, deploy_params, deploy_stats)
   if writer:
     writer.write(step, {f'test_{k}': v for k, v in result.items() if k != 'step'})
@@ -278,9 +308,16 @@ def train_locked(config: ml_collections.ConfigDict, workdir: str,
     metrics_lib.write_eval_report(workdir, result)
   formats = artifacts.parse_formats(config.export_formats)
   if is_chief and formats:
-    artifacts.write_export(os.path.join(workdir, artifacts.EXPORT_DIR), config,
-                           *to_host((deploy_params, deploy_stats)), trainer.feed.image_shape,
-                           step, result['fused_top1'], formats, trainer.feed.class_names)
+    artifacts.write_export(
+      os.path.join(workdir, artifacts.EXPORT_DIR),
+      config,
+      *to_host((deploy_params, deploy_stats)),
+      trainer.feed.image_shape,
+      step,
+      result['fused_top1'],
+      formats,
+      trainer.feed.class_names,
+    )
   return result
 
 
@@ -291,8 +328,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   manager = runs.trained_checkpoints(config, workdir)
   trainer = Trainer(config, create_mesh())
   state = runs.restore_trained(manager, trainer.abstract_state, config)
-  logging.info('evaluating step %d of %s, %s %s; %s', int(state.step), workdir, config.model,
-               config.conv, describe_data(config, trainer.feed))
+  logging.info(
+    'evaluating step %d of %s, %s %s; %s',
+    int(state.step),
+    workdir,
+    config.model,
+    config.conv,
+    describe_data(config, trainer.feed),
+  )
   result = trainer.evaluate(state, progress=True)
   if jax.process_index() == 0:
     with reported_as_one_paragraph(workdir):

@@ -33,11 +33,14 @@ class MetricWriter:
   def write(self, step: int, metrics: dict[str, float]) -> None:
     self._jsonl.write(json.dumps({'step': step, **metrics}) + '\n')
     self._jsonl.flush()
-    scalars = [summary_pb2.Summary.Value(tag=name, simple_value=value)
-               for name, value in metrics.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    self._write_event(event_pb2.Event(wall_time=time.time(), step=step,
-                                      summary=summary_pb2.Summary(value=scalars)))
+    scalars = [
+      summary_pb2.Summary.Value(tag=name, simple_value=value)
+      for name, value in metrics.items()
+      if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    self._write_event(
+      event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=scalars))
+    )
 
   def _write_event(self, event: event_pb2.Event) -> None:
     self._events.write(event.SerializeToString())
@@ -53,5 +56,10 @@ def write_eval_report(workdir: str, result: dict[str, Any]) -> None:
     json.dump(result, f, indent=2)
   names = [key for key in result if key.startswith('top') or key == 'loss']
   scores = lambda prefix: ' '.join(f'{name} {result[prefix + name]:.4f}' for name in names)
-  logging.info('Trained: %s | fused deploy: %s | %d test examples, step %d', scores(''),
-               scores('fused_'), result['num_examples'], result['step'])
+  logging.info(
+    'Trained: %s | fused deploy: %s | %d test examples, step %d',
+    scores(''),
+    scores('fused_'),
+    result['num_examples'],
+    result['step'],
+  )

@@ -56,8 +56,9 @@ def summary(error: BaseException) -> str:
   """One line for a paragraph: the link that carries a status or an OS error
   code (the outermost link if none does), without tensorstore's spec."""
   links = list(causes(error))
-  telling = next((link for link in links
-                  if STATUS.match(str(link)) or os_error_code(link) is not None), links[0])
+  telling = next(
+    (link for link in links if STATUS.match(str(link)) or os_error_code(link) is not None), links[0]
+  )
   lines = SPEC.sub('', str(telling)).strip().splitlines()
   name = type(telling).__name__
   return f'{name}: {lines[0][:400]}' if lines else name

@@ -35,8 +35,9 @@ FIRST_WAIT_S = 0.5
 INTACT, DAMAGED, REFUSED = 0, 1, 2
 
 
-def read_with_retries(directory: str, step: int, abstract_state: Any,
-                      config: ml_collections.ConfigDict) -> Any:
+def read_with_retries(
+  directory: str, step: int, abstract_state: Any, config: ml_collections.ConfigDict
+) -> Any:
   """`read_checkpoint`, tried again after a transient OS error."""
   for attempt in range(TRIES - 1):
     try:
@@ -44,9 +45,13 @@ def read_with_retries(directory: str, step: int, abstract_state: Any,
     except UnreadableCheckpoint as fault:
       if not read_errors.is_transient(fault.__cause__):
         raise
-      wait_s = FIRST_WAIT_S * 2 ** attempt
-      logging.warning('Reading the checkpoint of step %d failed (%s); trying again in %.1f s.',
-                      step, read_errors.summary(fault.__cause__), wait_s)
+      wait_s = FIRST_WAIT_S * 2**attempt
+      logging.warning(
+        'Reading the checkpoint of step %d failed (%s); trying again in %.1f s.',
+        step,
+        read_errors.summary(fault.__cause__),
+        wait_s,
+      )
       time.sleep(wait_s)
   return checkpointing.read_checkpoint(directory, step, abstract_state, config)
 
@@ -58,8 +63,9 @@ def gather(report: int) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(np.int32(report))).reshape(-1)
 
 
-def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any,
-                   config: ml_collections.ConfigDict) -> tuple[Any | None, list[int]]:
+def restore_newest(
+  manager: ocp.CheckpointManager, abstract_state: Any, config: ml_collections.ConfigDict
+) -> tuple[Any | None, list[int]]:
   """(the newest state every process reads intact, or None if there is no
   checkpoint; the steps of the damaged checkpoints newer than it). Warns
   about each damaged one. InputError if a checkpoint is another model's or
@@ -80,8 +86,9 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any,
       if mine == REFUSED:
         raise problem
       raise UnreadableCheckpoint(
-          f'process {int(np.argmax(reports))} could not use the checkpoint of step {step} in '
-          f'{directory} (its log says why). Nothing was moved or deleted.')
+        f'process {int(np.argmax(reports))} could not use the checkpoint of step {step} in '
+        f'{directory} (its log says why). Nothing was moved or deleted.'
+      )
     if worst == DAMAGED:
       why = problem if mine == DAMAGED else f'process {int(np.argmax(reports))} reads it so'
       logging.warning('Checkpoint of step %d is damaged and was skipped: %s', step, why)
@@ -91,9 +98,10 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any,
     return state, damaged
   if damaged:
     raise InputError(
-        f'no checkpoint in {directory} reads back intact (damaged: steps '
-        f'{", ".join(map(str, damaged))}; see the warnings above). They are left as they are; '
-        'move them away to train from scratch, or restore them from a copy.')
+      f'no checkpoint in {directory} reads back intact (damaged: steps '
+      f'{", ".join(map(str, damaged))}; see the warnings above). They are left as they are; '
+      'move them away to train from scratch, or restore them from a copy.'
+    )
   return None, []
 
 
@@ -113,8 +121,10 @@ def set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   if jax.process_count() > 1:
     moved = bool(multihost_utils.broadcast_one_to_all(np.int32(failure is None)))
     if not moved and failure is None:
-      raise InputError(f'process 0 could not move the damaged checkpoints of {manager.directory} '
-                       'aside (its log says why); run the same command again once it can.')
+      raise InputError(
+        f'process 0 could not move the damaged checkpoints of {manager.directory} '
+        'aside (its log says why); run the same command again once it can.'
+      )
   if failure is not None:
     raise failure
   manager.reload()

@@ -27,16 +27,23 @@ class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       optimizer: optax.GradientTransformation,
-                       image_shape: tuple[int, ...]) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  optimizer: optax.GradientTransformation,
+  image_shape: tuple[int, ...],
+) -> TrainState:
   # Jitted: eager init compiles every op one by one. The threefry key costs
   # compile time on the CPU (docs/training.md, Seeds) but means the same
   # weights on every platform.
   init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape)), train=False))
   variables = init(keys.seed_key(config.seed))
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           batch_stats=variables['batch_stats'], tx=optimizer)
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables['params'],
+    batch_stats=variables['batch_stats'],
+    tx=optimizer,
+  )
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -48,14 +55,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def gradients(state: TrainState, x: jax.Array, y: jax.Array, dropout_key: jax.Array,
-              label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, Any, Any]:
+def gradients(
+  state: TrainState,
+  x: jax.Array,
+  y: jax.Array,
+  dropout_key: jax.Array,
+  label_smoothing: float = 0.0,
+) -> tuple[jax.Array, jax.Array, Any, Any]:
   """(loss, logits, the batch statistics after this batch, gradients) of a
   train-mode pass at the state's parameters."""
+
   def loss_fn(params):
-    logits, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, x,
-                                     train=True, mutable=['batch_stats'],
-                                     rngs={'dropout': dropout_key})
+    logits, updates = state.apply_fn(
+      {'params': params, 'batch_stats': state.batch_stats},
+      x,
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': dropout_key},
+    )
     loss = cross_entropy(logits, y, label_smoothing).mean()
     return loss, (logits, updates['batch_stats'])
 
@@ -68,14 +85,25 @@ def dropout_key(seed: int, step: jax.Array) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(keys.seed_key(seed), step), DROPOUT_STREAM)
 
 
-def update(state: TrainState, x: jax.Array, y: jax.Array, *, schedule: optax.Schedule,
-           seed: int, label_smoothing: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+def update(
+  state: TrainState,
+  x: jax.Array,
+  y: jax.Array,
+  *,
+  schedule: optax.Schedule,
+  seed: int,
+  label_smoothing: float = 0.0,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on a ready batch."""
-  loss, logits, batch_stats, grads = gradients(state, x, y, dropout_key(seed, state.step),
-                                               label_smoothing)
+  loss, logits, batch_stats, grads = gradients(
+    state, x, y, dropout_key(seed, state.step), label_smoothing
+  )
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == y),
-             'lr': schedule(state.step - 1)}
+  metrics = {
+    'loss': loss,
+    'top1': jnp.mean(jnp.argmax(logits, -1) == y),
+    'lr': schedule(state.step - 1),
+  }
   return state, metrics
 
 
@@ -85,9 +113,15 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def train_step(state: TrainState, inputs: feeds.Inputs, *, feed: feeds.Feed,
-               schedule: optax.Schedule, seed: int,
-               label_smoothing: float) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  inputs: feeds.Inputs,
+  *,
+  feed: feeds.Feed,
+  schedule: optax.Schedule,
+  seed: int,
+  label_smoothing: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   x, y = feed.prepare_train(inputs, state.step)
   return update(state, x, y, schedule=schedule, seed=seed, label_smoothing=label_smoothing)
 
@@ -97,9 +131,16 @@ def top_k_name(num_classes: int) -> str:
   return f'top{min(5, num_classes)}'
 
 
-def eval_step(trained: nn.Module, deploy: nn.Module, feed: feeds.Feed, totals: dict,
-              variables: dict, deploy_variables: dict, inputs: feeds.Inputs,
-              mask: jax.Array) -> dict[str, jax.Array]:
+def eval_step(
+  trained: nn.Module,
+  deploy: nn.Module,
+  feed: feeds.Feed,
+  totals: dict,
+  variables: dict,
+  deploy_variables: dict,
+  inputs: feeds.Inputs,
+  mask: jax.Array,
+) -> dict[str, jax.Array]:
   """`totals` plus this batch's sums over the unmasked examples, for the
   trained and the deploy model (and the largest relative difference of their
   logits so far): evaluation accumulates on the device."""
@@ -123,6 +164,8 @@ def eval_step(trained: nn.Module, deploy: nn.Module, feed: feeds.Feed, totals: d
 def zero_totals(num_classes: int) -> dict[str, jax.Array]:
   """What `eval_step` accumulates, before the first batch."""
   names = ['num_examples', 'fused_max_rel_diff'] + [
-      f'{prefix}{name}' for prefix in ('', 'fused_')
-      for name in dict.fromkeys(('loss', 'top1', top_k_name(num_classes)))]
+    f'{prefix}{name}'
+    for prefix in ('', 'fused_')
+    for name in dict.fromkeys(('loss', 'top1', top_k_name(num_classes)))
+  ]
   return {name: jnp.zeros((), jnp.float32) for name in names}

@@ -26,8 +26,10 @@ class TrainingInterrupted(Exception):
   def __init__(self, signal_number: int, process: int, step: int, checkpoint_dir: str):
     name = signal.Signals(signal_number).name
     by = name if process == jax.process_index() else f'{name} to process {process}'
-    super().__init__(f'Stopped by {by} at step {step}; the checkpoint of that step is '
-                     f'in {checkpoint_dir}. Run the same command again to resume.')
+    super().__init__(
+      f'Stopped by {by} at step {step}; the checkpoint of that step is '
+      f'in {checkpoint_dir}. Run the same command again to resume.'
+    )
     self.signal_number = signal_number
 
 
@@ -72,17 +74,22 @@ class StopAgreement:
     # The loop waits for step - 1 before it agrees at step: the time between two
     # agreements is that of the steps finished between them.
     now = time.perf_counter()
-    seconds_per_step = 0.0 if self.last_step is None else \
-        (now - self.last_time) / max(step - self.last_step, 1)
-    gathered = np.asarray(multihost_utils.process_allgather(
-        np.array([mine, seconds_per_step], np.float64))).reshape(-1, 2)
+    seconds_per_step = (
+      0.0 if self.last_step is None else (now - self.last_time) / max(step - self.last_step, 1)
+    )
+    gathered = np.asarray(
+      multihost_utils.process_allgather(np.array([mine, seconds_per_step], np.float64))
+    ).reshape(-1, 2)
     signals, slowest = gathered[:, 0].astype(int), float(gathered[:, 1].max())
     # The first agreement has no step time yet: the next step agrees again.
     # Later intervals at most double, so that a few fast steps measured early
     # (before the first evaluation, say) cannot set one far longer than meant.
     previous = 0 if self.last_step is None else step - self.last_step
-    interval = 1 if self.last_step is None else min(
-        int(self.agree_seconds / max(slowest, 1e-9)), 2 * previous)
+    interval = (
+      1
+      if self.last_step is None
+      else min(int(self.agree_seconds / max(slowest, 1e-9)), 2 * previous)
+    )
     self.last_step, self.last_time = step, now
     self.next_step = step + max(1, interval)
     asked = np.flatnonzero(signals)

@@ -35,12 +35,18 @@ def create_mesh() -> Mesh:
 
 def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> nn.Module:
   return models.create_model(
-      config.model, conv or config.conv, config.num_classes,
-      acb=ACBOptions(**config.acb.to_dict()), online=config.online, dtype=config.dtype)
+    config.model,
+    conv or config.conv,
+    config.num_classes,
+    acb=ACBOptions(**config.acb.to_dict()),
+    online=config.online,
+    dtype=config.dtype,
+  )
 
 
-def abstract_train_state(config: ml_collections.ConfigDict,
-                         image_shape: tuple[int, ...]) -> steps.TrainState:
+def abstract_train_state(
+  config: ml_collections.ConfigDict, image_shape: tuple[int, ...]
+) -> steps.TrainState:
   """Shapes and dtypes of a run's train state, to restore into; nothing is
   computed. The schedule does not shape the optimizer state, so any will do."""
   optimizer = optim.create_optimizer(config, optim.create_lr_schedule(config, steps_per_epoch=1))
@@ -82,8 +88,9 @@ class Trainer:
     self.feed = feeds.create_feed(config, self.sharder)
     self.steps_per_epoch = self.feed.num_train // config.batch_size
     if self.steps_per_epoch == 0:
-      raise InputError(f'batch_size={config.batch_size} is larger than the '
-                       f'{self.feed.num_train} training examples')
+      raise InputError(
+        f'batch_size={config.batch_size} is larger than the {self.feed.num_train} training examples'
+      )
     self.total_steps = config.num_epochs * self.steps_per_epoch
 
     self.model = create_model(config)
@@ -92,24 +99,33 @@ class Trainer:
     self.optimizer = optim.create_optimizer(config, self.schedule)
     # Replicated: what a restore reads into, on every device of the mesh.
     self.abstract_state = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=self.replicated),
-        jax.eval_shape(self._create_state))
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=self.replicated),
+      jax.eval_shape(self._create_state),
+    )
     state_sharding = jax.tree.map(lambda _: self.replicated, self.abstract_state)
 
     self.train_step = jax.jit(
-        functools.partial(steps.train_step, feed=self.feed, schedule=self.schedule,
-                          seed=config.seed, label_smoothing=config.label_smoothing),
-        out_shardings=(state_sharding, self.replicated), donate_argnums=0)
-    self.eval_step = jax.jit(functools.partial(steps.eval_step, self.model, self.deploy_model,
-                                               self.feed), out_shardings=self.replicated,
-                             donate_argnums=0)
+      functools.partial(
+        steps.train_step,
+        feed=self.feed,
+        schedule=self.schedule,
+        seed=config.seed,
+        label_smoothing=config.label_smoothing,
+      ),
+      out_shardings=(state_sharding, self.replicated),
+      donate_argnums=0,
+    )
+    self.eval_step = jax.jit(
+      functools.partial(steps.eval_step, self.model, self.deploy_model, self.feed),
+      out_shardings=self.replicated,
+      donate_argnums=0,
+    )
     # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
     self.fuse = jax.jit(fuse_params)
     self.all_finite = jax.jit(steps.all_finite, out_shardings=self.replicated)
 
   def _create_state(self) -> steps.TrainState:
-    return steps.create_train_state(self.config, self.model, self.optimizer,
-                                    self.feed.image_shape)
+    return steps.create_train_state(self.config, self.model, self.optimizer, self.feed.image_shape)
 
   def init_state(self) -> steps.TrainState:
     """The initial train state, replicated on the mesh."""
@@ -121,27 +137,36 @@ class Trainer:
   def num_eval_batches(self) -> int:
     return -(-self.feed.num_eval // self.config.eval_batch_size)
 
-  def evaluate(self, state: steps.TrainState, deploy_variables: dict | None = None,
-               progress: bool = False) -> dict[str, Any]:
+  def evaluate(
+    self, state: steps.TrainState, deploy_variables: dict | None = None, progress: bool = False
+  ) -> dict[str, Any]:
     """Test-split metrics of the trained model and of its fused deploy model
     (`deploy_variables`, fused here if not given). The sums stay on the
     device until the last batch; `progress` shows a bar of the batches."""
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     if deploy_variables is None:
-      deploy_variables = dict(zip(('params', 'batch_stats'),
-                                  self.fuse(state.params, state.batch_stats)))
+      deploy_variables = dict(
+        zip(('params', 'batch_stats'), self.fuse(state.params, state.batch_stats))
+      )
     totals = self.sharder.replicate(steps.zero_totals(self.config.num_classes))
     batches = self.feed.eval_inputs()
     if progress and jax.process_index() == 0:
-      batches = tqdm.tqdm(batches, total=self.num_eval_batches(), desc='evaluating',
-                          unit='batch', leave=False, dynamic_ncols=True)
+      batches = tqdm.tqdm(
+        batches,
+        total=self.num_eval_batches(),
+        desc='evaluating',
+        unit='batch',
+        leave=False,
+        dynamic_ncols=True,
+      )
     for inputs, mask in batches:
       totals = self.eval_step(totals, variables, deploy_variables, inputs, mask)
     return eval_report(to_host(totals), int(state.step), self.config)
 
 
-def eval_report(totals: dict[str, Any], step: int,
-                config: ml_collections.ConfigDict) -> dict[str, Any]:
+def eval_report(
+  totals: dict[str, Any], step: int, config: ml_collections.ConfigDict
+) -> dict[str, Any]:
   """eval.json: means over the test examples of the trained and the fused
   model, and whether their logits agree within the dtype's tolerance."""
   n = float(totals['num_examples'])
@@ -154,10 +179,14 @@ def eval_report(totals: dict[str, Any], step: int,
   tolerance = FUSION_TOLERANCE[config.dtype]
   result['fused_matches'] = result['fused_max_rel_diff'] <= tolerance
   if not result['fused_matches']:
-    logging.error('FUSED MODEL DOES NOT MATCH THE TRAINED MODEL: logits differ by %.3g '
-                  '(relative) > %g. Either the eval-mode activations overflow %s (a deep '
-                  'model a few steps into training at a high rate: its BN running '
-                  'statistics lag far behind; a later checkpoint tells) or the deploy model '
-                  'is wrong: then please report this.',
-                  result['fused_max_rel_diff'], tolerance, config.dtype)
+    logging.error(
+      'FUSED MODEL DOES NOT MATCH THE TRAINED MODEL: logits differ by %.3g '
+      '(relative) > %g. Either the eval-mode activations overflow %s (a deep '
+      'model a few steps into training at a high rate: its BN running '
+      'statistics lag far behind; a later checkpoint tells) or the deploy model '
+      'is wrong: then please report this.',
+      result['fused_max_rel_diff'],
+      tolerance,
+      config.dtype,
+    )
   return result

@@ -42,8 +42,10 @@ class RunRecord:
 def check_workdir(workdir: str) -> None:
   """Stops before any work if checkpoints could not be written there."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise InputError(f'--workdir {workdir} is a file, not a folder: name a folder (new or a '
-                     'previous run of this config)')
+    raise InputError(
+      f'--workdir {workdir} is a file, not a folder: name a folder (new or a '
+      'previous run of this config)'
+    )
   parent = os.path.dirname(os.path.abspath(workdir))
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
@@ -51,8 +53,12 @@ def check_workdir(workdir: str) -> None:
     raise InputError(f'--workdir {workdir} cannot be created: {parent} is not a writable folder')
 
 
-def write_run_config(workdir: str, config: ml_collections.ConfigDict,
-                     input_shape: Sequence[int], class_names: Sequence[str]) -> None:
+def write_run_config(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  input_shape: Sequence[int],
+  class_names: Sequence[str],
+) -> None:
   os.makedirs(workdir, exist_ok=True)
   recorded = {'input_shape': list(input_shape), 'class_names': list(class_names)}
   with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
@@ -64,8 +70,10 @@ def read_run(workdir: str) -> RunRecord:
   defaults, so that runs from before a key existed load too."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
-    raise InputError(f'{workdir} is not the --workdir of a training run: it has no '
-                     f'{CONFIG_FILE} (python -m acnet_jax.main --mode=train writes one there)')
+    raise InputError(
+      f'{workdir} is not the --workdir of a training run: it has no '
+      f'{CONFIG_FILE} (python -m acnet_jax.main --mode=train writes one there)'
+    )
   try:
     with open(path) as f:
       saved = json.load(f)
@@ -83,12 +91,23 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 # What evaluating a run needs to read its test split as it did.
-EVAL_DATA_KEYS = ('dataset', 'data_dir', 'pipeline', 'image_size', 'eval_split', 'num_classes',
-                  'pixel_mean', 'pixel_std', 'synthetic_examples', 'seed')
+EVAL_DATA_KEYS = (
+  'dataset',
+  'data_dir',
+  'pipeline',
+  'image_size',
+  'eval_split',
+  'num_classes',
+  'pixel_mean',
+  'pixel_std',
+  'synthetic_examples',
+  'seed',
+)
 
 
-def with_recorded_data(config: ml_collections.ConfigDict, workdir: str,
-                       given: frozenset[str]) -> ml_collections.ConfigDict:
+def with_recorded_data(
+  config: ml_collections.ConfigDict, workdir: str, given: frozenset[str]
+) -> ml_collections.ConfigDict:
   """`config` with the data keys the run in `workdir` recorded, except those
   `given` on the command line: an evaluation reads the data the run trained
   on, not the preset's default (a download, for an image-folder run)."""
@@ -114,16 +133,22 @@ def merge(config: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
 def trained_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> ocp.CheckpointManager:
   """The checkpoints of a trained run; InputError if workdir holds none."""
   directory = os.path.join(workdir, 'checkpoints')
-  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints) \
-      if os.path.isdir(directory) else None
+  manager = (
+    checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+    if os.path.isdir(directory)
+    else None
+  )
   if manager is None or not manager.all_steps():
-    raise InputError(f'no checkpoint in {directory}: train first (--mode=train) or point '
-                     '--workdir at a trained run')
+    raise InputError(
+      f'no checkpoint in {directory}: train first (--mode=train) or point '
+      '--workdir at a trained run'
+    )
   return manager
 
 
-def restore_trained(manager: ocp.CheckpointManager, abstract_state: Any,
-                    config: ml_collections.ConfigDict) -> Any:
+def restore_trained(
+  manager: ocp.CheckpointManager, abstract_state: Any, config: ml_collections.ConfigDict
+) -> Any:
   """The newest intact checkpoint (damaged newer ones are skipped, not moved),
   restored into the shapes, dtypes and shardings of `abstract_state`."""
   with contextlib.closing(manager):
@@ -131,9 +156,12 @@ def restore_trained(manager: ocp.CheckpointManager, abstract_state: Any,
   return state
 
 
-def restore_or_initialize(manager: ocp.CheckpointManager, abstract_state: Any,
-                          initialize: Callable[[], Any],
-                          config: ml_collections.ConfigDict) -> Any:
+def restore_or_initialize(
+  manager: ocp.CheckpointManager,
+  abstract_state: Any,
+  initialize: Callable[[], Any],
+  config: ml_collections.ConfigDict,
+) -> Any:
   """The newest intact checkpoint (damaged newer ones set aside), or
   `initialize()` where there is none: a resume computes no initial state."""
   state, damaged = restoring.restore_newest(manager, abstract_state, config)
@@ -141,8 +169,9 @@ def restore_or_initialize(manager: ocp.CheckpointManager, abstract_state: Any,
   return initialize() if state is None else state
 
 
-def restore_step_or_newest(workdir: str, config: ml_collections.ConfigDict, step: int | None,
-                           image_shape: tuple[int, ...]) -> Any:
+def restore_step_or_newest(
+  workdir: str, config: ml_collections.ConfigDict, step: int | None, image_shape: tuple[int, ...]
+) -> Any:
   """The train state of checkpoint `step`, or of the newest intact one, restored
   into the run's shapes without initialising a model."""
   manager = trained_checkpoints(config, workdir)
@@ -151,10 +180,13 @@ def restore_step_or_newest(workdir: str, config: ml_collections.ConfigDict, step
     if step is None:
       return restoring.restore_newest(manager, abstract, config)[0]
     if step not in manager.all_steps():
-      raise InputError(f'no checkpoint of step {step} in {manager.directory}; it has steps '
-                       f'{", ".join(map(str, sorted(manager.all_steps())))}')
+      raise InputError(
+        f'no checkpoint of step {step} in {manager.directory}; it has steps '
+        f'{", ".join(map(str, sorted(manager.all_steps())))}'
+      )
     try:
       return restoring.read_with_retries(str(manager.directory), step, abstract, config)
     except checkpointing.DamagedCheckpoint as error:
-      raise InputError(f'the checkpoint of step {step} does not read back intact: {error}') \
-          from None
+      raise InputError(
+        f'the checkpoint of step {step} does not read back intact: {error}'
+      ) from None

@@ -64,8 +64,9 @@ def folder_identity(folder: str) -> tuple[int, int] | None:
   return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
 
 
-def failure_of(error: BaseException, workdir: str,
-               identity: tuple[int, int] | None) -> tuple[int, str] | None:
+def failure_of(
+  error: BaseException, workdir: str, identity: tuple[int, int] | None
+) -> tuple[int, str] | None:
   """`write_failure`, or, where the workdir is gone (a vanished mount: Orbax
   then fails in ways of its own, not all of them OS errors), ENOENT. Gone
   also when a folder of its name is not the one it was (`identity`): Orbax's
@@ -88,8 +89,10 @@ def reported_as_one_paragraph(workdir: str) -> Iterator[None]:
   identity = folder_identity(workdir)
   # A message alone counts only where it names a write's OS error: once the
   # workdir is gone, every record would count otherwise, the paragraph's too.
-  held = HeldBack(lambda error: failure_of(error, workdir, identity) is not None,
-                  lambda message: write_failure(OSError(message), workdir) is not None)
+  held = HeldBack(
+    lambda error: failure_of(error, workdir, identity) is not None,
+    lambda message: write_failure(OSError(message), workdir) is not None,
+  )
   held.install()
   reported = False
   try:
@@ -113,6 +116,8 @@ def paragraph(workdir: str, code: int, path: str, background: int) -> str:
   problem = f'no space left on {workdir}' if code in NO_SPACE else f'cannot write to {workdir}'
   where = f' writing {path}' if path else ''
   also = f'; background writes that failed alike: {background}' if background else ''
-  return (f'{problem} ({os.strerror(code)}{where}{also}). The checkpoints written before are '
-          'intact; make room (or move the workdir) and run the same command again to resume '
-          'from the newest one.')
+  return (
+    f'{problem} ({os.strerror(code)}{where}{also}). The checkpoints written before are '
+    'intact; make room (or move the workdir) and run the same command again to resume '
+    'from the newest one.'
+  )

@@ -29,21 +29,34 @@ REFERENCE = {'epochs': 150, 'eval_every_epochs': 10}
 
 def get_plan() -> Plan:
   return Plan(
-      name='cifar_quick_full',
-      runs=(Run('normal_seed0', NORMAL, arm='normal', seed=0),
-            Run('acnet_seed0', ACNET, arm='acnet', seed=0),
-            Run('torch_normal_seed0', 'normal', arm=TORCH_NORMAL, seed=0, overrides=REFERENCE,
-                trainer='pytorch_reference'),
-            Run('torch_acnet_seed0', 'acnet', arm=TORCH_ACNET, seed=0, overrides=REFERENCE,
-                trainer='pytorch_reference'),
-            Run('acnet_seed1', ACNET, arm='acnet', seed=1),
-            Run('normal_seed1', NORMAL, arm='normal', seed=1),
-            Run('acnet_online_seed0', ACNET, arm='acnet online', seed=0,
-                overrides={'online': True}),
-            Run('normal_seed2', NORMAL, arm='normal', seed=2),
-            Run('acnet_seed2', ACNET, arm='acnet', seed=2)),
-      overrides={'dataset': 'image_folder', 'checkpoint_every_steps': 390,
-                 'eval_every_epochs': 10},
-      # The authors' figures are for their code: the reference arms' too.
-      published={'normal': 86.20, 'acnet': 86.87, TORCH_NORMAL: 86.20, TORCH_ACNET: 86.87},
-      published_source='DingXiaoH/ACNet README: Cifar-quick on CIFAR-10, 150 epochs')
+    name='cifar_quick_full',
+    runs=(
+      Run('normal_seed0', NORMAL, arm='normal', seed=0),
+      Run('acnet_seed0', ACNET, arm='acnet', seed=0),
+      Run(
+        'torch_normal_seed0',
+        'normal',
+        arm=TORCH_NORMAL,
+        seed=0,
+        overrides=REFERENCE,
+        trainer='pytorch_reference',
+      ),
+      Run(
+        'torch_acnet_seed0',
+        'acnet',
+        arm=TORCH_ACNET,
+        seed=0,
+        overrides=REFERENCE,
+        trainer='pytorch_reference',
+      ),
+      Run('acnet_seed1', ACNET, arm='acnet', seed=1),
+      Run('normal_seed1', NORMAL, arm='normal', seed=1),
+      Run('acnet_online_seed0', ACNET, arm='acnet online', seed=0, overrides={'online': True}),
+      Run('normal_seed2', NORMAL, arm='normal', seed=2),
+      Run('acnet_seed2', ACNET, arm='acnet', seed=2),
+    ),
+    overrides={'dataset': 'image_folder', 'checkpoint_every_steps': 390, 'eval_every_epochs': 10},
+    # The authors' figures are for their code: the reference arms' too.
+    published={'normal': 86.20, 'acnet': 86.87, TORCH_NORMAL: 86.20, TORCH_ACNET: 86.87},
+    published_source='DingXiaoH/ACNet README: Cifar-quick on CIFAR-10, 150 epochs',
+  )

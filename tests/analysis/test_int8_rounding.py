@@ -39,8 +39,11 @@ def test_each_output_channel_has_its_own_scale():
 
 
 def test_a_model_averages_its_layers_by_region():
-  params = {'a': {'kernel': kernel_with(1.0, 0.01)}, 'b': {'kernel': kernel_with(1.0, 1.0, k=5)},
-            'dense': {'kernel': np.ones((4, 2))}}
+  params = {
+    'a': {'kernel': kernel_with(1.0, 0.01)},
+    'b': {'kernel': kernel_with(1.0, 1.0, k=5)},
+    'dense': {'kernel': np.ones((4, 2))},
+  }
   found = int8_rounding.model_rounding(params)
   assert sorted(found['layers']) == ['a', 'b']
   assert found['mean']['corners']['levels'] == pytest.approx((1.27 + 127) / 2)

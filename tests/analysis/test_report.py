@@ -28,8 +28,12 @@ RING = [(i, j) for i in range(5) for j in range(5) if i in (0, 4) or j in (0, 4)
 
 def tiny_pair_run(workdir, conv: str) -> None:
   """Cifar-quick (5x5 kernels, so every region applies) on 64 synthetic images."""
-  train_and_evaluate(tiny_config(model='cfqkbnc', conv=conv, num_epochs=1, log_every_steps=2,
-                                 lr_schedule='cosine', seed=3), str(workdir))
+  train_and_evaluate(
+    tiny_config(
+      model='cfqkbnc', conv=conv, num_epochs=1, log_every_steps=2, lr_schedule='cosine', seed=3
+    ),
+    str(workdir),
+  )
 
 
 @pytest.fixture(scope='module')
@@ -66,22 +70,34 @@ def direct_numbers(run_dir) -> dict:
     for i, j in positions:
       mask[i, j] = 0.0
     return jax.tree_util.tree_map_with_path(
-        lambda path, w: w * mask if path[-1].key == 'kernel' and w.ndim == 4 else w, params)
+      lambda path, w: w * mask if path[-1].key == 'kernel' and w.ndim == 4 else w, params
+    )
 
   kernels = [np.asarray(w) for w in jax.tree.leaves(params) if w.ndim == 4 and w.shape[0] == 5]
   per_layer = [np.abs(w).mean((2, 3)) / np.abs(w).mean((2, 3)).max() for w in kernels]
   # Mean |w| at the corners in steps of each output channel's int8 scale.
-  corner_steps = [np.mean([np.abs(w[i, j]) / (np.abs(w).max((0, 1, 2)) / 127)
-                           for i, j in CORNERS]) for w in kernels]
+  corner_steps = [
+    np.mean([np.abs(w[i, j]) / (np.abs(w).max((0, 1, 2)) / 127) for i, j in CORNERS])
+    for w in kernels
+  ]
   return {
-      'pruning': {'none': top1(params, x), 'corners': top1(zeroed(CORNERS), x),
-                  'skeleton': top1(zeroed(SKELETON), x), 'border': top1(zeroed(RING), x)},
-      'robustness': {'original': top1(params, x), 'flip_lr': top1(params, x[:, :, ::-1]),
-                     'flip_ud': top1(params, x[:, ::-1]),
-                     'rot90': top1(params, np.rot90(x, 1, (1, 2))),
-                     'rot180': top1(params, x[:, ::-1, ::-1])},
-      'magnitudes': np.mean(per_layer, 0), 'num_layers': len(kernels),
-      'corner_steps': float(np.mean(corner_steps))}
+    'pruning': {
+      'none': top1(params, x),
+      'corners': top1(zeroed(CORNERS), x),
+      'skeleton': top1(zeroed(SKELETON), x),
+      'border': top1(zeroed(RING), x),
+    },
+    'robustness': {
+      'original': top1(params, x),
+      'flip_lr': top1(params, x[:, :, ::-1]),
+      'flip_ud': top1(params, x[:, ::-1]),
+      'rot90': top1(params, np.rot90(x, 1, (1, 2))),
+      'rot180': top1(params, x[:, ::-1, ::-1]),
+    },
+    'magnitudes': np.mean(per_layer, 0),
+    'num_layers': len(kernels),
+    'corner_steps': float(np.mean(corner_steps)),
+  }
 
 
 @pytest.fixture(scope='module')
@@ -98,13 +114,15 @@ def test_pruning_robustness_and_magnitudes_match_a_direct_computation(report, ex
     assert run['robustness'] == pytest.approx(want['robustness'])
     # Float32 means of up to 2,048 magnitudes in another order: about sqrt(n) u
     # ~ 3e-6 apart (tests/support/numerics.py).
-    np.testing.assert_allclose(run['kernel_magnitudes']['5']['average'], want['magnitudes'],
-                               rtol=BLOCK_RTOL)
+    np.testing.assert_allclose(
+      run['kernel_magnitudes']['5']['average'], want['magnitudes'], rtol=BLOCK_RTOL
+    )
     assert run['kernel_magnitudes']['5']['num_layers'] == want['num_layers'] == 3
     rounding = run['int8_rounding']
     assert len(rounding['layers']) == 3
-    assert rounding['mean']['corners']['levels'] == pytest.approx(want['corner_steps'],
-                                                                  rel=BLOCK_RTOL)
+    assert rounding['mean']['corners']['levels'] == pytest.approx(
+      want['corner_steps'], rel=BLOCK_RTOL
+    )
 
 
 def test_the_trained_model_scores_as_its_deploy_model_and_as_eval_json(report):
@@ -120,12 +138,11 @@ def test_the_tables_and_figures_show_the_reports_numbers(report, expected, tmp_p
   tables = (out / 'tables.md').read_text()
   for run in result['runs']:
     cells = ' | '.join(f'{100 * v:.2f}' for v in expected[run['label']]['pruning'].values())
-    assert f"| {run['label']} | {cells} |" in tables
+    assert f'| {run["label"]} | {cells} |' in tables
     corners = run['int8_rounding']['mean']['corners']
-    assert f"{corners['levels']:.1f} / {100 * corners['relative_error']:.2f}" in tables
+    assert f'{corners["levels"]:.1f} / {100 * corners["relative_error"]:.2f}' in tables
   figures = analysis.draw_figures(result['runs'], str(tmp_path))
-  heatmaps = [ax.images[0].get_array() for ax in figures['kernel_magnitudes.png'].axes
-              if ax.images]
+  heatmaps = [ax.images[0].get_array() for ax in figures['kernel_magnitudes.png'].axes if ax.images]
   for image, label in zip(heatmaps, ('normal', 'acnet')):
     np.testing.assert_allclose(image, expected[label]['magnitudes'], rtol=BLOCK_RTOL)
   for name, key in [('pruning.png', 'pruning'), ('robustness.png', 'robustness')]:
@@ -134,7 +151,12 @@ def test_the_tables_and_figures_show_the_reports_numbers(report, expected, tmp_p
       heights = [patch.get_height() for patch in container]
       assert heights == pytest.approx([100 * v for v in expected[label][key].values()])
   assert sorted(p.name for p in out.iterdir()) == [
-      'kernel_magnitudes.png', 'pruning.png', 'report.json', 'robustness.png', 'tables.md']
+    'kernel_magnitudes.png',
+    'pruning.png',
+    'report.json',
+    'robustness.png',
+    'tables.md',
+  ]
 
 
 def test_bad_input_is_one_paragraph(tmp_path, report):

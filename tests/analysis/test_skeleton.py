@@ -9,13 +9,23 @@ import pytest
 from acnet_jax.analysis import skeleton
 
 
-@pytest.mark.parametrize('k,region,kept', [
-    (3, 'corners', 5), (3, 'skeleton', 4), (3, 'border', 9),
-    (5, 'corners', 21), (5, 'skeleton', 16), (5, 'border', 9)])
+@pytest.mark.parametrize(
+  'k,region,kept',
+  [
+    (3, 'corners', 5),
+    (3, 'skeleton', 4),
+    (3, 'border', 9),
+    (5, 'corners', 21),
+    (5, 'skeleton', 16),
+    (5, 'border', 9),
+  ],
+)
 def test_pruning_an_all_ones_kernel_keeps_the_rest(k, region, kept):
-  params = {'block': {'conv': {'kernel': jnp.ones((k, k, 2, 3)), 'bias': jnp.ones(3)}},
-            'head': {'kernel': jnp.ones((4, 10)), 'bias': jnp.ones(10)},
-            'shortcut': {'kernel': jnp.ones((1, 1, 2, 3))}}
+  params = {
+    'block': {'conv': {'kernel': jnp.ones((k, k, 2, 3)), 'bias': jnp.ones(3)}},
+    'head': {'kernel': jnp.ones((4, 10)), 'bias': jnp.ones(10)},
+    'shortcut': {'kernel': jnp.ones((1, 1, 2, 3))},
+  }
   pruned = skeleton.prune(params, region)
   kernel = np.asarray(pruned['block']['conv']['kernel'])
   assert kernel.sum() == kept * 2 * 3
@@ -33,15 +43,21 @@ def test_regions_on_a_5x5_kernel():
   assert not skeleton.border(5)[1:4, 1:4].any() and skeleton.border(5).sum() == 16
   three = {'c': {'kernel': jnp.ones((3, 3, 1, 1))}}
   assert skeleton.regions_for(three) == ['corners', 'skeleton']
-  assert skeleton.regions_for({**three, 'd': {'kernel': jnp.ones((5, 5, 1, 1))}}) == \
-      ['corners', 'skeleton', 'border']
+  assert skeleton.regions_for({**three, 'd': {'kernel': jnp.ones((5, 5, 1, 1))}}) == [
+    'corners',
+    'skeleton',
+    'border',
+  ]
 
 
 def test_magnitudes_are_normalised_per_layer_then_averaged():
   first = jnp.zeros((3, 3, 2, 2)).at[1, 1].set(-4.0).at[0, 0, 0, 0].set(2.0)
   second = jnp.ones((3, 3, 1, 1)).at[2, 2].set(3.0)
-  params = {'a': {'kernel': first}, 'b': {'kernel': second},
-            'c': {'kernel': jnp.ones((1, 1, 2, 2))}}
+  params = {
+    'a': {'kernel': first},
+    'b': {'kernel': second},
+    'c': {'kernel': jnp.ones((1, 1, 2, 2))},
+  }
   assert set(skeleton.square_kernels(params)) == {'a', 'b'}
   expected_first = np.zeros((3, 3))
   expected_first[1, 1], expected_first[0, 0] = 1.0, 0.125  # mean |w|: 4 and 0.5.

@@ -19,4 +19,4 @@ def test_table_times_every_pass_of_every_branch_and_sums_them_against_the_square
   for line in lines[:3]:
     times = [float(ms) for ms in re.findall(r'([\d.]+) ms', line)]
     assert len(times) == 3 and all(t > 0 for t in times)
-  assert re.search(r"three convs / square conv: \d+\.\d\d \(FLOPs 1\.67\)", lines[3])
+  assert re.search(r'three convs / square conv: \d+\.\d\d \(FLOPs 1\.67\)', lines[3])

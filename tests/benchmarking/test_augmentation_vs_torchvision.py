@@ -43,8 +43,9 @@ def test_both_pipelines_agree_on_a_tiny_folder(tmp_path):
   require_torch()
   from benchmarks.augmentation_vs_torchvision import main
 
-  root = make_image_folder(tmp_path / 'images', 20, 10, eval_split='test', size=32,
-                           varied_modes=False)
+  root = make_image_folder(
+    tmp_path / 'images', 20, 10, eval_split='test', size=32, varied_modes=False
+  )
   out = tmp_path / 'out.json'
   main([f'--data_dir={root}', '--draws=256', '--epochs=2', f'--json={out}'])
   results = json.loads(out.read_text())
@@ -62,22 +63,28 @@ def test_both_pipelines_agree_on_a_tiny_folder(tmp_path):
   assert results['eval']['examples_counted'] == 100 and results['eval']['each_once_in_order']
   # 200 images, batch 128: ours drops 72 an epoch; the authors' loader yields them as a batch.
   assert results['epoch_order']['ours']['dropped_per_epoch'] == [72, 72]
-  assert results['epoch_order']['authors_infinite_dataloader']['batch_sizes'] == {
-      '128': 1, '72': 1}
+  assert results['epoch_order']['authors_infinite_dataloader']['batch_sizes'] == {'128': 1, '72': 1}
   bn = results['batch_norm']
   assert bn['mirror']['epsilon'] == [bn['ours']['epsilon']]
   assert bn['mirror']['momentum_torch'] == [pytest.approx(1 - bn['ours']['momentum_flax'])]
-  assert {layer['n'] for layer in bn['layers']} == {128 * 32 * 32, 128 * 15 * 15, 128 * 7 * 7,
-                                                    72 * 32 * 32, 72 * 15 * 15, 72 * 7 * 7}
+  assert {layer['n'] for layer in bn['layers']} == {
+    128 * 32 * 32,
+    128 * 15 * 15,
+    128 * 7 * 7,
+    72 * 32 * 32,
+    72 * 15 * 15,
+    72 * 7 * 7,
+  }
 
 
-def test_a_trained_run_evaluates_as_it_did_and_with_pytorchs_unbiased_variances(tiny_run,
-                                                                                tmp_path, capsys):
+def test_a_trained_run_evaluates_as_it_did_and_with_pytorchs_unbiased_variances(
+  tiny_run, tmp_path, capsys
+):
   from benchmarks.augmentation_vs_torchvision import main
 
   evaluated = json.loads((tiny_run / 'eval.json').read_text())
   main(['--runs_only', f'--runs={tiny_run}', f'--json={tmp_path / "out.json"}'])
-  result, = json.loads((tmp_path / 'out.json').read_text())['unbiased_running_variance']
+  (result,) = json.loads((tmp_path / 'out.json').read_text())['unbiased_running_variance']
   assert 'predictions change' in capsys.readouterr().out
   assert result['top1_as_trained'] == pytest.approx(evaluated['top1'])
   assert result['examples'] == evaluated['num_examples']

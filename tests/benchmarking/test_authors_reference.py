@@ -22,11 +22,18 @@ from tests.support.runs import ROOT, cli_environment
 
 # 2 classes x 16 training images in batches of 8: 4 iterations an epoch.
 STEPS_PER_EPOCH, EPOCHS = 4, 3
-FLAGS = ['--arm=acnet', '--seed=1', f'--epochs={EPOCHS}', '--batch_size=8',
-         '--eval_every_epochs=2', '--eval_batch_size=8', '--threads=1']
+FLAGS = [
+  '--arm=acnet',
+  '--seed=1',
+  f'--epochs={EPOCHS}',
+  '--batch_size=8',
+  '--eval_every_epochs=2',
+  '--eval_batch_size=8',
+  '--threads=1',
+]
 # The run, with SIGTERM sent to itself as its 6th iteration (the 2nd of epoch 2) starts.
 SIGNALLED_AT = 6
-SIGNALLED = f'''
+SIGNALLED = f"""
 import os, signal, sys
 from benchmarks import authors_reference as reference
 step, calls = reference.train_step, []
@@ -37,7 +44,7 @@ def signalled(*args):
   return step(*args)
 reference.train_step = signalled
 reference.main(sys.argv[1:])
-'''
+"""
 
 
 def test_each_epochs_draws_have_their_own_seeds():
@@ -48,9 +55,14 @@ def test_each_epochs_draws_have_their_own_seeds():
 
 def reference(workdir, data, *flags, signalled: bool = False) -> subprocess.CompletedProcess:
   code = ['-c', SIGNALLED] if signalled else ['-m', 'benchmarks.authors_reference']
-  return subprocess.run([sys.executable, *code, f'--workdir={workdir}', f'--data_dir={data}',
-                         *flags], cwd=ROOT, env=cli_environment(), capture_output=True,
-                        text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, *code, f'--workdir={workdir}', f'--data_dir={data}', *flags],
+    cwd=ROOT,
+    env=cli_environment(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def checkpoint(workdir) -> dict:
@@ -77,8 +89,7 @@ def assert_bitwise_equal(a, b, path='') -> None:
 @pytest.mark.needs_torch
 def test_a_run_stopped_in_an_epoch_resumes_to_the_uninterrupted_runs_end(tmp_path):
   require_torch()
-  data = make_image_folder(tmp_path / 'images', 16, 8, num_classes=2, eval_split='test',
-                           size=32)
+  data = make_image_folder(tmp_path / 'images', 16, 8, num_classes=2, eval_split='test', size=32)
   whole, stopped = tmp_path / 'whole', tmp_path / 'stopped'
   done = reference(whole, data, *FLAGS)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -103,17 +114,20 @@ def test_a_run_stopped_in_an_epoch_resumes_to_the_uninterrupted_runs_end(tmp_pat
 
   # What the campaign reads: finished, and a row of the table.
   assert is_finished(str(stopped))
-  plan = Plan('p', (Run('torch_acnet_seed1', 'acnet', 'acnet, PyTorch', 1,
-                        trainer='pytorch_reference'),))
+  plan = Plan(
+    'p', (Run('torch_acnet_seed1', 'acnet', 'acnet, PyTorch', 1, trainer='pytorch_reference'),)
+  )
   assert results.copy_evidence(plan, str(tmp_path), str(tmp_path / 'results')) == []
   stopped.rename(tmp_path / 'torch_acnet_seed1')
-  assert results.copy_evidence(plan, str(tmp_path), str(tmp_path / 'results')) == \
-      ['torch_acnet_seed1']
-  row, = results.summarize(plan, str(tmp_path / 'results'))['runs']
+  assert results.copy_evidence(plan, str(tmp_path), str(tmp_path / 'results')) == [
+    'torch_acnet_seed1'
+  ]
+  (row,) = results.summarize(plan, str(tmp_path / 'results'))['runs']
   assert row['top1'] == 100 * evaluation['top1'] and row['epochs'] == EPOCHS
   tests = [json.loads(line) for line in (whole / 'metrics.jsonl').read_text().splitlines()]
-  assert row['curve'] == [[e['step'] / STEPS_PER_EPOCH, 100 * e['test_top1']]
-                          for e in tests if 'test_top1' in e]
+  assert row['curve'] == [
+    [e['step'] / STEPS_PER_EPOCH, 100 * e['test_top1']] for e in tests if 'test_top1' in e
+  ]
   assert [c[0] for c in row['curve']] == [2.0, 3.0]
 
   # Another recipe in the same workdir is refused.

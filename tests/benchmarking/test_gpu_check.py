@@ -11,16 +11,27 @@ import pytest
 
 from tests.support.runs import ROOT, cli_environment
 
-SECTIONS = ('the numerical tests on cpu', 'bitwise resume after a kill during a save',
-            'rc56: train step, eval, fused eval', 'resnet50 at 224 px',
-            'the loop against the bare step', 'done')
+SECTIONS = (
+  'the numerical tests on cpu',
+  'bitwise resume after a kill during a save',
+  'rc56: train step, eval, fused eval',
+  'resnet50 at 224 px',
+  'the loop against the bare step',
+  'done',
+)
 
 
 @pytest.mark.full  # Several minutes: the script's every section at toy sizes.
 def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path):
   env = cli_environment(BACKEND='cpu', SMOKE='1', OUT=str(tmp_path), PYTHON=sys.executable)
-  completed = subprocess.run(['bash', os.path.join('benchmarks', 'gpu_check.sh')], cwd=ROOT,
-                             env=env, capture_output=True, text=True, timeout=1200)
+  completed = subprocess.run(
+    ['bash', os.path.join('benchmarks', 'gpu_check.sh')],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+  )
   log = (tmp_path / 'gpu_check.txt').read_text()
   assert completed.returncode == 0, completed.stderr[-3000:]
   for section in SECTIONS:

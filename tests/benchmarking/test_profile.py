@@ -17,8 +17,9 @@ BATCH = 8
 
 
 def conv(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return jax.lax.conv_general_dilated(
+    x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 def kinds_of(f, *args) -> set[str]:
@@ -38,8 +39,9 @@ def test_a_conv_and_its_gradients_are_told_apart():
 
 
 def test_pooling_matmuls_and_reductions_are_told_apart():
-  assert 'pooling forward' in kinds_of(lambda x: pooling.plain_max_pool(x, (3, 3), (2, 2),
-                                                                        'VALID'), X)
+  assert 'pooling forward' in kinds_of(
+    lambda x: pooling.plain_max_pool(x, (3, 3), (2, 2), 'VALID'), X
+  )
   xla_grad = jax.grad(lambda x: jnp.sum(pooling.plain_max_pool(x, (3, 3), (2, 2), 'VALID') ** 2))
   assert 'pooling gradient' in kinds_of(xla_grad, X)
   ours = jax.grad(lambda x: jnp.sum(pooling.max_pool(x, (3, 3), (2, 2)) ** 2))
@@ -65,9 +67,14 @@ def test_a_profile_attributes_the_traced_time_to_every_kind():
 
 
 def test_the_loop_rate_skips_the_first_intervals(tmp_path):
-  lines = [{'step': 1, 'train_steps_per_s': 0.1}, {'step': 100, 'train_steps_per_s': 5.0},
-           {'step': 200, 'train_steps_per_s': 9.0}, {'step': 300, 'train_steps_per_s': 10.0},
-           {'step': 400, 'train_steps_per_s': 12.0}, {'step': 400, 'test_top1': 0.5}]
+  lines = [
+    {'step': 1, 'train_steps_per_s': 0.1},
+    {'step': 100, 'train_steps_per_s': 5.0},
+    {'step': 200, 'train_steps_per_s': 9.0},
+    {'step': 300, 'train_steps_per_s': 10.0},
+    {'step': 400, 'train_steps_per_s': 12.0},
+    {'step': 400, 'test_top1': 0.5},
+  ]
   path = tmp_path / 'metrics.jsonl'
   path.write_text('\n'.join(json.dumps(line) for line in lines))
   assert loop_rate(str(path), skip_steps=200) == pytest.approx(11.0)  # Median of 10 and 12.

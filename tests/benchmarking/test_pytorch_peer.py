@@ -8,15 +8,22 @@ from benchmarks.pytorch_peer import acnet_over_normal, format_rows, summarize
 
 
 def row(model: str, conv: str, ours: float, theirs: float) -> dict:
-  return {'model': model, 'conv': conv, 'batch_size': 64,
-          'acnet_jax': {'train_step_s': ours}, 'pytorch': {'train_step_s': theirs},
-          'ratio': {'train_step_s': theirs / ours}}
+  return {
+    'model': model,
+    'conv': conv,
+    'batch_size': 64,
+    'acnet_jax': {'train_step_s': ours},
+    'pytorch': {'train_step_s': theirs},
+    'ratio': {'train_step_s': theirs / ours},
+  }
 
 
 def test_summary_takes_each_sides_median_over_rounds_and_the_ratios_range():
-  rounds = [[row('rc56', 'normal', 1.0, 0.5), row('rc56', 'acnet', 2.0, 1.0)],
-            [row('rc56', 'normal', 3.0, 0.9), row('rc56', 'acnet', 2.2, 1.2)],
-            [row('rc56', 'normal', 2.0, 0.7), row('rc56', 'acnet', 2.4, 1.1)]]
+  rounds = [
+    [row('rc56', 'normal', 1.0, 0.5), row('rc56', 'acnet', 2.0, 1.0)],
+    [row('rc56', 'normal', 3.0, 0.9), row('rc56', 'acnet', 2.2, 1.2)],
+    [row('rc56', 'normal', 2.0, 0.7), row('rc56', 'acnet', 2.4, 1.1)],
+  ]
   normal, acnet = summarize(rounds)
   assert normal['acnet_jax']['train_step_s'] == 2.0
   assert normal['pytorch']['train_step_s'] == 0.7
@@ -25,7 +32,8 @@ def test_summary_takes_each_sides_median_over_rounds_and_the_ratios_range():
   assert normal['ratio_range']['train_step_s'] == pytest.approx((0.3, 0.5))
   assert acnet['acnet_jax']['train_step_s'] == 2.2
   assert acnet_over_normal([normal, acnet]) == {
-      'rc56': {'acnet_jax': pytest.approx(1.1), 'pytorch': pytest.approx(1.1 / 0.7)}}
+    'rc56': {'acnet_jax': pytest.approx(1.1), 'pytorch': pytest.approx(1.1 / 0.7)}
+  }
 
 
 def test_table_shows_ranges_only_for_several_rounds_and_the_acnet_over_normal_line():

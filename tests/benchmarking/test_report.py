@@ -22,29 +22,43 @@ NORMAL_EVAL = Timing(compile_s=0.5, step_s=0.125, flops=2.5e9, batch_size=500)
 
 
 def test_ratios_of_known_timings():
-  train = {('normal', '-'): NORMAL, ('acnet', 'branches'): ACNET, ('acnet', 'stacked'): STACKED,
-           ('acnet_online', '-'): ONLINE}
+  train = {
+    ('normal', '-'): NORMAL,
+    ('acnet', 'branches'): ACNET,
+    ('acnet', 'stacked'): STACKED,
+    ('acnet_online', '-'): ONLINE,
+  }
   evals = {('normal', '-'): NORMAL_EVAL, ('deploy', '-'): DEPLOY}
-  assert ratios(train, evals) == pytest.approx({
-      'train_time_acnet_branches/normal': 2.5, 'train_time_acnet_stacked/normal': 2.0,
+  assert ratios(train, evals) == pytest.approx(
+    {
+      'train_time_acnet_branches/normal': 2.5,
+      'train_time_acnet_stacked/normal': 2.0,
       'train_time_acnet_online/normal': 1.25,
-      'train_memory_acnet_branches/normal': 2.5, 'train_memory_acnet_stacked/normal': 3.0,
+      'train_memory_acnet_branches/normal': 2.5,
+      'train_memory_acnet_stacked/normal': 3.0,
       'train_memory_acnet_online/normal': 1.2,
       # The online kind against its offline form in each computation.
-      'train_time_acnet_online/acnet_branches': 0.5, 'train_time_acnet_online/acnet_stacked': 0.625,
+      'train_time_acnet_online/acnet_branches': 0.5,
+      'train_time_acnet_online/acnet_stacked': 0.625,
       'train_memory_acnet_online/acnet_branches': 0.48,
       'train_memory_acnet_online/acnet_stacked': 0.4,
       # The FLOPs of the first computation of a kind: branches, not stacked.
-      'train_flops_acnet/normal': 1.75, 'train_flops_acnet_online/normal': 1.125,
-      'eval_throughput_deploy/normal': 1.25})
+      'train_flops_acnet/normal': 1.75,
+      'train_flops_acnet_online/normal': 1.125,
+      'eval_throughput_deploy/normal': 1.25,
+    }
+  )
 
 
 def test_benchmark_conv_names_are_the_kinds_and_the_kinds_online():
   assert parse_conv('repvgg') == ('repvgg', False)
   assert parse_conv('dbb_online') == ('dbb', True)
-  with pytest.raises(InputError, match="unknown conv 'normal_online' for the benchmark; valid: "
-                                       'normal, acnet, dbb, repvgg, acnet_online, dbb_online, '
-                                       'repvgg_online'):
+  with pytest.raises(
+    InputError,
+    match="unknown conv 'normal_online' for the benchmark; valid: "
+    'normal, acnet, dbb, repvgg, acnet_online, dbb_online, '
+    'repvgg_online',
+  ):
     parse_conv('normal_online')
 
 
@@ -58,27 +72,73 @@ def test_a_row_is_flop_per_s_and_its_share_of_the_peak():
 
 def test_the_table_prints_every_row_and_ratio():
   report = {
-      'environment': {'model': 'rc56', 'image_size': 32, 'num_devices': 1, 'device_kind': 'cpu',
-                      'backend': 'cpu', 'batch_size': 64, 'eval_batch_size': 500, 'steps': 5,
-                      'xla_flags': ''},
-      'peak_flops_per_s': 28e9,
-      'train': [{**ACNET.row(28e9, conv='acnet', acb_impl='branches', dtype='float32',
-                             feed='pipeline'), 'pipeline_overhead': 0.03}],
-      'eval': [DEPLOY.row(28e9, conv='deploy', acb_impl='-', dtype='float32')],
-      'breakdown': [{'conv': 'acnet', 'acb_impl': 'branches', 'forward_s': 0.1,
-                     'forward_flops': 2e9, 'input_gradients_s': 0.25,
-                     'input_gradients_flops': 4e9, 'all_gradients_s': 0.5,
-                     'all_gradients_flops': 7e9}],
-      'devices': [], 'ratios': {'train_time_acnet_branches/normal': 2.5}}
+    'environment': {
+      'model': 'rc56',
+      'image_size': 32,
+      'num_devices': 1,
+      'device_kind': 'cpu',
+      'backend': 'cpu',
+      'batch_size': 64,
+      'eval_batch_size': 500,
+      'steps': 5,
+      'xla_flags': '',
+    },
+    'peak_flops_per_s': 28e9,
+    'train': [
+      {
+        **ACNET.row(28e9, conv='acnet', acb_impl='branches', dtype='float32', feed='pipeline'),
+        'pipeline_overhead': 0.03,
+      }
+    ],
+    'eval': [DEPLOY.row(28e9, conv='deploy', acb_impl='-', dtype='float32')],
+    'breakdown': [
+      {
+        'conv': 'acnet',
+        'acb_impl': 'branches',
+        'forward_s': 0.1,
+        'forward_flops': 2e9,
+        'input_gradients_s': 0.25,
+        'input_gradients_flops': 4e9,
+        'all_gradients_s': 0.5,
+        'all_gradients_flops': 7e9,
+      }
+    ],
+    'devices': [],
+    'ratios': {'train_time_acnet_branches/normal': 2.5},
+  }
   table = format_report(report).splitlines()
   assert 'peak (float32 matmul): 28.0 GFLOP/s' in table
-  assert table[4].split() == ['train', 'acnet', 'branches', 'float32', 'pipeline', '128.0',
-                              '500.0', '2.0', '14.0', '50.0%', '238.4', '3.0%']
-  assert table[5].split() == ['eval', 'deploy', '-', 'float32', '5000.0', '100.0', '0.5',
-                              '20.0', '71.4%', 'nan']
+  assert table[4].split() == [
+    'train',
+    'acnet',
+    'branches',
+    'float32',
+    'pipeline',
+    '128.0',
+    '500.0',
+    '2.0',
+    '14.0',
+    '50.0%',
+    '238.4',
+    '3.0%',
+  ]
+  assert table[5].split() == [
+    'eval',
+    'deploy',
+    '-',
+    'float32',
+    '5000.0',
+    '100.0',
+    '0.5',
+    '20.0',
+    '71.4%',
+    'nan',
+  ]
   # forward 2 GFLOP in 100 ms; + 2 GFLOP in 150 ms; + 3 GFLOP in 250 ms.
-  assert 'forward 100 ms (20 GFLOP/s), + input grads 150 ms (13 GFLOP/s), ' \
-         '+ weight grads 250 ms (12 GFLOP/s)' in table[7]
+  assert (
+    'forward 100 ms (20 GFLOP/s), + input grads 150 ms (13 GFLOP/s), '
+    '+ weight grads 250 ms (12 GFLOP/s)' in table[7]
+  )
   assert table[-1].split() == ['train_time_acnet_branches/normal', '2.500']
 
 
@@ -89,8 +149,12 @@ def test_step_times_wait_for_each_step_and_skip_the_warmup():
 
 
 def test_step_memory_is_arguments_outputs_not_donated_and_temporaries():
-  stats = types.SimpleNamespace(argument_size_in_bytes=100, output_size_in_bytes=60,
-                                alias_size_in_bytes=40, temp_size_in_bytes=500,
-                                peak_memory_in_bytes=100)
+  stats = types.SimpleNamespace(
+    argument_size_in_bytes=100,
+    output_size_in_bytes=60,
+    alias_size_in_bytes=40,
+    temp_size_in_bytes=500,
+    peak_memory_in_bytes=100,
+  )
   assert xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: stats)) == 620
   assert np.isnan(xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: None)))

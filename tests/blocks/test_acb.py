@@ -41,7 +41,9 @@ def test_acb_equals_fused_conv_in_eval(kernel_size, strides, size, grouping):
   assert max_relative_error(actual, expected) <= BLOCK_RTOL
 
 
-@pytest.mark.parametrize('options', [
+@pytest.mark.parametrize(
+  'options',
+  [
     dict(feature_group_count=2),
     dict(gamma_init=1 / 3),
     dict(use_affine=False),
@@ -49,7 +51,8 @@ def test_acb_equals_fused_conv_in_eval(kernel_size, strides, size, grouping):
     dict(branches=('square', 'hor')),
     dict(branch_bn=False),
     dict(branch_bn=False, branches=('square', 'ver'), use_affine=False),
-])
+  ],
+)
 def test_acb_options_fuse_exactly(options):
   x = jax.random.normal(jax.random.key(3), (2, 9, 9, 4))
   acb = ACB(6, 3, strides=2, **options)
@@ -77,9 +80,12 @@ def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups, branc
   """Same parameter tree and init; same train-mode output, batch statistics
   and gradients (to float rounding) as one conv per branch."""
   x = jax.random.normal(jax.random.key(5), (4, 11, 11, 8))
-  blocks = {impl: ACB(8, kernel_size, strides=strides, feature_group_count=groups, impl=impl,
-                      branch_bn=branch_bn)
-            for impl in ('branches', 'stacked')}
+  blocks = {
+    impl: ACB(
+      8, kernel_size, strides=strides, feature_group_count=groups, impl=impl, branch_bn=branch_bn
+    )
+    for impl in ('branches', 'stacked')
+  }
   inits = {impl: init_block(block, x) for impl, block in blocks.items()}
   assert jax.tree.structure(inits['branches']) == jax.tree.structure(inits['stacked'])
   jax.tree.map(np.testing.assert_array_equal, inits['branches'], inits['stacked'])
@@ -88,18 +94,23 @@ def test_stacked_acb_computes_the_same_block(kernel_size, strides, groups, branc
 
   def train_mode(impl):
     def loss(params, x):
-      y, updates = blocks[impl].apply({**variables, 'params': params}, x, train=True,
-                                      mutable=['batch_stats'])
+      y, updates = blocks[impl].apply(
+        {**variables, 'params': params}, x, train=True, mutable=['batch_stats']
+      )
       return jnp.sum(jnp.sin(y)), (y, updates['batch_stats'])
+
     (_, aux), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
-        variables['params'], x)
+      variables['params'], x
+    )
     return aux, grads
 
   expected, actual = train_mode('branches'), train_mode('stacked')
   for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
     assert max_relative_error(got, want) <= BLOCK_RTOL
-  eval_out = {impl: jax.jit(lambda v, x: blocks[impl].apply(v, x, train=False))(variables, x)
-              for impl in blocks}
+  eval_out = {
+    impl: jax.jit(lambda v, x: blocks[impl].apply(v, x, train=False))(variables, x)
+    for impl in blocks
+  }
   assert max_relative_error(eval_out['stacked'], eval_out['branches']) <= BLOCK_RTOL
 
 
@@ -134,20 +145,32 @@ def train_mode_comparison(seed: int = 0) -> dict[str, float]:
     return y
 
   def summed_kernel_conv_bn(x):
-    k = sum(jnp.pad(params[b]['kernel'], pad) for b, pad in
-            [('square', ((0, 0),) * 4), ('ver', ((0, 0), (1, 1), (0, 0), (0, 0))),
-             ('hor', ((1, 1), (0, 0), (0, 0), (0, 0)))])
-    y, _ = ConvBN(8, 3).apply({'params': {'conv': {'kernel': k}, 'bn': params['square_bn']},
-                               'batch_stats': {'bn': variables['batch_stats']['square_bn']}},
-                              x, train=True, mutable=['batch_stats'])
+    k = sum(
+      jnp.pad(params[b]['kernel'], pad)
+      for b, pad in [
+        ('square', ((0, 0),) * 4),
+        ('ver', ((0, 0), (1, 1), (0, 0), (0, 0))),
+        ('hor', ((1, 1), (0, 0), (0, 0), (0, 0))),
+      ]
+    )
+    y, _ = ConvBN(8, 3).apply(
+      {
+        'params': {'conv': {'kernel': k}, 'bn': params['square_bn']},
+        'batch_stats': {'bn': variables['batch_stats']['square_bn']},
+      },
+      x,
+      train=True,
+      mutable=['batch_stats'],
+    )
     return y
 
   def batch_stats_of(x):
     stats = {}
     for b, shape in [('square', (3, 3)), ('ver', (3, 1)), ('hor', (1, 3))]:
       pad = tuple((k // 2, k // 2) for k in shape)
-      y = jax.lax.conv_general_dilated(x, params[b]['kernel'], (1, 1), pad,
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      y = jax.lax.conv_general_dilated(
+        x, params[b]['kernel'], (1, 1), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+      )
       stats[f'{b}_bn'] = {'mean': y.mean(axis=(0, 1, 2)), 'var': y.var(axis=(0, 1, 2))}
     return stats
 
@@ -155,8 +178,9 @@ def train_mode_comparison(seed: int = 0) -> dict[str, float]:
 
   def batch_folded_conv(x):
     kernel, bias = block_to_conv(params, frozen_stats, 'acb')
-    return ConvBias(8, 3).apply({'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x,
-                                train=False)
+    return ConvBias(8, 3).apply(
+      {'params': {'conv': {'kernel': kernel, 'bias': bias}}}, x, train=False
+    )
 
   def deploy_conv(x):
     return fused_conv_output(acb, variables, x)
@@ -166,8 +190,11 @@ def train_mode_comparison(seed: int = 0) -> dict[str, float]:
 
   reference, reference_grad = output_and_grad(acb_train)
   result = {}
-  for name, f in [('deploy', deploy_conv), ('summed_kernel', summed_kernel_conv_bn),
-                  ('batch_folded', batch_folded_conv)]:
+  for name, f in [
+    ('deploy', deploy_conv),
+    ('summed_kernel', summed_kernel_conv_bn),
+    ('batch_folded', batch_folded_conv),
+  ]:
     output, grad = output_and_grad(f)
     result[f'{name}_output'] = max_relative_error(output, reference)
     result[f'{name}_grad'] = max_relative_error(grad, reference_grad)

@@ -29,15 +29,20 @@ def test_values_are_jax_relus_bit_for_bit(dtype):
 
 
 def test_gradient_is_jax_relus_zero_at_zero():
-  x = jnp.concatenate([jnp.array([-0.0, 0.0, -1.5, 2.5, 1e-45, -1e-45]),
-                       jax.random.normal(jax.random.key(1), (1000,))])
+  x = jnp.concatenate(
+    [
+      jnp.array([-0.0, 0.0, -1.5, 2.5, 1e-45, -1e-45]),
+      jax.random.normal(jax.random.key(1), (1000,)),
+    ]
+  )
   cotangent = jax.random.normal(jax.random.key(2), x.shape)
   ours = jax.vjp(relu, x)[1](cotangent)[0]
   plain = jax.vjp(jax.nn.relu, x)[1](cotangent)[0]
   np.testing.assert_array_equal(bits(ours), bits(plain))
   assert ours[0] == 0 and ours[1] == 0  # ReLU'(0) = 0, as in jax.nn.relu and PyTorch.
-  np.testing.assert_array_equal(jax.jvp(relu, (x,), (cotangent,))[1],
-                                jax.jvp(jax.nn.relu, (x,), (cotangent,))[1])
+  np.testing.assert_array_equal(
+    jax.jvp(relu, (x,), (cotangent,))[1], jax.jvp(jax.nn.relu, (x,), (cotangent,))[1]
+  )
 
 
 def longest_recomputed_chain(activation, blocks: int = 6) -> int:
@@ -48,17 +53,20 @@ def longest_recomputed_chain(activation, blocks: int = 6) -> int:
 
   def loss(kernels, x):
     for kernel in kernels:
-      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+      )
       x = activation(x + y * 0.5)
-    return jnp.sum(x ** 2)
+    return jnp.sum(x**2)
 
   x = jax.random.normal(jax.random.key(9), (2, 8, 8, 4))
   hlo = jax.jit(jax.grad(loss)).lower(kernels, x).compile().as_text()
   convolutions = set(re.findall(r'%([\w.\-]+) = \S+ convolution\(', hlo))
   fusions = re.findall(r'= \S+ fusion\(([^)]*)\)', hlo)
-  return max(sum(operand.lstrip('%') in convolutions for operand in operands.split(', '))
-             for operands in fusions)
+  return max(
+    sum(operand.lstrip('%') in convolutions for operand in operands.split(', '))
+    for operands in fusions
+  )
 
 
 def test_residual_outputs_are_stored_once_on_the_cpu():

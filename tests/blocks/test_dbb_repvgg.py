@@ -41,18 +41,21 @@ def random_variables(block: nn.Module, x: jax.Array) -> dict:
   return {**variables, 'params': params}
 
 
-@pytest.mark.parametrize('kind,kernel_size,strides,grouping',
-                         list(itertools.product(BLOCKS, [3, 5], [1, 2], GROUPINGS)))
+@pytest.mark.parametrize(
+  'kind,kernel_size,strides,grouping', list(itertools.product(BLOCKS, [3, 5], [1, 2], GROUPINGS))
+)
 def test_block_equals_fused_conv_in_eval(kind, kernel_size, strides, grouping):
   channels_in, features, groups = GROUPINGS[grouping]
   block = BLOCKS[kind](features, kernel_size, strides=strides, feature_group_count=groups)
   # Even and odd sides: stride 2 drops the last row on one, not on the other.
-  inputs = [jax.random.normal(jax.random.key(7), (2, size, size + 3, channels_in))
-            for size in (16, 17)]
+  inputs = [
+    jax.random.normal(jax.random.key(7), (2, size, size + 3, channels_in)) for size in (16, 17)
+  ]
   variables = random_variables(block, inputs[0])
 
-  outputs = jax.jit(lambda v, xs: [(block.apply(v, x, train=False), fused_conv_output(block, v, x))
-                                   for x in xs])(variables, inputs)
+  outputs = jax.jit(
+    lambda v, xs: [(block.apply(v, x, train=False), fused_conv_output(block, v, x)) for x in xs]
+  )(variables, inputs)
   for expected, actual in outputs:
     assert actual.shape == expected.shape
     assert max_relative_error(actual, expected) <= BLOCK_RTOL
@@ -72,6 +75,7 @@ def test_dbb_pads_with_the_bn_of_zero_and_without_it_the_borders_differ(monkeypa
   def batch_norm_and_zero_pad(x, name, *, pad, train, dtype):
     y = dbb.batch_norm(name, dtype=dtype)(x, use_running_average=not train)
     return jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
   monkeypatch.setattr(dbb, 'batch_norm_and_pad', batch_norm_and_zero_pad)
   zero_padded = eval_output()
   inner = (slice(None), slice(2, -2), slice(2, -2))  # The pixels whose 5x5 window is inside.
@@ -83,14 +87,30 @@ def test_dbb_branches_follow_the_authors():
   x = jnp.zeros((1, 8, 8, 8))
   dense = init(DBB(12, 3), x)
   assert set(dense['params']) == {
-      'origin', 'origin_bn', '1x1', '1x1_bn', 'avg_conv', 'avg_conv_bn', 'avg_bn',
-      '1x1_kxk_idconv1', '1x1_kxk_bn1', '1x1_kxk_conv2', '1x1_kxk_bn2'}
+    'origin',
+    'origin_bn',
+    '1x1',
+    '1x1_bn',
+    'avg_conv',
+    'avg_conv_bn',
+    'avg_bn',
+    '1x1_kxk_idconv1',
+    '1x1_kxk_bn1',
+    '1x1_kxk_conv2',
+    '1x1_kxk_bn2',
+  }
   # The 1x1 before the KxK conv starts as the identity: its parameter is the difference.
   np.testing.assert_array_equal(dense['params']['1x1_kxk_idconv1']['kernel'], 0)
   depthwise = init(DBB(8, 3, feature_group_count=8), x)
   assert set(depthwise['params']) == {
-      'origin', 'origin_bn', 'avg_bn', '1x1_kxk_conv1', '1x1_kxk_bn1', '1x1_kxk_conv2',
-      '1x1_kxk_bn2'}
+    'origin',
+    'origin_bn',
+    'avg_bn',
+    '1x1_kxk_conv1',
+    '1x1_kxk_bn1',
+    '1x1_kxk_conv2',
+    '1x1_kxk_bn2',
+  }
   assert depthwise['params']['1x1_kxk_conv1']['kernel'].shape == (1, 1, 1, 16)  # 2x wide.
 
 
@@ -112,8 +132,13 @@ def test_dbb_pad_is_the_bn_of_zero_and_a_constant_for_the_gradient():
     y = layer.apply({**variables, 'params': params}, x, train=train, mutable=['batch_stats'])[0]
     assert y.shape == (2, 6, 6, 3)
     return y[:, 0]  # The first row: all padding.
-  np.testing.assert_allclose(border(variables['params'], False),
-                             np.broadcast_to(zero_output, (2, 6, 3)), rtol=1e-6, atol=1e-6)
+
+  np.testing.assert_allclose(
+    border(variables['params'], False),
+    np.broadcast_to(zero_output, (2, 6, 3)),
+    rtol=1e-6,
+    atol=1e-6,
+  )
   grads = jax.grad(lambda p: jnp.sum(border(p, True) ** 2))(variables['params'])
   assert not any(jnp.any(g != 0) for g in jax.tree.leaves(grads))
 

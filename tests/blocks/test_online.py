@@ -38,13 +38,19 @@ GROUPINGS = {'dense': (8, 8, 1), 'depthwise': (8, 8, 8)}
 def conv(x: jax.Array, kernel: jax.Array, strides: int, groups: int) -> jax.Array:
   """A conv of its own, padded K//2 on each side of each axis."""
   padding = [(k // 2, k // 2) for k in kernel.shape[:2]]
-  return jax.lax.conv_general_dilated(x, kernel, (strides, strides), padding,
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      feature_group_count=groups)
+  return jax.lax.conv_general_dilated(
+    x,
+    kernel,
+    (strides, strides),
+    padding,
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    feature_group_count=groups,
+  )
 
 
-def branches_one_by_one(kind: str, params: dict, x: jax.Array, size: int, strides: int,
-                        groups: int) -> jax.Array:
+def branches_one_by_one(
+  kind: str, params: dict, x: jax.Array, size: int, strides: int, groups: int
+) -> jax.Array:
   """sum_b s_b * branch_b(x), each branch by its own ops in the order its
   block's paper draws them (convs, pooling, the input itself): no kernel algebra."""
   kernel = lambda name: params[name]['kernel']
@@ -52,21 +58,27 @@ def branches_one_by_one(kind: str, params: dict, x: jax.Array, size: int, stride
   if kind == 'acnet':
     return sum(scaled(b, conv(x, kernel(b), strides, groups)) for b in ('square', 'ver', 'hor'))
   if kind == 'repvgg':
-    y = scaled('dense', conv(x, kernel('dense'), strides, groups)) + \
-        scaled('1x1', conv(x, kernel('1x1'), strides, groups))
+    y = scaled('dense', conv(x, kernel('dense'), strides, groups)) + scaled(
+      '1x1', conv(x, kernel('1x1'), strides, groups)
+    )
     return y + scaled('identity', x) if 'identity_scale' in params else y
-  pool = lambda y: nn.avg_pool(y, (size, size), (strides, strides),
-                               padding=[(size // 2, size // 2)] * 2)
+  pool = lambda y: nn.avg_pool(
+    y, (size, size), (strides, strides), padding=[(size // 2, size // 2)] * 2
+  )
   if '1x1_kxk_idconv1' in params:  # The identity plus its learned difference.
     first = x + conv(x, kernel('1x1_kxk_idconv1'), 1, groups)
   else:
     first = conv(x, kernel('1x1_kxk_conv1'), 1, groups)
-  y = scaled('origin', conv(x, kernel('origin'), strides, groups)) + \
-      scaled('1x1_kxk', conv(first, kernel('1x1_kxk_conv2'), strides, groups))
+  y = scaled('origin', conv(x, kernel('origin'), strides, groups)) + scaled(
+    '1x1_kxk', conv(first, kernel('1x1_kxk_conv2'), strides, groups)
+  )
   if 'avg_conv' not in params:  # Depthwise: the input itself is pooled.
     return y + scaled('avg', pool(x))
-  return y + scaled('avg', pool(conv(x, kernel('avg_conv'), 1, groups))) + \
-      scaled('1x1', conv(x, kernel('1x1'), strides, groups))
+  return (
+    y
+    + scaled('avg', pool(conv(x, kernel('avg_conv'), 1, groups)))
+    + scaled('1x1', conv(x, kernel('1x1'), strides, groups))
+  )
 
 
 def batch_norm_in_train_mode(z: jax.Array, affine: dict, stats: dict) -> tuple[jax.Array, dict]:
@@ -105,11 +117,20 @@ def scales_as_one(grads: tuple[dict, jax.Array]) -> tuple[dict, jax.Array, jax.A
 # The fast tier: each kind, each size, stride, grouping, the DBB both dense and
 # depthwise (its two structures), RepVGG at stride 1 (its identity branch); the
 # full tier: the rest of the product.
-FAST_CASES = [('acnet', 5, 2, 'depthwise'), ('dbb', 3, 1, 'dense'), ('dbb', 5, 2, 'depthwise'),
-              ('repvgg', 3, 1, 'dense')]
-CASES = [*FAST_CASES, *(pytest.param(*case, marks=pytest.mark.full)
-                        for case in itertools.product(ONLINE, [3, 5], [1, 2], GROUPINGS)
-                        if case not in FAST_CASES)]
+FAST_CASES = [
+  ('acnet', 5, 2, 'depthwise'),
+  ('dbb', 3, 1, 'dense'),
+  ('dbb', 5, 2, 'depthwise'),
+  ('repvgg', 3, 1, 'dense'),
+]
+CASES = [
+  *FAST_CASES,
+  *(
+    pytest.param(*case, marks=pytest.mark.full)
+    for case in itertools.product(ONLINE, [3, 5], [1, 2], GROUPINGS)
+    if case not in FAST_CASES
+  ),
+]
 
 
 @pytest.mark.parametrize('kind,kernel_size,strides,grouping', CASES)
@@ -121,14 +142,16 @@ def test_online_block_is_its_branches_computed_one_by_one(kind, kernel_size, str
   of one, not of the other)."""
   channels_in, features, groups = GROUPINGS[grouping]
   block = ONLINE[kind](features, kernel_size, strides=strides, feature_group_count=groups)
-  inputs = [jax.random.normal(jax.random.key(7), (2, size, size + 3, channels_in))
-            for size in (10, 11)]
+  inputs = [
+    jax.random.normal(jax.random.key(7), (2, size, size + 3, channels_in)) for size in (10, 11)
+  ]
   variables = random_online_variables(block, inputs[0])
   stats = variables['batch_stats']['bn']
 
   def online(params, x):
-    y, updates = block.apply({**variables, 'params': params}, x, train=True,
-                             mutable=['batch_stats'])
+    y, updates = block.apply(
+      {**variables, 'params': params}, x, train=True, mutable=['batch_stats']
+    )
     return sin_loss(y), (y, updates['batch_stats']['bn'])
 
   def reference(params, x):
@@ -137,8 +160,10 @@ def test_online_block_is_its_branches_computed_one_by_one(kind, kernel_size, str
     return sin_loss(y), (y, new_stats)
 
   def compare(x):
-    train = [jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(variables['params'], x)
-             for f in (online, reference)]
+    train = [
+      jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(variables['params'], x)
+      for f in (online, reference)
+    ]
     return train, eval_and_fused_outputs(block, variables, x)
 
   for train, (eval_output, fused_output) in jax.jit(lambda xs: [compare(x) for x in xs])(inputs):
@@ -146,8 +171,9 @@ def test_online_block_is_its_branches_computed_one_by_one(kind, kernel_size, str
     assert jax.tree.structure(got_grads) == jax.tree.structure(want_grads)
     for actual, expected in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       assert max_relative_error(actual, expected) <= BLOCK_RTOL
-    for actual, expected in zip(jax.tree.leaves(scales_as_one(got_grads)),
-                                jax.tree.leaves(scales_as_one(want_grads))):
+    for actual, expected in zip(
+      jax.tree.leaves(scales_as_one(got_grads)), jax.tree.leaves(scales_as_one(want_grads))
+    ):
       assert max_relative_error(actual, expected) <= TRAIN_GRADIENT_RTOL
     assert max_relative_error(fused_output, eval_output) <= BLOCK_RTOL
 
@@ -159,21 +185,38 @@ def test_online_blocks_keep_the_offline_names_and_start_as_the_offline_conv():
   branches with two BNs are scaled once more by 1/sqrt(1 + eps) offline)."""
   x = jax.random.normal(jax.random.key(3), (2, 9, 9, 8))
   online_names = {
-      'acnet': {'square', 'ver', 'hor', 'square_scale', 'ver_scale', 'hor_scale', 'bn'},
-      'dbb': {'origin', '1x1', 'avg_conv', '1x1_kxk_idconv1', '1x1_kxk_conv2', 'origin_scale',
-              '1x1_scale', 'avg_scale', '1x1_kxk_scale', 'bn'},
-      'repvgg': {'dense', '1x1', 'dense_scale', '1x1_scale', 'identity_scale', 'bn'}}
+    'acnet': {'square', 'ver', 'hor', 'square_scale', 'ver_scale', 'hor_scale', 'bn'},
+    'dbb': {
+      'origin',
+      '1x1',
+      'avg_conv',
+      '1x1_kxk_idconv1',
+      '1x1_kxk_conv2',
+      'origin_scale',
+      '1x1_scale',
+      'avg_scale',
+      '1x1_kxk_scale',
+      'bn',
+    },
+    'repvgg': {'dense', '1x1', 'dense_scale', '1x1_scale', 'identity_scale', 'bn'},
+  }
   gamma_init = {'acnet': 1 / 3, 'dbb': 1.0, 'repvgg': 1.0}
   options = lambda kind: {'gamma_init': gamma_init[kind]} if kind == 'acnet' else {}
-  blocks = {kind: [table[kind](8, 3, **options(kind)) for table in (ONLINE, OFFLINE)]
-            for kind in ONLINE}
+  blocks = {
+    kind: [table[kind](8, 3, **options(kind)) for table in (ONLINE, OFFLINE)] for kind in ONLINE
+  }
   # One program for all (eager or one jit each compiles slowly); one key: the same draws.
-  inits = jax.jit(lambda key, x: {kind: [b.init(key, x, train=False) for b in pair]
-                                  for kind, pair in blocks.items()})(
-      jax.random.key(0, impl='rbg'), x)
-  outputs = jax.jit(lambda inits, x: {kind: [b.apply(v, x, train=False) for b, v in
-                                             zip(blocks[kind], inits[kind])]
-                                      for kind in blocks})(inits, x)
+  inits = jax.jit(
+    lambda key, x: {
+      kind: [b.init(key, x, train=False) for b in pair] for kind, pair in blocks.items()
+    }
+  )(jax.random.key(0, impl='rbg'), x)
+  outputs = jax.jit(
+    lambda inits, x: {
+      kind: [b.apply(v, x, train=False) for b, v in zip(blocks[kind], inits[kind])]
+      for kind in blocks
+    }
+  )(inits, x)
   for kind, (online, offline) in inits.items():
     assert set(online['params']) == online_names[kind] and set(online['batch_stats']) == {'bn'}
     for name, value in online['params'].items():
@@ -182,16 +225,29 @@ def test_online_blocks_keep_the_offline_names_and_start_as_the_offline_conv():
       elif name != 'bn':
         np.testing.assert_array_equal(value['kernel'], offline['params'][name]['kernel'])
     assert max_relative_error(*outputs[kind]) <= BLOCK_RTOL + BN_EPSILON / 2, kind
-  depthwise = jax.eval_shape(lambda: OnlineDBB(8, 3, feature_group_count=8).init(
-      jax.random.key(0), x, train=False))['params']
-  assert set(depthwise) == {'origin', '1x1_kxk_conv1', '1x1_kxk_conv2', 'origin_scale',
-                            'avg_scale', '1x1_kxk_scale', 'bn'}
+  depthwise = jax.eval_shape(
+    lambda: OnlineDBB(8, 3, feature_group_count=8).init(jax.random.key(0), x, train=False)
+  )['params']
+  assert set(depthwise) == {
+    'origin',
+    '1x1_kxk_conv1',
+    '1x1_kxk_conv2',
+    'origin_scale',
+    'avg_scale',
+    '1x1_kxk_scale',
+    'bn',
+  }
 
 
-@pytest.mark.parametrize('options', [
+@pytest.mark.parametrize(
+  'options',
+  [
     dict(kernel_size=3, strides=2, feature_group_count=2),
-    dict(kernel_size=5, strides=1, feature_group_count=8, branches=('square', 'ver'),
-         use_affine=False)])
+    dict(
+      kernel_size=5, strides=1, feature_group_count=8, branches=('square', 'ver'), use_affine=False
+    ),
+  ],
+)
 def test_the_acb_without_branch_bns_computed_online_is_the_same_block(options):
   """ACB(branch_bn=False) sums three convs, then one BN; its online form is one
   conv of the summed kernels, then that BN: the same variables, and the same
@@ -202,24 +258,35 @@ def test_the_acb_without_branch_bns_computed_online_is_the_same_block(options):
   x = jax.random.normal(jax.random.key(5), (4, 11, 11, 8))
   ablation = [block(8, branch_bn=False, **options) for block in (ACB, OnlineACB)]
   scaled = OnlineACB(8, **options)
-  *inits, scaled_init = jax.jit(lambda key, x: [b.init(key, x, train=False) for b in (
-      *ablation, scaled)])(jax.random.key(0, impl='rbg'), x)
+  *inits, scaled_init = jax.jit(
+    lambda key, x: [b.init(key, x, train=False) for b in (*ablation, scaled)]
+  )(jax.random.key(0, impl='rbg'), x)
   jax.tree.map(np.testing.assert_array_equal, *inits)
   variables = randomize_batch_norm(inits[0], 1)
   # Its scales are 1 (gamma_init); the rest as the ablation's.
-  scaled_variables = {'batch_stats': variables['batch_stats'], 'params': {
+  scaled_variables = {
+    'batch_stats': variables['batch_stats'],
+    'params': {
       **variables['params'],
-      **{k: v for k, v in scaled_init['params'].items() if k.endswith('_scale')}}}
+      **{k: v for k, v in scaled_init['params'].items() if k.endswith('_scale')},
+    },
+  }
 
   def train_mode(block, variables, x):
     def loss(params, x):
-      y, updates = block.apply({**variables, 'params': params}, x, train=True,
-                               mutable=['batch_stats'])
+      y, updates = block.apply(
+        {**variables, 'params': params}, x, train=True, mutable=['batch_stats']
+      )
       return sin_loss(y), (y, updates['batch_stats'])
+
     return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables['params'], x)
 
-  runs = jax.jit(lambda v, scaled_v, x: [train_mode(block, v, x) for block, v in [
-      (ablation[0], v), (ablation[1], v), (scaled, scaled_v)]])(variables, scaled_variables, x)
+  runs = jax.jit(
+    lambda v, scaled_v, x: [
+      train_mode(block, v, x)
+      for block, v in [(ablation[0], v), (ablation[1], v), (scaled, scaled_v)]
+    ]
+  )(variables, scaled_variables, x)
   (_, expected), expected_grads = runs[0]
   for block, ((_, actual), grads) in zip((ablation[1], scaled), runs[1:]):
     for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
@@ -248,10 +315,17 @@ def test_a_broken_online_block_is_refused_with_its_path():
     block_to_conv(params, variables['batch_stats'], 'block')
 
 
-@pytest.mark.parametrize('block,channels', [
-    (OnlineACB(8, 4), 8), (OnlineDBB(8, 4), 8), (OnlineRepVGG(8, 2), 8),
-    (OnlineDBB(8, 3, feature_group_count=8), 4)])
+@pytest.mark.parametrize(
+  'block,channels',
+  [
+    (OnlineACB(8, 4), 8),
+    (OnlineDBB(8, 4), 8),
+    (OnlineRepVGG(8, 2), 8),
+    (OnlineDBB(8, 3, feature_group_count=8), 4),
+  ],
+)
 def test_online_blocks_refuse_what_they_cannot_build(block, channels):
   with pytest.raises(ValueError, match='odd kernel size|as many input as output'):
-    jax.eval_shape(lambda: block.init(jax.random.key(0), jnp.zeros((1, 8, 8, channels)),
-                                      train=False))
+    jax.eval_shape(
+      lambda: block.init(jax.random.key(0), jnp.zeros((1, 8, 8, channels)), train=False)
+    )

@@ -13,7 +13,7 @@ import pytest
 
 from acnet_jax.blocks.pairwise_sum import LAST_ROWS, RUN, channel_sums, pairwise_sum
 
-U = 2.0 ** -24  # float32's unit roundoff.
+U = 2.0**-24  # float32's unit roundoff.
 SHAPES = [(1, 1, 1, 3), (5, 3, 7, 2), (6, 4, 4, 5), (64, 8, 8, 16), (7, 9, 1, 1)]
 
 
@@ -34,8 +34,13 @@ def levels(shape: tuple[int, ...]) -> int:
   """Roundings a value passes through on its way into the sum."""
   per_example = math.prod(shape[1:-1])
   run = math.gcd(per_example, RUN)
-  return ((run - 1) + math.ceil(math.log2(per_example // run)) + math.ceil(math.log2(shape[0]))
-          + LAST_ROWS - 1)
+  return (
+    (run - 1)
+    + math.ceil(math.log2(per_example // run))
+    + math.ceil(math.log2(shape[0]))
+    + LAST_ROWS
+    - 1
+  )
 
 
 @pytest.mark.parametrize('shape', [(64, 32, 32, 16), (33, 5, 7, 8)])

@@ -15,12 +15,17 @@ import pytest
 
 from acnet_jax.blocks import pooling
 
-U = 2.0 ** -24  # float32's unit roundoff.
+U = 2.0**-24  # float32's unit roundoff.
 # (window, strides, padding, input height and width)
-CASES = [((3, 3), (2, 2), 'VALID', (32, 32)), ((3, 3), (2, 2), 'VALID', (15, 14)),
-         ((3, 3), (2, 2), ((1, 1), (1, 1)), (17, 16)), ((2, 2), (2, 2), 'VALID', (8, 9)),
-         ((5, 5), (1, 1), ((2, 2), (2, 2)), (9, 9)), ((3, 3), (1, 1), 'VALID', (7, 8)),
-         ((3, 3), (2, 2), ((1, 1), (1, 1)), (8, 8))]
+CASES = [
+  ((3, 3), (2, 2), 'VALID', (32, 32)),
+  ((3, 3), (2, 2), 'VALID', (15, 14)),
+  ((3, 3), (2, 2), ((1, 1), (1, 1)), (17, 16)),
+  ((2, 2), (2, 2), 'VALID', (8, 9)),
+  ((5, 5), (1, 1), ((2, 2), (2, 2)), (9, 9)),
+  ((3, 3), (1, 1), 'VALID', (7, 8)),
+  ((3, 3), (2, 2), ((1, 1), (1, 1)), (8, 8)),
+]
 
 
 def inputs(height: int, width: int, ties: bool) -> jax.Array:

@@ -28,8 +28,9 @@ def test_switch_refuses_bad_options():
     ACBOptions(impl='fused')
   with pytest.raises(ValueError, match='acb takes an ACBOptions'):
     ConvSwitch('acnet', acb={'impl': 'stacked'})
-  with pytest.raises(ValueError,
-                     match="unknown dtype 'float16'; valid: float32, bfloat16, float64"):
+  with pytest.raises(
+    ValueError, match="unknown dtype 'float16'; valid: float32, bfloat16, float64"
+  ):
     ConvSwitch('normal', dtype='float16')
   assert ConvSwitch('normal', dtype='bfloat16').dtype == jnp.bfloat16
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.runs import ROOT, cli_environment, finish, run_command
 
-TINY_PLAN = '''
+TINY_PLAN = """
 from acnet_jax.campaigns.plan import Plan, Run
 
 TINY = {'model': 'rc8', 'dataset': 'synthetic', 'synthetic_examples': 64, 'batch_size': 16,
@@ -29,14 +29,19 @@ def get_plan():
                        Run('second', 'configs/rc56_normal.py', 'normal', 0,
                            overrides={'num_epochs': 2})),
               overrides=TINY)
-'''
+"""
 FIRST_RUN_STEPS = 400  # 100 epochs of 4: long enough to be stopped midway.
 
 
 def start_campaign(plan: Path, root: Path) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, '-m', 'acnet_jax.campaign', f'--plan={plan}',
-                           f'--root={root}'], cwd=ROOT, env=cli_environment(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, '-m', 'acnet_jax.campaign', f'--plan={plan}', f'--root={root}'],
+    cwd=ROOT,
+    env=cli_environment(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def trained_steps(workdir: Path) -> list[int]:
@@ -48,7 +53,8 @@ def wait_for_a_checkpoint(workdir: Path, process: subprocess.Popen) -> None:
   deadline = time.time() + 300
   while time.time() < deadline and process.poll() is None:
     if (workdir / 'checkpoints').is_dir() and any(
-        p.name.isdigit() and int(p.name) >= 8 for p in (workdir / 'checkpoints').iterdir()):
+      p.name.isdigit() and int(p.name) >= 8 for p in (workdir / 'checkpoints').iterdir()
+    ):
       return
     time.sleep(0.05)
   raise AssertionError(f'the first run saved no checkpoint: {finish(process)[-2000:]}')
@@ -76,10 +82,13 @@ def test_a_stopped_campaign_resumes_its_run_and_goes_on(tmp_path):
   assert trained_steps(root / 'first') == list(range(1, FIRST_RUN_STEPS + 1))  # None twice.
   for run, steps in (('first', FIRST_RUN_STEPS), ('second', 8)):
     assert json.loads((root / run / 'eval.json').read_text())['step'] == steps
-  starts = [json.loads(line) for line in
-            (root / 'first' / 'campaign.jsonl').read_text().splitlines()]
-  assert [(s['from_step'], s['to_step'], s['exit_code']) for s in starts] == \
-      [(None, stopped_at, 128 + signal.SIGTERM), (stopped_at, FIRST_RUN_STEPS, 0)]
+  starts = [
+    json.loads(line) for line in (root / 'first' / 'campaign.jsonl').read_text().splitlines()
+  ]
+  assert [(s['from_step'], s['to_step'], s['exit_code']) for s in starts] == [
+    (None, stopped_at, 128 + signal.SIGTERM),
+    (stopped_at, FIRST_RUN_STEPS, 0),
+  ]
 
   finished = run_command('campaign', f'--plan={plan}', f'--root={root}')
   assert finished.returncode == 0

@@ -13,27 +13,51 @@ from tests.support.runs import ROOT
 
 
 def test_a_runs_arguments_merge_the_plans_overrides_its_own_and_its_seed():
-  plan = Plan('p', (Run('a', 'configs/cfqkbnc_acnet.py', 'acnet', 3,
-                        overrides={'online': True, 'eval_every_epochs': 5}),),
-              overrides={'dataset': 'image_folder', 'eval_every_epochs': 10})
+  plan = Plan(
+    'p',
+    (
+      Run(
+        'a',
+        'configs/cfqkbnc_acnet.py',
+        'acnet',
+        3,
+        overrides={'online': True, 'eval_every_epochs': 5},
+      ),
+    ),
+    overrides={'dataset': 'image_folder', 'eval_every_epochs': 10},
+  )
   assert train_arguments(plan, plan.runs[0], 'root/a', '/data/cifar10') == [
-      '--config=configs/cfqkbnc_acnet.py', '--workdir=root/a',
-      '--config.dataset=image_folder', '--config.eval_every_epochs=5', '--config.online=True',
-      '--config.seed=3', '--config.data_dir=/data/cifar10']
+    '--config=configs/cfqkbnc_acnet.py',
+    '--workdir=root/a',
+    '--config.dataset=image_folder',
+    '--config.eval_every_epochs=5',
+    '--config.online=True',
+    '--config.seed=3',
+    '--config.data_dir=/data/cifar10',
+  ]
 
 
 def test_a_reference_run_is_the_pytorch_trainers_with_its_own_flags_only():
-  plan = Plan('p', (Run('n', 'configs/cfqkbnc_normal.py', 'normal', 0),
-                    Run('t', 'acnet', 'acnet, PyTorch', 2, overrides={'epochs': 150},
-                        trainer='pytorch_reference')),
-              overrides={'dataset': 'image_folder', 'eval_every_epochs': 10})
+  plan = Plan(
+    'p',
+    (
+      Run('n', 'configs/cfqkbnc_normal.py', 'normal', 0),
+      Run(
+        't', 'acnet', 'acnet, PyTorch', 2, overrides={'epochs': 150}, trainer='pytorch_reference'
+      ),
+    ),
+    overrides={'dataset': 'image_folder', 'eval_every_epochs': 10},
+  )
   module, arguments = train_command(plan, plan.runs[0], 'root/n', '/data')
-  assert (module, arguments) == ('acnet_jax.main', train_arguments(plan, plan.runs[0], 'root/n',
-                                                                   '/data'))
+  assert (module, arguments) == (
+    'acnet_jax.main',
+    train_arguments(plan, plan.runs[0], 'root/n', '/data'),
+  )
   module, arguments = train_command(plan, plan.runs[1], 'root/t', '/data')
   assert (module, arguments) == (
-      'benchmarks.authors_reference',
-      ['--workdir=root/t', '--arm=acnet', '--epochs=150', '--seed=2', '--data_dir=/data'])
+    'benchmarks.authors_reference',
+    ['--workdir=root/t', '--arm=acnet', '--epochs=150', '--seed=2', '--data_dir=/data'],
+  )
   parsed = authors_reference.parser().parse_args(arguments)
   assert (parsed.arm, parsed.seed, parsed.epochs) == ('acnet', 2, 150)
 

@@ -11,19 +11,29 @@ from acnet_jax.campaigns.plan import Plan, Run
 
 
 def test_each_run_is_started_by_its_trainers_module_and_recorded(tmp_path, monkeypatch):
-  plan = Plan('p', (Run('ours', 'configs/cfqkbnc_acnet.py', 'acnet', 0),
-                    Run('theirs', 'acnet', 'acnet, PyTorch', 0, trainer='pytorch_reference')),
-              overrides={'eval_every_epochs': 10})
+  plan = Plan(
+    'p',
+    (
+      Run('ours', 'configs/cfqkbnc_acnet.py', 'acnet', 0),
+      Run('theirs', 'acnet', 'acnet, PyTorch', 0, trainer='pytorch_reference'),
+    ),
+    overrides={'eval_every_epochs': 10},
+  )
   commands = []
-  monkeypatch.setattr(runner.Supervisor, 'run', lambda self, command: commands.append(command)
-                      or 0)
+  monkeypatch.setattr(runner.Supervisor, 'run', lambda self, command: commands.append(command) or 0)
   assert runner.run_plan(plan, str(tmp_path), '/data') == 0
   assert [command[:3] for command in commands] == [
-      [sys.executable, '-m', 'acnet_jax.main'],
-      [sys.executable, '-m', 'benchmarks.authors_reference']]
-  assert commands[1][3:] == [f'--workdir={tmp_path / "theirs"}', '--arm=acnet', '--seed=0',
-                             '--data_dir=/data']
+    [sys.executable, '-m', 'acnet_jax.main'],
+    [sys.executable, '-m', 'benchmarks.authors_reference'],
+  ]
+  assert commands[1][3:] == [
+    f'--workdir={tmp_path / "theirs"}',
+    '--arm=acnet',
+    '--seed=0',
+    '--data_dir=/data',
+  ]
   for run, module in (('ours', 'acnet_jax.main'), ('theirs', 'benchmarks.authors_reference')):
-    start, = [json.loads(line) for line in (tmp_path / run / 'campaign.jsonl').read_text()
-              .splitlines()]
+    (start,) = [
+      json.loads(line) for line in (tmp_path / run / 'campaign.jsonl').read_text().splitlines()
+    ]
     assert start['module'] == module and start['arguments'] == commands[run == 'theirs'][3:]

@@ -16,35 +16,58 @@ from tests.support.runs import ROOT, run_command
 def test_the_benchmark_measures_every_variant(tmp_path):
   out = tmp_path / 'bench.json'
   completed = run_command(
-      'benchmark', '--model=cfqkbnc', '--batch_size=8', '--eval_batch_size=16', '--steps=2',
-      '--warmup=1', '--train_examples=64', '--matmul_size=256', '--breakdown',
-      '--convs=normal,acnet,dbb,repvgg,acnet_online', f'--output={out}',
-      XLA_FLAGS='--xla_force_host_platform_device_count=2')
+    'benchmark',
+    '--model=cfqkbnc',
+    '--batch_size=8',
+    '--eval_batch_size=16',
+    '--steps=2',
+    '--warmup=1',
+    '--train_examples=64',
+    '--matmul_size=256',
+    '--breakdown',
+    '--convs=normal,acnet,dbb,repvgg,acnet_online',
+    f'--output={out}',
+    XLA_FLAGS='--xla_force_host_platform_device_count=2',
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report['environment']['num_devices'] == 2 and report['environment']['backend'] == 'cpu'
   # The command added the project's flag to the user's.
-  assert report['environment']['xla_flags'] == ('--xla_force_host_platform_device_count=2 '
-                                                '--xla_cpu_experimental_ynn_fusion_type=')
-  variants = [('normal', '-'), ('acnet', 'branches'), ('acnet', 'stacked'), ('dbb', '-'),
-              ('repvgg', '-'), ('acnet_online', '-')]
-  assert {(r['conv'], r['acb_impl'], r['feed']) for r in report['train']} == \
-      {(*v, feed) for v in variants for feed in ('pipeline', 'on_device')}
+  assert report['environment']['xla_flags'] == (
+    '--xla_force_host_platform_device_count=2 --xla_cpu_experimental_ynn_fusion_type='
+  )
+  variants = [
+    ('normal', '-'),
+    ('acnet', 'branches'),
+    ('acnet', 'stacked'),
+    ('dbb', '-'),
+    ('repvgg', '-'),
+    ('acnet_online', '-'),
+  ]
+  assert {(r['conv'], r['acb_impl'], r['feed']) for r in report['train']} == {
+    (*v, feed) for v in variants for feed in ('pipeline', 'on_device')
+  }
   assert {(r['conv'], r['acb_impl']) for r in report['eval']} == {*variants, ('deploy', '-')}
   for row in [*report['train'], *report['eval']]:
     assert row['flops_per_s'] == pytest.approx(row['flops'] / row['step_s'])
     assert row['images_per_s'] == pytest.approx(
-        (8 if row in report['train'] else 16) / row['step_s'])
+      (8 if row in report['train'] else 16) / row['step_s']
+    )
     assert row['peak_bytes'] > 0
   assert {(r['conv'], r['acb_impl']) for r in report['breakdown']} == set(variants)
-  assert {(r['conv'], r['num_devices']) for r in report['devices']} == \
-      {(conv, n) for conv in ('normal', 'acnet', 'dbb', 'repvgg', 'acnet_online') for n in (1, 2)}
+  assert {(r['conv'], r['num_devices']) for r in report['devices']} == {
+    (conv, n) for conv in ('normal', 'acnet', 'dbb', 'repvgg', 'acnet_online') for n in (1, 2)
+  }
   normal = next(r for r in report['train'] if r['conv'] == 'normal' and r['feed'] == 'pipeline')
   dbb = next(r for r in report['train'] if r['conv'] == 'dbb' and r['feed'] == 'pipeline')
-  assert report['ratios']['train_time_dbb/normal'] == \
-      pytest.approx(dbb['step_s'] / normal['step_s'])
-  assert {'train_time_acnet_online/acnet_branches', 'train_memory_acnet_online/acnet_stacked',
-          'train_memory_acnet_online/normal'} <= set(report['ratios'])
+  assert report['ratios']['train_time_dbb/normal'] == pytest.approx(
+    dbb['step_s'] / normal['step_s']
+  )
+  assert {
+    'train_time_acnet_online/acnet_branches',
+    'train_memory_acnet_online/acnet_stacked',
+    'train_memory_acnet_online/normal',
+  } <= set(report['ratios'])
   assert completed.stdout.count('\ntrain ') == 12 and completed.stdout.count('\neval ') == 7
   assert f'wrote {out}' in completed.stdout
 

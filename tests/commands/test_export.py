@@ -41,8 +41,9 @@ def test_an_earlier_step_is_exported_from_its_own_checkpoint(tiny_run, tmp_path)
   manager = ocp.CheckpointManager(workdir / 'checkpoints')
   state = manager.restore(2, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
   params, batch_stats = jax.jit(fuse_params)(state['params'], state['batch_stats'])
-  exported = jax.export.deserialize(bytearray((workdir / 'export' / 'model.jax_exported')
-                                              .read_bytes()))
+  exported = jax.export.deserialize(
+    bytearray((workdir / 'export' / 'model.jax_exported').read_bytes())
+  )
   x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
   model = create_model(tiny_config(**TINY_RUN), 'deploy')
   expected = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
@@ -51,8 +52,12 @@ def test_an_earlier_step_is_exported_from_its_own_checkpoint(tiny_run, tmp_path)
 
 def test_the_input_size_is_the_recorded_one_unless_given(tiny_run, tmp_path):
   workdir = copy_run(tiny_run, tmp_path / 'run')
-  assert export.export_run(str(workdir), formats='stablehlo', image_size=24)['input_shape'] == \
-      [None, 24, 24, 3]
+  assert export.export_run(str(workdir), formats='stablehlo', image_size=24)['input_shape'] == [
+    None,
+    24,
+    24,
+    3,
+  ]
   config = json.loads((workdir / 'config.json').read_text())
   del config['recorded']  # A run from before the shape was recorded.
   (workdir / 'config.json').write_text(json.dumps(config))
@@ -86,20 +91,30 @@ def copied(run: Path, tmp_path: Path) -> Path:
   return copy_run(run, tmp_path / 'run')
 
 
-@pytest.mark.parametrize('workdir_of,options,message', [
+@pytest.mark.parametrize(
+  'workdir_of,options,message',
+  [
     (empty, {}, 'is not the --workdir of a training run: it has no config.json'),
     (unreadable_config, {}, 'config.json is not the JSON a training run writes'),
     (config_only, {}, 'no checkpoint in .*checkpoints: train first'),
     (another_models_run, {}, "is of model='rc8' but this config has model='rc20'"),
     (copied, {'step': 3}, 'no checkpoint of step 3 in .*; it has steps 2, 4'),
-    (copied, {'formats': 'stablehlo,tflite'},
-     "unknown export format 'tflite'; valid: stablehlo, savedmodel"),
+    (
+      copied,
+      {'formats': 'stablehlo,tflite'},
+      "unknown export format 'tflite'; valid: stablehlo, savedmodel",
+    ),
     (copied, {'formats': ''}, 'no export format given'),
-    (copied, {'formats': 'torchvision'}, 'the torchvision format is for resnet18, resnet34, '
-     'resnet50, not rc8'),
-])
-def test_bad_input_is_refused_before_anything_is_written(workdir_of, options, message, tiny_run,
-                                                         tmp_path):
+    (
+      copied,
+      {'formats': 'torchvision'},
+      'the torchvision format is for resnet18, resnet34, resnet50, not rc8',
+    ),
+  ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+  workdir_of, options, message, tiny_run, tmp_path
+):
   workdir = workdir_of(tiny_run, tmp_path)
   with pytest.raises(InputError, match=message):
     export.export_run(str(workdir), **options)

@@ -28,12 +28,23 @@ def cifar10_subset(tmp_path_factory) -> Path:
 def train_on_subset(data_dir: Path, workdir: Path, preset: str, epochs: int) -> dict:
   """The CLI on the subset: batch 32, cosine from lr 0.05, `epochs` epochs."""
   completed = run_command(
-      'main', f'--config=configs/{preset}.py',
-      f'--workdir={workdir}', '--config.dataset=image_folder', f'--config.data_dir={data_dir}',
-      '--config.batch_size=32', f'--config.num_epochs={epochs}', '--config.learning_rate=0.05',
-      '--config.lr_schedule=cosine', '--config.warmup_epochs=0', '--config.bias_lr_factor=1',
-      f'--config.eval_every_epochs={epochs}', '--config.log_every_steps=20',
-      '--config.eval_batch_size=100', *extra_flags(preset), timeout=900)
+    'main',
+    f'--config=configs/{preset}.py',
+    f'--workdir={workdir}',
+    '--config.dataset=image_folder',
+    f'--config.data_dir={data_dir}',
+    '--config.batch_size=32',
+    f'--config.num_epochs={epochs}',
+    '--config.learning_rate=0.05',
+    '--config.lr_schedule=cosine',
+    '--config.warmup_epochs=0',
+    '--config.bias_lr_factor=1',
+    f'--config.eval_every_epochs={epochs}',
+    '--config.log_every_steps=20',
+    '--config.eval_batch_size=100',
+    *extra_flags(preset),
+    timeout=900,
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   result = json.loads((workdir / 'eval.json').read_text())
   print(preset, result)
@@ -50,6 +61,7 @@ def extra_flags(preset: str) -> list[str]:
 # Chance is 10%; 1000 test images give a standard error of 1% at that rate,
 # so 25% is far outside what an untrained model reaches. When the thresholds
 # were set, ResNet-8 reached 35.5% and Cifar-quick ACNet 40.2%.
+
 
 def test_resnet8_learns_real_cifar10(cifar10_subset, tmp_path):
   assert train_on_subset(cifar10_subset, tmp_path, 'rc56_normal', epochs=5)['top1'] >= 0.25

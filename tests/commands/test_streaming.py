@@ -30,10 +30,19 @@ pytestmark = pytest.mark.full
 # rc8 on 16 px crops of a 10-class folder of 80 training images of 40-400 px:
 # 5 steps of 16 an epoch, 15 in all.
 STREAM_FLAGS = [
-    '--config=configs/rc56_acnet.py', '--config.model=rc8', '--config.dataset=image_folder',
-    '--config.image_size=16', '--config.batch_size=16', '--config.eval_batch_size=16',
-    '--config.num_epochs=3', '--config.log_every_steps=1', '--config.eval_every_epochs=100',
-    '--config.warmup_epochs=0', '--config.lr_boundaries_epochs=(2,)', '--config.data_workers=2']
+  '--config=configs/rc56_acnet.py',
+  '--config.model=rc8',
+  '--config.dataset=image_folder',
+  '--config.image_size=16',
+  '--config.batch_size=16',
+  '--config.eval_batch_size=16',
+  '--config.num_epochs=3',
+  '--config.log_every_steps=1',
+  '--config.eval_every_epochs=100',
+  '--config.warmup_epochs=0',
+  '--config.lr_boundaries_epochs=(2,)',
+  '--config.data_workers=2',
+]
 TOTAL_STEPS = 15
 
 
@@ -44,9 +53,20 @@ def folder(tmp_path_factory) -> Path:
 
 def stream_config(folder: Path, **overrides):
   config = presets.preset('rc56', 'acnet_lrs1')
-  config.update(dict(model='rc8', dataset='image_folder', data_dir=str(folder), image_size=16,
-                     batch_size=16, eval_batch_size=16, num_epochs=3, warmup_epochs=0,
-                     lr_boundaries_epochs=(2,), data_workers=2))
+  config.update(
+    dict(
+      model='rc8',
+      dataset='image_folder',
+      data_dir=str(folder),
+      image_size=16,
+      batch_size=16,
+      eval_batch_size=16,
+      num_epochs=3,
+      warmup_epochs=0,
+      lr_boundaries_epochs=(2,),
+      data_workers=2,
+    )
+  )
   config.update(overrides)
   return config
 
@@ -82,8 +102,16 @@ def test_the_imagenet_command_streams_imagenet2012_from_tfds(tmp_path):
   tfds's mock standing in for a prepared imagenet2012 (1000 classes,
   evaluation on its 'validation' split), at 32 px and a batch of 4."""
   config = load_config('resnet18_acnet.py')
-  config.update(dict(image_size=32, batch_size=4, eval_batch_size=4, num_epochs=1,
-                     log_every_steps=1, data_workers=2))
+  config.update(
+    dict(
+      image_size=32,
+      batch_size=4,
+      eval_batch_size=4,
+      num_epochs=1,
+      log_every_steps=1,
+      data_workers=2,
+    )
+  )
   with tfds.testing.mock_data(num_examples=8):
     result = train_and_evaluate(config, str(tmp_path))
   assert result['step'] == 2 and result['num_examples'] == 8
@@ -92,11 +120,16 @@ def test_the_imagenet_command_streams_imagenet2012_from_tfds(tmp_path):
 
 @pytest.mark.needs_processes
 def test_two_processes_each_stream_half_of_every_batch(folder, tmp_path):
-  flags = [*STREAM_FLAGS, f'--config.data_dir={folder}', '--config.num_epochs=1',
-           '--config.checkpoint_every_steps=100']
+  flags = [
+    *STREAM_FLAGS,
+    f'--config.data_dir={folder}',
+    '--config.num_epochs=1',
+    '--config.checkpoint_every_steps=100',
+  ]
   single = tmp_path / 'single'
-  subprocess.run(cli(single, flags), cwd=ROOT, env=environment(2), check=True, timeout=600,
-                 capture_output=True)
+  subprocess.run(
+    cli(single, flags), cwd=ROOT, env=environment(2), check=True, timeout=600, capture_output=True
+  )
   multi = tmp_path / 'multi'
   outputs_of(start_two_processes(cli(multi, flags)))
   # The first step sees the same images: its loss differs only by the order
@@ -115,17 +148,26 @@ def test_streamed_real_photos_are_learned_above_chance(tmp_path):
   """ResNet-8 on real CIFAR-10 photos upscaled to 40-96 px, streamed with
   RandomResizedCrop to 32 px: above the 10% of chance on held-out images."""
   require_archive()
-  data = make_image_folder(tmp_path / 'images', train_per_class=150, eval_per_class=50,
-                           size=(40, 96))
+  data = make_image_folder(
+    tmp_path / 'images', train_per_class=150, eval_per_class=50, size=(40, 96)
+  )
   workdir = tmp_path / 'run'
-  flags = [*STREAM_FLAGS, f'--config.data_dir={data}', '--config.image_size=32',
-           '--config.batch_size=50', '--config.eval_batch_size=100', '--config.num_epochs=6',
-           '--config.log_every_steps=10', '--config.lr_boundaries_epochs=(4,)',
-           '--config.model=rc8', '--config.conv=normal']
+  flags = [
+    *STREAM_FLAGS,
+    f'--config.data_dir={data}',
+    '--config.image_size=32',
+    '--config.batch_size=50',
+    '--config.eval_batch_size=100',
+    '--config.num_epochs=6',
+    '--config.log_every_steps=10',
+    '--config.lr_boundaries_epochs=(4,)',
+    '--config.model=rc8',
+    '--config.conv=normal',
+  ]
   output = finish(process := start_main(workdir, flags))
   assert process.returncode == 0, output[-3000:]
   result = json.loads((workdir / 'eval.json').read_text())
-  print(f"streamed ResNet-8: test top-1 {result['top1']:.3f} on {result['num_examples']}")
+  print(f'streamed ResNet-8: test top-1 {result["top1"]:.3f} on {result["num_examples"]}')
   assert result['num_examples'] == 500 and result['top1'] >= 0.2
 
 

@@ -13,5 +13,6 @@ TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 10
 @pytest.fixture(scope='session')
 def folder(tmp_path_factory) -> Path:
   """Read-only: a test that breaks it works on a copy."""
-  return make_image_folder(tmp_path_factory.mktemp('images') / 'data', TRAIN_PER_CLASS,
-                           VAL_PER_CLASS)
+  return make_image_folder(
+    tmp_path_factory.mktemp('images') / 'data', TRAIN_PER_CLASS, VAL_PER_CLASS
+  )

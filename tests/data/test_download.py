@@ -16,13 +16,19 @@ from tests.support.runs import tiny_config
 def test_an_unreachable_host_fails_at_once_and_writes_nothing(tmp_path, monkeypatch):
   """The probe finds no route (as here, without internet): tfds is never asked."""
   monkeypatch.setattr(download, 'reachable', lambda host, timeout=5.0: 'gaierror: no such host')
-  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare',
-                      lambda *a, **k: pytest.fail('tfds was asked to download'))
+  monkeypatch.setattr(
+    tfds.core.DatasetBuilder,
+    'download_and_prepare',
+    lambda *a, **k: pytest.fail('tfds was asked to download'),
+  )
   data_dir = tmp_path / 'tfds'
   data_dir.mkdir()
   start = time.perf_counter()
-  with pytest.raises(InputError, match=r"tfds could not download or prepare 'cifar10' .*"
-                                       r"gaierror: no such host.*Without internet"):
+  with pytest.raises(
+    InputError,
+    match=r"tfds could not download or prepare 'cifar10' .*"
+    r'gaierror: no such host.*Without internet',
+  ):
     memory.dataset_info(tiny_config(dataset='cifar10', data_dir=str(data_dir)))
   assert time.perf_counter() - start < 15
   assert not list(data_dir.iterdir())
@@ -41,10 +47,12 @@ def test_a_download_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monk
 
   monkeypatch.setattr(download, 'reachable', lambda host, timeout=5.0: None)
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', partial_download)
-  with pytest.raises(InputError, match=r"ConnectionError: Failed to resolve.*Without internet"):
+  with pytest.raises(InputError, match=r'ConnectionError: Failed to resolve.*Without internet'):
     memory.dataset_info(tiny_config(dataset='cifar10', data_dir=str(data_dir)))
-  assert sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob('*')) == \
-      ['mnist', 'mnist/keep.txt']
+  assert sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob('*')) == [
+    'mnist',
+    'mnist/keep.txt',
+  ]
 
 
 def test_the_probe_says_why_a_host_cannot_be_reached():

@@ -24,18 +24,31 @@ def sharder() -> feeds.Sharder:
 
 @pytest.fixture(scope='module')
 def one_size(tmp_path_factory):
-  return make_image_folder(tmp_path_factory.mktemp('one_size'), 4, 2, num_classes=3, size=32,
-                           varied_modes=False, real=False)
+  return make_image_folder(
+    tmp_path_factory.mktemp('one_size'),
+    4,
+    2,
+    num_classes=3,
+    size=32,
+    varied_modes=False,
+    real=False,
+  )
 
 
 @pytest.fixture(scope='module')
 def mixed_sizes(tmp_path_factory):
-  return make_image_folder(tmp_path_factory.mktemp('mixed'), 4, 2, num_classes=3,
-                           size=(40, 80), varied_modes=False, real=False)
+  return make_image_folder(
+    tmp_path_factory.mktemp('mixed'),
+    4,
+    2,
+    num_classes=3,
+    size=(40, 80),
+    varied_modes=False,
+    real=False,
+  )
 
 
-def test_the_pipeline_is_memory_for_cifar_size_data_and_stream_for_the_rest(one_size,
-                                                                            mixed_sizes):
+def test_the_pipeline_is_memory_for_cifar_size_data_and_stream_for_the_rest(one_size, mixed_sizes):
   assert feeds.choose_pipeline(tiny_config()) == 'memory'
   assert feeds.choose_pipeline(tiny_config(dataset='cifar100')) == 'memory'
   assert feeds.choose_pipeline(tiny_config(dataset='imagenet2012')) == 'stream'
@@ -51,26 +64,39 @@ def test_a_folder_too_large_for_memory_streams(one_size, monkeypatch):
 
 def test_both_feeds_say_what_the_data_holds(one_size):
   memory_feed = feeds.create_feed(folder_config(one_size), sharder())
-  stream_feed = feeds.create_feed(folder_config(one_size, pipeline='stream', image_size=24),
-                                  sharder())
+  stream_feed = feeds.create_feed(
+    folder_config(one_size, pipeline='stream', image_size=24), sharder()
+  )
   assert isinstance(memory_feed, feeds.MemoryFeed) and isinstance(stream_feed, feeds.StreamFeed)
   assert memory_feed.class_names == stream_feed.class_names == ('class0', 'class1', 'class2')
-  assert (memory_feed.num_train, memory_feed.num_eval) == (stream_feed.num_train,
-                                                           stream_feed.num_eval) == (12, 6)
+  assert (
+    (memory_feed.num_train, memory_feed.num_eval)
+    == (stream_feed.num_train, stream_feed.num_eval)
+    == (12, 6)
+  )
   assert memory_feed.image_shape == (32, 32, 3) and stream_feed.image_shape == (24, 24, 3)
 
 
-@pytest.mark.parametrize('overrides,message', [
+@pytest.mark.parametrize(
+  'overrides,message',
+  [
     (dict(dataset='synthetic', pipeline='stream'), "'synthetic' has no files to stream"),
     (dict(pipeline='stream'), 'crops every image to image_size: set it'),
-    (dict(pipeline='stream', image_size=16, max_train_examples=5),
-     'max_train_examples is for the in-memory pipeline'),
-    (dict(pipeline='stream', image_size=16, num_classes=10),
-     "dataset 'image_folder' has 3 classes but the config says num_classes=10"),
-    (dict(dataset='imagenet2012', pipeline='memory'),
-     "the in-memory pipeline reads .*; 'imagenet2012' streams"),
+    (
+      dict(pipeline='stream', image_size=16, max_train_examples=5),
+      'max_train_examples is for the in-memory pipeline',
+    ),
+    (
+      dict(pipeline='stream', image_size=16, num_classes=10),
+      "dataset 'image_folder' has 3 classes but the config says num_classes=10",
+    ),
+    (
+      dict(dataset='imagenet2012', pipeline='memory'),
+      "the in-memory pipeline reads .*; 'imagenet2012' streams",
+    ),
     (dict(dataset='no_such_data'), "unknown dataset 'no_such_data'; valid: cifar10"),
-])
+  ],
+)
 def test_what_a_path_cannot_do_is_one_paragraph(overrides, message, one_size):
   config = folder_config(one_size, **overrides)
   with pytest.raises(InputError, match=message):

@@ -67,6 +67,17 @@ def test_unreadable_files_are_named(scratch):
   # Raised in a worker thread, it reaches the consumer unchanged; one epoch
   # of 5 steps of 40 reads every file.
   with pytest.raises(InputError, match='is not a readable image|cannot read'):
-    list(stream.train_batches(source, seed=0, global_batch_size=40, steps_per_epoch=5,
-                              image_size=56, start_step=0, num_steps=5, process_index=0,
-                              process_count=1, num_workers=2))
+    list(
+      stream.train_batches(
+        source,
+        seed=0,
+        global_batch_size=40,
+        steps_per_epoch=5,
+        image_size=56,
+        start_step=0,
+        num_steps=5,
+        process_index=0,
+        process_count=1,
+        num_workers=2,
+      )
+    )

@@ -17,8 +17,16 @@ CLASSES = 3
 
 def small_folder(root, per_class: int = 4):
   """3 classes of random 32x32 JPEGs, train/ and test/."""
-  return make_image_folder(root, per_class, per_class, num_classes=CLASSES, eval_split='test',
-                           size=32, varied_modes=False, real=False)
+  return make_image_folder(
+    root,
+    per_class,
+    per_class,
+    num_classes=CLASSES,
+    eval_split='test',
+    size=32,
+    varied_modes=False,
+    real=False,
+  )
 
 
 def load(config, split: str) -> memory.Split:
@@ -73,8 +81,9 @@ def test_synthetic_data_has_the_configured_size_and_is_a_function_of_the_seed():
   train = load(config, 'train')
   assert train.images.shape == (40, 24, 24, 3) and len(load(config, 'test')) == 10
   np.testing.assert_array_equal(train.images, load(config, 'train').images)
-  assert not np.array_equal(train.images, load(tiny_config(synthetic_examples=40, image_size=24,
-                                                           seed=1), 'train').images)
+  assert not np.array_equal(
+    train.images, load(tiny_config(synthetic_examples=40, image_size=24, seed=1), 'train').images
+  )
 
 
 def test_bad_dataset_settings_are_explained(tmp_path):
@@ -123,6 +132,9 @@ def test_corrupt_image_is_named_and_left_in_place(tmp_path):
 def test_images_of_another_size_are_named(tmp_path):
   root = small_folder(tmp_path)
   Image.new('RGB', (40, 40)).save(root / 'train' / 'class1' / 'big.jpg')
-  with pytest.raises(InputError, match=r'one size \(most .* are 32x32\); 1 differ, e.g. .*big.jpg'
-                                       r'.*--config.pipeline=stream'):
+  with pytest.raises(
+    InputError,
+    match=r'one size \(most .* are 32x32\); 1 differ, e.g. .*big.jpg'
+    r'.*--config.pipeline=stream',
+  ):
     load(folder_config(root), 'train')

@@ -15,7 +15,7 @@ def test_augment_crops_a_shifted_window_and_flips():
   assert out.shape == images.shape and out.dtype == images.dtype
   padded = np.pad(np.asarray(images), ((0, 0), (4, 4), (4, 4), (0, 0)))
   for n in range(2):
-    windows = [padded[n, i:i + 32, j:j + 32] for i in range(9) for j in range(9)]
+    windows = [padded[n, i : i + 32, j : j + 32] for i in range(9) for j in range(9)]
     windows += [w[:, ::-1] for w in windows]
     assert any(np.array_equal(np.asarray(out[n]), w) for w in windows)
   # Over many images both flips and several offsets occur.

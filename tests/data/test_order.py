@@ -22,8 +22,9 @@ def test_training_drops_the_last_partial_batch():
   steps = [order.train_batch_indices(0, s, 3, 3, 10) for s in range(3)]
   seen = np.concatenate(steps)
   assert len(seen) == 9 and len(set(seen)) == 9
-  np.testing.assert_array_equal(order.train_batch_indices(0, 3, 3, 3, 10),
-                                order.epoch_permutation(0, 1, 10)[:3])
+  np.testing.assert_array_equal(
+    order.train_batch_indices(0, 3, 3, 3, 10), order.epoch_permutation(0, 1, 10)[:3]
+  )
 
 
 def test_evaluation_counts_every_example_once():

@@ -15,8 +15,17 @@ from tests.support.images import pil_rgb
 
 
 def train_batches(source, **overrides) -> list[tuple[np.ndarray, np.ndarray]]:
-  kwargs = dict(seed=0, global_batch_size=32, steps_per_epoch=len(source) // 32, image_size=56,
-                start_step=0, num_steps=8, process_index=0, process_count=1, num_workers=2)
+  kwargs = dict(
+    seed=0,
+    global_batch_size=32,
+    steps_per_epoch=len(source) // 32,
+    image_size=56,
+    start_step=0,
+    num_steps=8,
+    process_index=0,
+    process_count=1,
+    num_workers=2,
+  )
   return list(stream.train_batches(source, **{**kwargs, **overrides}))
 
 
@@ -45,8 +54,7 @@ def test_a_restart_at_step_k_sees_the_same_batches(folder):
 def test_process_shares_make_up_the_global_batch(folder):
   source = ImageFolderSource(str(folder), 'train')
   whole = train_batches(source, num_steps=2)
-  shares = [train_batches(source, num_steps=2, process_index=p, process_count=2)
-            for p in range(2)]
+  shares = [train_batches(source, num_steps=2, process_index=p, process_count=2) for p in range(2)]
   for step, (images, labels) in enumerate(whole):
     np.testing.assert_array_equal(images, np.concatenate([s[step][0] for s in shares]))
     np.testing.assert_array_equal(labels, np.concatenate([s[step][1] for s in shares]))
@@ -58,9 +66,14 @@ def test_process_shares_make_up_the_global_batch(folder):
 
 def test_evaluation_counts_every_example_once(folder):
   source = ImageFolderSource(str(folder), 'val')
-  shares = [list(stream.eval_batches(source, global_batch_size=32, image_size=56,
-                                        process_index=p, process_count=2, num_workers=2))
-            for p in range(2)]
+  shares = [
+    list(
+      stream.eval_batches(
+        source, global_batch_size=32, image_size=56, process_index=p, process_count=2, num_workers=2
+      )
+    )
+    for p in range(2)
+  ]
   assert [len(s) for s in shares] == [4, 4]  # 100 examples: 3 full global batches + 4
   # Global order: batch 0 of process 0, batch 0 of process 1, batch 1 of ...
   ordered = [batch for pair in zip(*shares, strict=True) for batch in pair]
@@ -88,8 +101,9 @@ def test_tfds_imagenet_source_under_mock_data():
 
 def test_tfds_data_not_prepared_as_array_record_is_explained(tmp_path):
   command = r'`tfds build mnist --data_dir=.* --file_format=array_record`'
-  with pytest.raises(InputError,
-                     match=rf'mnist in .* is not prepared in the array_record .*{command}'):
+  with pytest.raises(
+    InputError, match=rf'mnist in .* is not prepared in the array_record .*{command}'
+  ):
     stream.tfds_source('mnist', str(tmp_path), 'train')
 
 
@@ -101,13 +115,20 @@ def test_tfds_source_reads_real_array_record_files(folder, tmp_path):
   # Not registered: the source finds it from its files, as it would find an
   # ImageNet prepared on another machine.
   with tfds.core.registered.skip_registration():
+
     class TinyFolder(tfds.core.GeneratorBasedBuilder):
       VERSION = tfds.core.Version('1.0.0')
 
       def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(encoding_format='jpeg'),
-            'label': tfds.features.ClassLabel(num_classes=10)}))
+        return tfds.core.DatasetInfo(
+          builder=self,
+          features=tfds.features.FeaturesDict(
+            {
+              'image': tfds.features.Image(encoding_format='jpeg'),
+              'label': tfds.features.ClassLabel(num_classes=10),
+            }
+          ),
+        )
 
       def _split_generators(self, dl_manager):
         return {'train': self._generate_examples()}

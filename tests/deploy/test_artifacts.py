@@ -43,12 +43,12 @@ x = np.load(images)
 np.savez(out, **{{str(n): run(x[:n]) for n in {batch_sizes}}})
 """
 LOADERS = {
-    'model.jax_exported': """
+  'model.jax_exported': """
 import jax
 exported = jax.export.deserialize(bytearray(open(path, 'rb').read()))
 run = lambda x: np.asarray(exported.call(x))
 """,
-    'saved_model': """
+  'saved_model': """
 import tensorflow as tf
 serve = tf.saved_model.load(path).signatures['serving_default']
 run = lambda x: serve(images=tf.constant(x))['logits'].numpy()
@@ -77,15 +77,24 @@ def both_formats(tiny_run, tmp_path_factory) -> Path:
   directory = tmp_path_factory.mktemp('export') / 'export'
   variables = deploy_variables(tiny_run)
   record = runs.read_run(str(tiny_run))
-  artifacts.write_export(str(directory), record.config, variables['params'],
-                         variables['batch_stats'], record.input_shape, TINY_RUN_STEPS, None,
-                         artifacts.DEFAULT_FORMATS, record.class_names)
+  artifacts.write_export(
+    str(directory),
+    record.config,
+    variables['params'],
+    variables['batch_stats'],
+    record.input_shape,
+    TINY_RUN_STEPS,
+    None,
+    artifacts.DEFAULT_FORMATS,
+    record.class_names,
+  )
   return directory
 
 
 def test_the_jax_export_file_gives_the_deploy_models_logits(tiny_run):
-  exported = jax.export.deserialize(bytearray(
-      (tiny_run / 'export' / artifacts.STABLEHLO_FILE).read_bytes()))
+  exported = jax.export.deserialize(
+    bytearray((tiny_run / 'export' / artifacts.STABLEHLO_FILE).read_bytes())
+  )
   variables = deploy_variables(tiny_run)
   for n in BATCH_SIZES:
     expected = deploy_model_logits(variables, images()[:n])
@@ -96,13 +105,34 @@ def test_the_jax_export_file_gives_the_deploy_models_logits(tiny_run):
 
 def test_model_json_says_what_the_function_takes_and_where_it_came_from(tiny_run):
   card = json.loads((tiny_run / 'export' / artifacts.CARD_FILE).read_text())
-  assert {key: card[key] for key in ('model', 'conv', 'exported_conv', 'num_classes',
-                                     'class_names', 'input_shape', 'input_dtype', 'pixel_mean',
-                                     'pixel_std', 'step', 'files')} == {
-      'model': 'rc8', 'conv': 'acnet', 'exported_conv': 'deploy', 'num_classes': 10,
-      'class_names': [str(i) for i in range(10)], 'input_shape': [None, 32, 32, 3],
-      'input_dtype': 'float32', 'pixel_mean': [0.5] * 3, 'pixel_std': [0.5] * 3,
-      'step': TINY_RUN_STEPS, 'files': {'stablehlo': 'model.jax_exported'}}
+  assert {
+    key: card[key]
+    for key in (
+      'model',
+      'conv',
+      'exported_conv',
+      'num_classes',
+      'class_names',
+      'input_shape',
+      'input_dtype',
+      'pixel_mean',
+      'pixel_std',
+      'step',
+      'files',
+    )
+  } == {
+    'model': 'rc8',
+    'conv': 'acnet',
+    'exported_conv': 'deploy',
+    'num_classes': 10,
+    'class_names': [str(i) for i in range(10)],
+    'input_shape': [None, 32, 32, 3],
+    'input_dtype': 'float32',
+    'pixel_mean': [0.5] * 3,
+    'pixel_std': [0.5] * 3,
+    'step': TINY_RUN_STEPS,
+    'files': {'stablehlo': 'model.jax_exported'},
+  }
   assert 'normalised' in card['input']
   assert card['test_top1'] == json.loads((tiny_run / 'eval.json').read_text())['fused_top1']
 
@@ -111,9 +141,17 @@ def test_an_export_replaces_the_previous_one_whole(tiny_run, tmp_path):
   directory = tmp_path / 'export'
   variables = deploy_variables(tiny_run)
   record = runs.read_run(str(tiny_run))
-  write = functools.partial(artifacts.write_export, str(directory), record.config,
-                            variables['params'], variables['batch_stats'], record.input_shape,
-                            TINY_RUN_STEPS, None, class_names=None)
+  write = functools.partial(
+    artifacts.write_export,
+    str(directory),
+    record.config,
+    variables['params'],
+    variables['batch_stats'],
+    record.input_shape,
+    TINY_RUN_STEPS,
+    None,
+    class_names=None,
+  )
   write(formats=('stablehlo',))
   (directory / 'stale.txt').write_text('from before')
   card = write(formats=('stablehlo',))
@@ -127,16 +165,22 @@ def load_elsewhere(artifact: Path, tmp_path: Path) -> dict[str, np.ndarray]:
   script = LOADER_SCRIPT.format(load=LOADERS[artifact.name], batch_sizes=BATCH_SIZES)
   env = {key: value for key, value in os.environ.items() if key != 'PYTHONPATH'}
   completed = subprocess.run(
-      [sys.executable, '-c', script, str(artifact), 'images.npy', 'logits.npz'], cwd=tmp_path,
-      env=env, capture_output=True, text=True, timeout=300)
+    [sys.executable, '-c', script, str(artifact), 'images.npy', 'logits.npz'],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   return dict(np.load(tmp_path / 'logits.npz'))
 
 
 @pytest.mark.full
 @pytest.mark.parametrize('artifact', sorted(LOADERS))
-def test_an_artifact_gives_the_deploy_models_logits_without_acnet_jax(artifact, both_formats,
-                                                                      tiny_run, tmp_path):
+def test_an_artifact_gives_the_deploy_models_logits_without_acnet_jax(
+  artifact, both_formats, tiny_run, tmp_path
+):
   logits = load_elsewhere(both_formats / artifact, tmp_path)
   for n in BATCH_SIZES:
     expected = deploy_model_logits(deploy_variables(tiny_run), images()[:n])
@@ -146,8 +190,11 @@ def test_an_artifact_gives_the_deploy_models_logits_without_acnet_jax(artifact, 
 
 def test_onnx_formats_without_the_extra_say_how_to_install_it(monkeypatch):
   find_spec = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, 'find_spec',
-                      lambda name, *args: None if name == 'jax2onnx' else find_spec(name, *args))
+  monkeypatch.setattr(
+    importlib.util,
+    'find_spec',
+    lambda name, *args: None if name == 'jax2onnx' else find_spec(name, *args),
+  )
   assert artifacts.parse_formats('stablehlo') == ('stablehlo',)
   with pytest.raises(InputError, match=r"need the onnx extra .*pip install -e '\.\[onnx\]'"):
     artifacts.parse_formats('stablehlo,onnx-int8')

@@ -23,8 +23,9 @@ CALIBRATION_IMAGES = 48
 
 def logits_of(path, batches) -> np.ndarray:
   session = int8.session(str(path))
-  return np.concatenate([session.run(None, {onnx_format.INPUT_NAME: images})[0]
-                         for images, _ in batches])
+  return np.concatenate(
+    [session.run(None, {onnx_format.INPUT_NAME: images})[0] for images, _ in batches]
+  )
 
 
 @pytest.mark.full  # The onnx extra, which the full tier installs.
@@ -35,8 +36,7 @@ def test_int8_top1_is_within_the_flips_its_logit_error_allows(tiny_run, tmp_path
 
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
-  card = export.export_run(str(workdir), formats='onnx-int8',
-                           calibration_images=CALIBRATION_IMAGES)
+  card = export.export_run(str(workdir), formats='onnx-int8', calibration_images=CALIBRATION_IMAGES)
   directory = workdir / 'export'
   assert card['files'] == {'onnx': 'model.onnx', 'onnx-int8': 'model_int8.onnx'}
   report = json.loads((directory / int8.REPORT_FILE).read_text())
@@ -45,8 +45,9 @@ def test_int8_top1_is_within_the_flips_its_logit_error_allows(tiny_run, tmp_path
   config = runs.read_run(str(workdir)).config
   calibration = report['calibration']
   assert calibration['images'] == CALIBRATION_IMAGES == len(calibration['positions'])
-  assert calibration['positions'] == \
-      run_images.calibration_indices(config, CALIBRATION_IMAGES).tolist()
+  assert (
+    calibration['positions'] == run_images.calibration_indices(config, CALIBRATION_IMAGES).tolist()
+  )
   assert len(set(calibration['positions'])) == CALIBRATION_IMAGES
   assert max(calibration['positions']) < config.synthetic_examples
   assert calibration['method'] == 'MinMax' and calibration['split'] == 'train'
@@ -100,8 +101,9 @@ def test_the_cli_writes_the_int8_model_and_its_report(tiny_run, tmp_path):
 
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
-  completed = run_command('export', f'--workdir={workdir}', '--format=onnx-int8',
-                          '--calibration_images=16')
+  completed = run_command(
+    'export', f'--workdir={workdir}', '--format=onnx-int8', '--calibration_images=16'
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   assert 'model.onnx, model_int8.onnx, model.json, eval_int8.json' in completed.stdout
   report = json.loads((workdir / 'export' / int8.REPORT_FILE).read_text())

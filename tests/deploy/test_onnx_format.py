@@ -26,10 +26,17 @@ ONNX_RTOL = MODEL_RTOL
 BATCH_SIZES = (1, 7)
 
 # (model, kind, input size): one kind per family, every kind on rc8.
-FAMILIES = [('cfqkbnc', 'dbb', 32), ('vc', 'acnet', 32), ('rc20', 'repvgg', 32),
-            ('wrnc16', 'acnet', 32), ('densenet40', 'normal', 32), ('resnet18', 'dbb', 64),
-            ('mobilenet_v1', 'repvgg', 64), ('alexnet', 'acnet', 224),
-            *(('rc8', kind, 32) for kind in ('normal', 'acnet', 'dbb', 'repvgg'))]
+FAMILIES = [
+  ('cfqkbnc', 'dbb', 32),
+  ('vc', 'acnet', 32),
+  ('rc20', 'repvgg', 32),
+  ('wrnc16', 'acnet', 32),
+  ('densenet40', 'normal', 32),
+  ('resnet18', 'dbb', 64),
+  ('mobilenet_v1', 'repvgg', 64),
+  ('alexnet', 'acnet', 224),
+  *(('rc8', kind, 32) for kind in ('normal', 'acnet', 'dbb', 'repvgg')),
+]
 
 
 def onnx_logits(path, x: np.ndarray) -> np.ndarray:
@@ -45,9 +52,17 @@ def test_the_onnx_model_gives_the_deploy_models_logits(tiny_run, tmp_path):
   pytest.importorskip('jax2onnx')
   variables = deploy_variables(tiny_run)
   record = runs.read_run(str(tiny_run))
-  card = artifacts.write_export(str(tmp_path / 'export'), record.config, variables['params'],
-                                variables['batch_stats'], record.input_shape, 4, None, ('onnx',),
-                                record.class_names)
+  card = artifacts.write_export(
+    str(tmp_path / 'export'),
+    record.config,
+    variables['params'],
+    variables['batch_stats'],
+    record.input_shape,
+    4,
+    None,
+    ('onnx',),
+    record.class_names,
+  )
   assert card['files'] == {'onnx': 'model.onnx'} and card['onnx_opset'] == onnx_format.OPSET
   import onnx
 
@@ -82,8 +97,9 @@ def test_every_family_and_kind_exports_to_onnx_with_its_logits(name, kind, size,
   pytest.importorskip('onnxruntime')
   pytest.importorskip('jax2onnx')
   variables = random_deploy_variables(name, kind, size)
-  logits = artifacts.deploy_logits(tiny_config(model=name), variables['params'],
-                                   variables['batch_stats'])
+  logits = artifacts.deploy_logits(
+    tiny_config(model=name), variables['params'], variables['batch_stats']
+  )
   path = tmp_path / 'model.onnx'
   onnx_format.save_onnx(logits, (size, size, 3), str(path))
   x = np.random.default_rng(1).normal(size=(3, size, size, 3)).astype(np.float32)
@@ -91,4 +107,3 @@ def test_every_family_and_kind_exports_to_onnx_with_its_logits(name, kind, size,
   for n in (1, 3):
     assert max_relative_error(onnx_logits(path, x[:n]), expected[:n]) <= ONNX_RTOL
   assert float(np.std(expected)) > 1e-3
-

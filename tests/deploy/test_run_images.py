@@ -18,8 +18,15 @@ from tests.support.runs import folder_config, tiny_config
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
   """Images of several sizes: the streamed path resizes and crops them."""
-  return make_image_folder(tmp_path_factory.mktemp('images'), 4, 3, num_classes=3,
-                           size=(40, 80), varied_modes=False, real=False)
+  return make_image_folder(
+    tmp_path_factory.mktemp('images'),
+    4,
+    3,
+    num_classes=3,
+    size=(40, 80),
+    varied_modes=False,
+    real=False,
+  )
 
 
 def test_in_memory_runs_give_their_split_normalised():
@@ -35,9 +42,12 @@ def test_in_memory_runs_give_their_split_normalised():
   positions = run_images.calibration_indices(config, 10)
   assert len(set(positions.tolist())) == 10 and positions.max() < 64
   train = memory.load_split(config, memory.dataset_info(config), 'train')
-  np.testing.assert_allclose(run_images.training_images(config, positions),
-                             normalize(train.images[positions], config.pixel_mean,
-                                       config.pixel_std), rtol=0, atol=1e-6)
+  np.testing.assert_allclose(
+    run_images.training_images(config, positions),
+    normalize(train.images[positions], config.pixel_mean, config.pixel_std),
+    rtol=0,
+    atol=1e-6,
+  )
   assert len(run_images.calibration_indices(config, 1000)) == 64  # All, where it has fewer.
 
 
@@ -45,11 +55,15 @@ def test_streamed_runs_give_their_images_cropped_as_evaluation_crops_them(folder
   config = folder_config(folder, pipeline='stream', image_size=32, eval_batch_size=4)
   train, evaluation = feeds.stream_sources(config)
   positions = run_images.calibration_indices(config, 5)
-  crop = lambda source, i: np.asarray(resize_shorter_then_center_crop(
-      decode(source[int(i)][0], source.name(int(i))), 32))
+  crop = lambda source, i: np.asarray(
+    resize_shorter_then_center_crop(decode(source[int(i)][0], source.name(int(i))), 32)
+  )
   expected = np.stack([crop(train, i) for i in positions])
-  np.testing.assert_allclose(run_images.training_images(config, positions),
-                             normalize(expected, config.pixel_mean, config.pixel_std),
-                             rtol=0, atol=1e-6)
+  np.testing.assert_allclose(
+    run_images.training_images(config, positions),
+    normalize(expected, config.pixel_mean, config.pixel_std),
+    rtol=0,
+    atol=1e-6,
+  )
   labels = np.concatenate([labels for _, labels in run_images.test_batches(config)])
   np.testing.assert_array_equal(labels, [evaluation[i][1] for i in range(len(evaluation))])

@@ -27,8 +27,10 @@ CLASSES = 1000
 
 @pytest.mark.full
 @pytest.mark.needs_torch
-@pytest.mark.parametrize('layout,model,kind', [
-    ('dbb', 'resnet18', 'dbb'), ('acnet', 'resnet34', 'acnet'), ('dbb', 'resnet50', 'normal')])
+@pytest.mark.parametrize(
+  'layout,model,kind',
+  [('dbb', 'resnet18', 'dbb'), ('acnet', 'resnet34', 'acnet'), ('dbb', 'resnet50', 'normal')],
+)
 def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, kind, tmp_path):
   require_torch()
   import safetensors.torch
@@ -36,6 +38,7 @@ def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, k
   import torchvision
 
   from tests.support.authors_torch.checkpoints import saved_checkpoint
+
   x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
   path, authors_model = saved_checkpoint(layout, model, kind, CLASSES, x, tmp_path)
   workdir = tmp_path / 'run'
@@ -45,8 +48,9 @@ def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, k
   assert json.loads((workdir / EXPORT_DIR / CARD_FILE).read_text())['model'] == model
 
   resnet = getattr(torchvision.models, model)(num_classes=CLASSES).eval()
-  resnet.load_state_dict(safetensors.torch.load_file(workdir / EXPORT_DIR / TORCHVISION_FILE),
-                         strict=True)
+  resnet.load_state_dict(
+    safetensors.torch.load_file(workdir / EXPORT_DIR / TORCHVISION_FILE), strict=True
+  )
   with torch.no_grad():
     exported, authors = resnet(x).numpy(), authors_model(x).numpy()
   run = runs.read_run(str(workdir))
@@ -54,7 +58,8 @@ def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, k
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   deploy = create_model(model, 'deploy', CLASSES)
   ours = jax.jit(lambda v, x: deploy.apply(v, x, train=False))(
-      {'params': params, 'batch_stats': batch_stats}, x.permute(0, 2, 3, 1).numpy())
+    {'params': params, 'batch_stats': batch_stats}, x.permute(0, 2, 3, 1).numpy()
+  )
   # Exact computations of one model in other orders (numerics.py).
   assert max_relative_error(exported, np.asarray(ours)) <= MODEL_RTOL
   assert max_relative_error(exported, authors) <= MODEL_RTOL
@@ -63,8 +68,9 @@ def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, k
 def test_the_fused_bias_goes_into_the_bn_after_each_conv():
   """Shapes only: the deploy model's variables as torchvision names them."""
   deploy = create_model('resnet50', 'deploy', 10)
-  shapes = jax.eval_shape(lambda: deploy.init(jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)),
-                                              train=False))
+  shapes = jax.eval_shape(
+    lambda: deploy.init(jax.random.key(0), jax.numpy.zeros((1, 64, 64, 3)), train=False)
+  )
   params = jax.tree.map(lambda leaf: np.full(leaf.shape, 0.5, np.float32), shapes['params'])
   state = torchvision_state_dict('resnet50', params)
   assert state['layer2.0.downsample.0.weight'].shape == (512, 256, 1, 1)

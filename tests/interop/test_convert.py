@@ -26,12 +26,21 @@ DBB_MODELS = ('resnet18', 'resnet50', 'mobilenet_v1')
 # Each of ACNet's two files for each model: the CIFAR ones' baseline as .hdf5,
 # the ImageNet ones' as .pth, and the ACNets the other way.
 CASES = [
-    *[('acnet', model, kind, save) for model in CIFAR_MODELS
-      for kind, save in (('normal', 'hdf5'), ('acnet', 'pth'), ('acnet_deploy', 'hdf5'))],
-    *[('acnet', model, kind, save) for model in IMAGENET_MODELS
-      for kind, save in (('normal', 'pth'), ('acnet', 'hdf5'), ('acnet_deploy', 'hdf5'))],
-    *[('dbb', model, kind, 'pth') for model in DBB_MODELS
-      for kind in ('normal', 'normal_deploy', 'acnet', 'acnet_deploy', 'dbb', 'dbb_deploy')],
+  *[
+    ('acnet', model, kind, save)
+    for model in CIFAR_MODELS
+    for kind, save in (('normal', 'hdf5'), ('acnet', 'pth'), ('acnet_deploy', 'hdf5'))
+  ],
+  *[
+    ('acnet', model, kind, save)
+    for model in IMAGENET_MODELS
+    for kind, save in (('normal', 'pth'), ('acnet', 'hdf5'), ('acnet_deploy', 'hdf5'))
+  ],
+  *[
+    ('dbb', model, kind, 'pth')
+    for model in DBB_MODELS
+    for kind in ('normal', 'normal_deploy', 'acnet', 'acnet_deploy', 'dbb', 'dbb_deploy')
+  ],
 ]
 
 
@@ -44,6 +53,7 @@ def authors_images(model: str):
   """A few NCHW images at the model's size (2 at 224 px: the logits of any
   batch are per image)."""
   import torch
+
   height, width, channels = convert.input_shape(model)
   count = 2 if height > 32 else 4
   return torch.randn(count, channels, height, width, generator=torch.Generator().manual_seed(1))
@@ -70,6 +80,7 @@ def test_a_converted_checkpoint_gives_the_authors_logits(layout, model, kind, sa
   import torch
 
   from tests.support.authors_torch.checkpoints import saved_checkpoint
+
   classes = 1000 if model in IMAGENET_MODELS else 10
   x = authors_images(model)
   path, net = saved_checkpoint(layout, model, kind, classes, x, tmp_path, save)
@@ -78,8 +89,7 @@ def test_a_converted_checkpoint_gives_the_authors_logits(layout, model, kind, sa
   workdir = tmp_path / 'run'
   converted, config = convert.convert_file(str(path), model, str(workdir))
   assert converted.their_kind == kind
-  assert (config.model, config.conv, config.num_classes) == (
-      model, convert.OUR_KIND[kind], classes)
+  assert (config.model, config.conv, config.num_classes) == (model, convert.OUR_KIND[kind], classes)
   record = runs.read_run(str(workdir))
   assert record.input_shape == convert.input_shape(model) and len(record.class_names) == classes
   # Two exact computations of one model, summed in other orders (numerics.py).

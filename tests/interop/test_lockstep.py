@@ -29,6 +29,7 @@ FLOAT64_MODEL_RTOL = MODEL_RTOL * 2.0**-29
 def test_the_first_steps_agree_with_the_authors_within_float64_rounding(conv):
   require_torch()
   from tests.support.authors_torch.training import lockstep
+
   config = presets.preset('cfqkbnc', f'{conv}_cosine')
   config.update(dict(dataset='synthetic', synthetic_examples=1024))
   for record in lockstep(config, STEPS, float64=True):

@@ -11,8 +11,9 @@ from acnet_jax import create_model
 
 def count_params(name: str, conv: str, num_classes: int = 10) -> int:
   model = create_model(name, conv, num_classes)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
-                                             train=False))
+  shapes = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  )
   return sum(x.size for x in jax.tree.leaves(shapes['params']))
 
 
@@ -44,8 +45,9 @@ def wrn_cifar_count(blocks: int, widen: int, classes: int = 10) -> int:
   return total + 2 * cin + cin * classes + classes
 
 
-@pytest.mark.parametrize('name,blocks,published', [
-    ('rc20', 3, 0.27e6), ('rc56', 9, 0.85e6), ('rc110', 18, 1.7e6)])
+@pytest.mark.parametrize(
+  'name,blocks,published', [('rc20', 3, 0.27e6), ('rc56', 9, 0.85e6), ('rc110', 18, 1.7e6)]
+)
 def test_resnet_cifar_parameter_counts(name, blocks, published):
   count = count_params(name, 'normal')
   assert count == resnet_cifar_count(blocks)
@@ -102,7 +104,10 @@ def test_cifar100_head():
 
 
 def test_unknown_model_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='valid models: alexnet, cfqkbnc, densenet40, mobilenet_v1, '
-                                       'rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, '
-                                       'wrnc16'):
+  with pytest.raises(
+    ValueError,
+    match='valid models: alexnet, cfqkbnc, densenet40, mobilenet_v1, '
+    'rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, '
+    'wrnc16',
+  ):
     create_model('resnet56', 'normal')

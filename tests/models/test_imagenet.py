@@ -19,11 +19,13 @@ from tests.support.numerics import MODEL_RTOL, max_relative_error, randomize_bat
 
 CLASSES = 1000
 # bfloat16 keeps 8 significant bits: each rounding is off by at most u = 2^-9.
-BF16_ROUNDING = 2.0 ** -9
+BF16_ROUNDING = 2.0**-9
 # The bfloat16 tests' models and the conv layers on their longest path: the
 # stem and two per residual block.
-BF16_CASES = [('rc8', 32, 1 + 3 * 2),  # Fast for the fused-deploy test, full for the loss.
-              pytest.param('resnet18', 64, 1 + 8 * 2, marks=pytest.mark.full)]
+BF16_CASES = [
+  ('rc8', 32, 1 + 3 * 2),  # Fast for the fused-deploy test, full for the loss.
+  pytest.param('resnet18', 64, 1 + 8 * 2, marks=pytest.mark.full),
+]
 
 
 def bf16_roundings(conv_layers: int) -> int:
@@ -45,8 +47,9 @@ def count_params(name: str) -> int:
   return sum(x.size for x in jax.tree.leaves(variable_shapes(name, 'normal')['params']))
 
 
-@pytest.mark.parametrize('name,torchvision', [
-    ('resnet18', 11_689_512), ('resnet34', 21_797_672), ('resnet50', 25_557_032)])
+@pytest.mark.parametrize(
+  'name,torchvision', [('resnet18', 11_689_512), ('resnet34', 21_797_672), ('resnet50', 25_557_032)]
+)
 def test_resnet_parameter_counts_are_torchvision_s(name, torchvision):
   assert count_params(name) == torchvision
 
@@ -81,8 +84,14 @@ def test_only_3x3_and_5x5_convs_become_acbs():
   resnet = variable_shapes('resnet50', 'acnet', 64)['params']
   assert set(resnet['stem']) == {'conv', 'bn'}
   assert set(resnet['stage1_block1']['conv1']) == {'conv', 'bn'}
-  assert set(resnet['stage1_block1']['conv2']) == {'square', 'square_bn', 'ver', 'ver_bn',
-                                                   'hor', 'hor_bn'}
+  assert set(resnet['stage1_block1']['conv2']) == {
+    'square',
+    'square_bn',
+    'ver',
+    'ver_bn',
+    'hor',
+    'hor_bn',
+  }
   alexnet = variable_shapes('alexnet', 'acnet')['params']
   assert set(alexnet['conv1']) == {'conv', 'bn'}
   assert alexnet['conv2']['ver']['kernel'].shape == (5, 1, 64, 192)
@@ -120,8 +129,11 @@ def calibrated_variables(model, x: jax.Array, seed: int) -> dict:
     return jnp.full(leaf.shape, 1.0 if name == 'scale' else 0.0, jnp.float32)
 
   variables = jax.tree_util.tree_map_with_path(draw, shapes)
-  _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
-                                               rngs={'dropout': jax.random.key(0)}))(variables, x)
+  _, updates = jax.jit(
+    lambda v, x: model.apply(
+      v, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)}
+    )
+  )(variables, x)
   stats = jax.tree.map(lambda s: s / (1 - BN_MOMENTUM), updates['batch_stats'])
   return randomize_batch_norm({**variables, 'batch_stats': stats}, seed, spread=0.3)
 
@@ -134,13 +146,15 @@ def logits(model, variables: dict, x: jax.Array) -> jax.Array:
 @pytest.mark.parametrize('name', ['resnet18', 'resnet50', 'mobilenet_v1', 'alexnet'])
 def test_acnet_deploy_and_mapped_normal_logits_agree(name):
   """At 224 pixels and at the odd 225, where stride-2 convs see odd inputs."""
-  acnet, deploy, normal = (create_model(name, conv, CLASSES)
-                           for conv in ('acnet', 'deploy', 'normal'))
+  acnet, deploy, normal = (
+    create_model(name, conv, CLASSES) for conv in ('acnet', 'deploy', 'normal')
+  )
   variables = calibrated_variables(acnet, images(0, 2, 224), seed=1)
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])
   template = variable_shapes(name, 'normal')['params']
   normal_params, normal_stats = jax.jit(lambda p, s: to_normal(p, s, template))(
-      variables['params'], variables['batch_stats'])
+    variables['params'], variables['batch_stats']
+  )
   for size in (224, 225):
     x = images(size, 2, size)
     reference = logits(acnet, variables, x)
@@ -178,15 +192,23 @@ def matmul_operand_dtypes(jaxpr: jex.Jaxpr) -> list[jnp.dtype]:
   return dtypes
 
 
-@pytest.mark.parametrize('name,conv,options', [
-    ('mobilenet_v1', 'acnet', {}), ('resnet50', 'acnet', {'acb': ACBOptions(impl='stacked')}),
-    ('alexnet', 'deploy', {}), ('wrnc16', 'normal', {}), ('densenet40', 'acnet', {})])
+@pytest.mark.parametrize(
+  'name,conv,options',
+  [
+    ('mobilenet_v1', 'acnet', {}),
+    ('resnet50', 'acnet', {'acb': ACBOptions(impl='stacked')}),
+    ('alexnet', 'deploy', {}),
+    ('wrnc16', 'normal', {}),
+    ('densenet40', 'acnet', {}),
+  ],
+)
 def test_bfloat16_runs_every_conv_and_dense_in_bfloat16(name, conv, options):
   model = create_model(name, conv, dtype='bfloat16', **options)
   variables = variable_shapes(name, conv, 64, num_classes=10)
   x = images(0, 2, 64)
-  apply = lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
-                                   rngs={'dropout': jax.random.key(0)})
+  apply = lambda v, x: model.apply(
+    v, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)}
+  )
   jaxpr = jax.make_jaxpr(apply)(variables, x)
   dtypes = matmul_operand_dtypes(jaxpr.jaxpr)
   assert dtypes and set(dtypes) == {jnp.dtype(jnp.bfloat16)}
@@ -218,10 +240,13 @@ def test_bfloat16_train_mode_loss_is_close_to_float32(name, size, conv_layers):
 
   def train_loss(dtype):
     model = create_model(name, 'acnet', dtype=dtype)
+
     def loss(params):
-      y, updates = model.apply({**variables, 'params': params}, x, train=True,
-                               mutable=['batch_stats'])
+      y, updates = model.apply(
+        {**variables, 'params': params}, x, train=True, mutable=['batch_stats']
+      )
       return optax.softmax_cross_entropy_with_integer_labels(y, labels).mean(), updates
+
     return loss
 
   loss32, _ = jax.jit(train_loss('float32'))(variables['params'])
@@ -248,8 +273,11 @@ def test_fused_deploy_in_bfloat16_predicts_like_acnet_in_bfloat16(name, size, co
   x = images(5, 64, size)
   deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])
   reference = logits(create_model(name, 'acnet', dtype='bfloat16'), variables, x)
-  fused = logits(create_model(name, 'deploy', dtype='bfloat16'),
-                 {'params': deploy_params, 'batch_stats': deploy_stats}, x)
+  fused = logits(
+    create_model(name, 'deploy', dtype='bfloat16'),
+    {'params': deploy_params, 'batch_stats': deploy_stats},
+    x,
+  )
   assert reference.dtype == fused.dtype == jnp.float32
   agreement = jnp.mean(jnp.argmax(reference, -1) == jnp.argmax(fused, -1))
   assert float(agreement) >= 0.95

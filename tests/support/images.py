@@ -18,8 +18,18 @@ import pytest
 from PIL import Image
 
 ARCHIVE = Path(__file__).parents[3] / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
-                   'ship', 'truck')
+CIFAR10_CLASSES = (
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+)
 # Every GRAYSCALE_EVERY-th image is saved in mode L when modes vary.
 GRAYSCALE_EVERY = 7
 
@@ -38,8 +48,9 @@ def require_archive() -> Path:
   return ARCHIVE
 
 
-def cifar10_members(per_split: dict[str, int],
-                    classes: tuple[str, ...]) -> Iterator[tuple[str, str, str, bytes]]:
+def cifar10_members(
+  per_split: dict[str, int], classes: tuple[str, ...]
+) -> Iterator[tuple[str, str, str, bytes]]:
   """(split, class, file name, JPEG bytes) of the first per_split[split] images
   of each class, with the archive's split names (train, test)."""
   taken: dict[tuple[str, str], int] = {}
@@ -63,14 +74,16 @@ def extract_cifar10(root: Path | str, train_per_class: int, test_per_class: int)
   require_archive()
   root = Path(root)
   for split, label, name, data in cifar10_members(
-      {'train': train_per_class, 'test': test_per_class}, CIFAR10_CLASSES):
+    {'train': train_per_class, 'test': test_per_class}, CIFAR10_CLASSES
+  ):
     (root / split / label).mkdir(parents=True, exist_ok=True)
     (root / split / label / name).write_bytes(data)
   return root
 
 
-def random_images(per_split: dict[str, int], classes: tuple[str, ...],
-                  rng: np.random.Generator) -> Iterator[tuple[str, str, Image.Image]]:
+def random_images(
+  per_split: dict[str, int], classes: tuple[str, ...], rng: np.random.Generator
+) -> Iterator[tuple[str, str, Image.Image]]:
   """Smooth random 32x32 images (upscaled noise compresses like a photo)."""
   for split, count in per_split.items():
     for label in classes:
@@ -79,10 +92,18 @@ def random_images(per_split: dict[str, int], classes: tuple[str, ...],
         yield split, label, Image.fromarray(noise).resize((32, 32), Image.BILINEAR)
 
 
-def make_image_folder(root: Path | str, train_per_class: int = 20, eval_per_class: int = 10, *,
-                      num_classes: int = 10, eval_split: str = 'val',
-                      size: int | tuple[int, int] = (40, 400), varied_modes: bool = True,
-                      real: bool = True, seed: int = 0) -> Path:
+def make_image_folder(
+  root: Path | str,
+  train_per_class: int = 20,
+  eval_per_class: int = 10,
+  *,
+  num_classes: int = 10,
+  eval_split: str = 'val',
+  size: int | tuple[int, int] = (40, 400),
+  varied_modes: bool = True,
+  real: bool = True,
+  seed: int = 0,
+) -> Path:
   """Writes root/train/<class>/* and root/<eval_split>/<class>/* and returns root.
 
   Images are CIFAR-10's (the first of each class) where ../shared has them and
@@ -92,21 +113,29 @@ def make_image_folder(root: Path | str, train_per_class: int = 20, eval_per_clas
   """
   root = Path(root)
   rng = np.random.default_rng(seed)
-  classes = CIFAR10_CLASSES[:num_classes] if real and ARCHIVE.exists() \
-      else tuple(f'class{i}' for i in range(num_classes))
+  classes = (
+    CIFAR10_CLASSES[:num_classes]
+    if real and ARCHIVE.exists()
+    else tuple(f'class{i}' for i in range(num_classes))
+  )
   per_split = {'train': train_per_class, eval_split: eval_per_class}
   if real and ARCHIVE.exists():
     archive_split = {'train': 'train', eval_split: 'test'}
     members = cifar10_members({archive_split[s]: n for s, n in per_split.items()}, classes)
     names = {v: k for k, v in archive_split.items()}
-    images = ((names[split], label, Image.open(io.BytesIO(data)).convert('RGB'))
-              for split, label, _, data in members)
+    images = (
+      (names[split], label, Image.open(io.BytesIO(data)).convert('RGB'))
+      for split, label, _, data in members
+    )
   else:
     images = random_images(per_split, classes, rng)
   written = {split: 0 for split in per_split}
   for n, (split, label, image) in enumerate(images):
-    width, height = (size, size) if isinstance(size, int) else \
-        (int(s) for s in rng.integers(size[0], size[1] + 1, 2))
+    width, height = (
+      (size, size)
+      if isinstance(size, int)
+      else (int(s) for s in rng.integers(size[0], size[1] + 1, 2))
+    )
     image = image.resize((width, height), Image.BICUBIC)
     folder = root / split / label
     folder.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ def kill_at(step: int, moment: str) -> None:
     if is_the_moment(Path(self._final_path), step, moment):  # pylint: disable=protected-access
       os.kill(os.getpid(), signal.SIGKILL)
     return await finalize(self)
+
   atomicity.AtomicRenameTemporaryPath.finalize = killing
 
 

@@ -30,8 +30,9 @@ TRAIN_GRADIENT_RTOL = 10 * BLOCK_RTOL
 MODEL_RTOL = 1e-4
 
 
-def randomize_batch_norm(variables: dict[str, Any], seed: int,
-                         spread: float = 1.0) -> dict[str, Any]:
+def randomize_batch_norm(
+  variables: dict[str, Any], seed: int, spread: float = 1.0
+) -> dict[str, Any]:
   """Replaces every BN scale, bias, mean and var, and every online branch's
   scale (`<branch>_scale`), by random, valid values.
 
@@ -75,8 +76,10 @@ def init_block(block: Any, x: jax.Array, seed: int = 0) -> dict[str, Any]:
   return jax.jit(lambda key: block.init(key, x, train=False))(jax.random.key(seed, impl='rbg'))
 
 
-def eval_and_fused_outputs(block: Any, variables: dict[str, Any],
-                           x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def eval_and_fused_outputs(
+  block: Any, variables: dict[str, Any], x: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """(the block's eval-mode output, the output of the conv fusion makes of it), jitted."""
   return jax.jit(lambda v, x: (block.apply(v, x, train=False), fused_conv_output(block, v, x)))(
-      variables, x)
+    variables, x
+  )

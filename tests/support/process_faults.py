@@ -20,8 +20,8 @@ from acnet_jax import main
 from acnet_jax.training import restoring
 
 READ_FAULTS = {
-    'damage': lambda: ValueError('DATA_LOSS: Error reading local file: injected damage'),
-    'eio': lambda: OSError(errno.EIO, 'Input/output error'),
+  'damage': lambda: ValueError('DATA_LOSS: Error reading local file: injected damage'),
+  'eio': lambda: OSError(errno.EIO, 'Input/output error'),
 }
 FLAG = '--fault='
 
@@ -33,6 +33,7 @@ def fail_reads_of(step: int, kind: str) -> None:
     if os.path.basename(str(directory)) == str(step):
       raise READ_FAULTS[kind]()
     return restore(self, directory, *args, **kwargs)
+
   ocp.Checkpointer.restore = failing
 
 
@@ -43,6 +44,7 @@ def fail_moves_of(step: int) -> None:
     if os.path.basename(str(source)) == str(step):
       raise PermissionError(errno.EACCES, 'Permission denied', str(source))
     return move(source, destination, *args, **kwargs)
+
   restoring.shutil.move = failing
 
 
@@ -53,6 +55,7 @@ def report_the_restored_step() -> None:
     state, damaged = restore_newest(*args, **kwargs)
     print(f'restored step {None if state is None else int(state.step)}', flush=True)
     return state, damaged
+
   restoring.restore_newest = reporting
 
 
@@ -72,7 +75,7 @@ if __name__ == '__main__':
   flags = [arg for arg in args if not arg.startswith(FLAG)]
   for fault in args:
     if fault.startswith(FLAG):
-      inject(fault[len(FLAG):], flags)
+      inject(fault[len(FLAG) :], flags)
   report_the_restored_step()
   sys.argv = [sys.argv[0], *flags]  # config_flags reads its overrides from sys.argv.
   app.run(main.main, flags_parser=main.parse_flags)

@@ -16,25 +16,44 @@ from acnet_jax.errors import InputError
 from acnet_jax.training.cluster import detected_cluster, wants_distributed
 
 # What each launcher sets, as JAX's detection reads it.
-SLURM = {'SLURM_JOB_ID': '4242', 'SLURM_STEP_NODELIST': 'node[001-004]', 'SLURM_NTASKS': '4',
-         'SLURM_PROCID': '1', 'SLURM_LOCALID': '0'}
-OPEN_MPI = {'OMPI_MCA_orte_hnp_uri': '1531576320.0;tcp://10.96.0.1:34911',
-            'OMPI_COMM_WORLD_SIZE': '2', 'OMPI_COMM_WORLD_RANK': '1',
-            'OMPI_COMM_WORLD_LOCAL_RANK': '0'}
-GKE_TPU = {'TPU_WORKER_HOSTNAMES': 'tpu-0,tpu-1,tpu-2,tpu-3', 'TPU_WORKER_ID': '2',
-           'MEGASCALE_NUM_SLICES': '1'}
+SLURM = {
+  'SLURM_JOB_ID': '4242',
+  'SLURM_STEP_NODELIST': 'node[001-004]',
+  'SLURM_NTASKS': '4',
+  'SLURM_PROCID': '1',
+  'SLURM_LOCALID': '0',
+}
+OPEN_MPI = {
+  'OMPI_MCA_orte_hnp_uri': '1531576320.0;tcp://10.96.0.1:34911',
+  'OMPI_COMM_WORLD_SIZE': '2',
+  'OMPI_COMM_WORLD_RANK': '1',
+  'OMPI_COMM_WORLD_LOCAL_RANK': '0',
+}
+GKE_TPU = {
+  'TPU_WORKER_HOSTNAMES': 'tpu-0,tpu-1,tpu-2,tpu-3',
+  'TPU_WORKER_ID': '2',
+  'MEGASCALE_NUM_SLICES': '1',
+}
 KUBERNETES = {'KUBERNETES_SERVICE_HOST': '10.0.0.1', 'JOB_COMPLETION_INDEX': '3'}
 # A TPU VM's metadata server, for GCE (on GKE the variables above stand in for it).
-GCE_METADATA = {'agent-worker-number': '1',
-                'worker-network-endpoints': 'w0:0:10.0.0.2,w1:1:10.0.0.3',
-                'tpu-env': "MEGASCALE_NUM_SLICES: '1'"}
+GCE_METADATA = {
+  'agent-worker-number': '1',
+  'worker-network-endpoints': 'w0:0:10.0.0.2,w1:1:10.0.0.3',
+  'tpu-env': "MEGASCALE_NUM_SLICES: '1'",
+}
 
 
 @pytest.fixture(autouse=True)
 def no_cluster(monkeypatch):
   """A process no launcher started, whatever runs the tests."""
-  for name in [*SLURM, *OPEN_MPI, *GKE_TPU, *KUBERNETES, 'TPU_PROCESS_ADDRESSES',
-               'TPU_SKIP_MDS_QUERY']:
+  for name in [
+    *SLURM,
+    *OPEN_MPI,
+    *GKE_TPU,
+    *KUBERNETES,
+    'TPU_PROCESS_ADDRESSES',
+    'TPU_SKIP_MDS_QUERY',
+  ]:
     monkeypatch.delenv(name, raising=False)
   monkeypatch.setattr(cloud_tpu_cluster, 'running_in_cloud_tpu_vm', False)
 
@@ -45,16 +64,18 @@ def launched(monkeypatch, variables: dict[str, str]) -> None:
 
 
 def by_default(**flags) -> bool:
-  arguments = dict(distributed=None, coordinator_address=None, num_processes=None,
-                   process_id=None)
+  arguments = dict(distributed=None, coordinator_address=None, num_processes=None, process_id=None)
   return wants_distributed(**{**arguments, **flags})
 
 
 def on_a_tpu_vm(monkeypatch, metadata: dict[str, str]) -> None:
   """JAX's TPU start-up found TPU chips; its metadata server answers `metadata`."""
   monkeypatch.setattr(cloud_tpu_cluster, 'running_in_cloud_tpu_vm', True)
-  monkeypatch.setattr(cloud_tpu_cluster, 'get_metadata',
-                      lambda key: (metadata[key], 200) if key in metadata else ('', 404))
+  monkeypatch.setattr(
+    cloud_tpu_cluster,
+    'get_metadata',
+    lambda key: (metadata[key], 200) if key in metadata else ('', 404),
+  )
 
 
 def test_a_process_no_launcher_started_runs_alone():
@@ -100,10 +121,18 @@ def test_a_cloud_tpu_pod_slice_on_gce(monkeypatch):
 
 def kubernetes_job(monkeypatch, job) -> None:
   """The `kubernetes` package in a pod, and what its API says of the pod's Job."""
-  monkeypatch.setitem(sys.modules, 'kubernetes', types.SimpleNamespace(
+  monkeypatch.setitem(
+    sys.modules,
+    'kubernetes',
+    types.SimpleNamespace(
       config=types.SimpleNamespace(load_incluster_config=lambda: None),
-      client=types.SimpleNamespace(CoreV1Api=object, BatchV1Api=object,
-                                   exceptions=types.SimpleNamespace(ApiException=Exception))))
+      client=types.SimpleNamespace(
+        CoreV1Api=object,
+        BatchV1Api=object,
+        exceptions=types.SimpleNamespace(ApiException=Exception),
+      ),
+    ),
+  )
   monkeypatch.setattr(k8s_cluster.K8sCluster, '_job', classmethod(lambda cls: job()))
 
 
@@ -112,8 +141,9 @@ def test_an_indexed_kubernetes_job(monkeypatch):
   if importlib.util.find_spec('kubernetes') is None:
     with pytest.warns(UserWarning, match='kubernetes'):
       assert detected_cluster() is None  # As JAX: no bootstrapping without the package.
-  kubernetes_job(monkeypatch, lambda: types.SimpleNamespace(
-      spec=types.SimpleNamespace(parallelism=4)))
+  kubernetes_job(
+    monkeypatch, lambda: types.SimpleNamespace(spec=types.SimpleNamespace(parallelism=4))
+  )
   assert detected_cluster().__name__ == 'K8sCluster' and by_default()
 
 
@@ -129,18 +159,30 @@ def test_a_kubernetes_pod_that_is_no_job_runs_alone(monkeypatch):
 
 def test_the_coordinator_flags_initialize_without_a_cluster():
   assert by_default(coordinator_address='host0:1234', num_processes=2, process_id=0)
-  assert not by_default(coordinator_address='host0:1234', num_processes=2, process_id=0,
-                        distributed=False)
+  assert not by_default(
+    coordinator_address='host0:1234', num_processes=2, process_id=0, distributed=False
+  )
 
 
-@pytest.mark.parametrize('flags, named', [
-    (dict(num_processes=2, process_id=1), '--num_processes and --process_id given without '
-                                          '--coordinator_address, and JAX detects no cluster'),
+@pytest.mark.parametrize(
+  'flags, named',
+  [
+    (
+      dict(num_processes=2, process_id=1),
+      '--num_processes and --process_id given without '
+      '--coordinator_address, and JAX detects no cluster',
+    ),
     (dict(process_id=1), '--process_id given without --coordinator_address and --num_processes'),
-    (dict(coordinator_address='host0:1234'), '--coordinator_address given without '
-                                             '--num_processes and --process_id'),
-    (dict(distributed=True), '--distributed given without --coordinator_address and '
-                             '--num_processes and --process_id')])
+    (
+      dict(coordinator_address='host0:1234'),
+      '--coordinator_address given without --num_processes and --process_id',
+    ),
+    (
+      dict(distributed=True),
+      '--distributed given without --coordinator_address and --num_processes and --process_id',
+    ),
+  ],
+)
 def test_flags_jax_could_not_complete_are_one_paragraph(flags, named):
   with pytest.raises(InputError) as error:
     by_default(**flags)

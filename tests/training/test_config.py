@@ -12,13 +12,23 @@ from acnet_jax.training.trainer import Trainer, check_batch_sizes, create_mesh
 from tests.support.runs import tiny_config
 
 
-@pytest.mark.parametrize('key,value,message', [
-    ('model', 'resnet56', "unknown model 'resnet56'; valid: alexnet, cfqkbnc, densenet40, "
-                          "mobilenet_v1, rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, "
-                          "wrnc16"),
+@pytest.mark.parametrize(
+  'key,value,message',
+  [
+    (
+      'model',
+      'resnet56',
+      "unknown model 'resnet56'; valid: alexnet, cfqkbnc, densenet40, "
+      'mobilenet_v1, rc110, rc20, rc56, rc8, resnet18, resnet34, resnet50, vc, '
+      'wrnc16',
+    ),
     ('conv', 'deploy', "unknown conv 'deploy'; valid: normal, acnet, dbb, repvgg"),
-    ('dataset', 'imagenet', "unknown dataset 'imagenet'; valid: cifar10, cifar100, image_folder, "
-                            'synthetic, or a tfds image classification data set'),
+    (
+      'dataset',
+      'imagenet',
+      "unknown dataset 'imagenet'; valid: cifar10, cifar100, image_folder, "
+      'synthetic, or a tfds image classification data set',
+    ),
     ('lr_schedule', 'step', "unknown lr_schedule 'step'; valid: piecewise, cosine"),
     ('pipeline', 'disk', "unknown pipeline 'disk'; valid: auto, memory, stream"),
     ('dtype', 'float16', "unknown dtype 'float16'; valid: float32, bfloat16"),
@@ -26,9 +36,13 @@ from tests.support.runs import tiny_config
     ('stop_agree_seconds', 0.0, 'stop_agree_seconds must be positive'),
     ('acb.impl', 'fused', "unknown acb.impl 'fused'; valid: branches, stacked"),
     ('acb.branches', ('ver', 'hor'), "must be distinct names from .* and include 'square'"),
-    ('export_formats', 'stablehlo,tflite',
-     "unknown export format 'tflite'; valid: stablehlo, savedmodel"),
-])
+    (
+      'export_formats',
+      'stablehlo,tflite',
+      "unknown export format 'tflite'; valid: stablehlo, savedmodel",
+    ),
+  ],
+)
 def test_bad_config_values_are_refused_before_anything_is_written(key, value, message, tmp_path):
   config = tiny_config(**{key: value})
   with pytest.raises(InputError, match=message):
@@ -43,8 +57,11 @@ def test_the_defaults_pass_the_check():
 def test_online_applies_to_the_re_parameterized_kinds_only(tmp_path):
   for conv in ('acnet', 'dbb', 'repvgg'):
     validate_config(tiny_config(conv=conv, online=True))
-  with pytest.raises(InputError, match="online=True trains a re-parameterized conv kind "
-                                       r"\(acnet, dbb, repvgg\) .* conv 'normal' has no branches"):
+  with pytest.raises(
+    InputError,
+    match='online=True trains a re-parameterized conv kind '
+    r"\(acnet, dbb, repvgg\) .* conv 'normal' has no branches",
+  ):
     loop.train_and_evaluate(tiny_config(conv='normal', online=True), str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
 

@@ -23,8 +23,12 @@ from tests.training.test_steps import assert_same_step
 
 pytestmark = [pytest.mark.full, pytest.mark.needs_processes]
 
-RUN_FLAGS = [*TINY_FLAGS, '--config.num_epochs=1', '--config.log_every_steps=1',
-             '--config.checkpoint_every_steps=2']
+RUN_FLAGS = [
+  *TINY_FLAGS,
+  '--config.num_epochs=1',
+  '--config.log_every_steps=1',
+  '--config.checkpoint_every_steps=2',
+]
 
 # One train-mode pass at the initial parameters, on the first batch (no
 # augmentation): what two computations of the same step must agree on. Later
@@ -58,23 +62,39 @@ def free_loopback_port() -> int:
 
 
 def environment(devices_per_process: int) -> dict[str, str]:
-  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT),
-          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}'}
+  return {
+    **os.environ,
+    'JAX_PLATFORMS': 'cpu',
+    'PYTHONPATH': str(ROOT),
+    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
+  }
 
 
 def run_first_step(out: Path, devices: int, impl: str = 'branches') -> dict[str, np.ndarray]:
-  subprocess.run([sys.executable, '-c', GRADIENTS_SCRIPT, str(out), impl],
-                 env=environment(devices), check=True, cwd=ROOT, timeout=300)
+  subprocess.run(
+    [sys.executable, '-c', GRADIENTS_SCRIPT, str(out), impl],
+    env=environment(devices),
+    check=True,
+    cwd=ROOT,
+    timeout=300,
+  )
   return dict(np.load(out))
 
 
 def start_two_processes(command: list[str]) -> list[subprocess.Popen]:
   """`command` + the coordinator flags, once per process, one CPU device each."""
   address = f'127.0.0.1:{free_loopback_port()}'
-  return [subprocess.Popen(
+  return [
+    subprocess.Popen(
       [*command, f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
+      cwd=ROOT,
+      env=environment(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
 
 
 def outputs_of(processes: list[subprocess.Popen], returncode: int = 0) -> list[str]:
@@ -110,8 +130,11 @@ def test_one_and_two_devices_compute_the_same_step(tmp_path):
 def test_two_processes_compute_the_same_step_as_one_process_with_two_devices(tmp_path):
   """Loss, gradients and batch statistics of one step: the processes exchange
   BN sums and gradients through gloo."""
-  outputs_of(start_two_processes([sys.executable, '-c', GRADIENTS_SCRIPT,
-                                   str(tmp_path / 'process.npz'), 'branches']))
+  outputs_of(
+    start_two_processes(
+      [sys.executable, '-c', GRADIENTS_SCRIPT, str(tmp_path / 'process.npz'), 'branches']
+    )
+  )
   one = run_first_step(tmp_path / 'one.npz', 2)
   for i in range(2):
     two = dict(np.load(tmp_path / f'process.npz.{i}.npz'))
@@ -124,8 +147,14 @@ def test_two_processes_run_the_cli_like_one_process_with_two_devices(tmp_path):
   (within MODEL_RTOL: one forward pass, BN sums in another order), the same
   number of steps and test images. Later losses drift apart by rounding."""
   single = tmp_path / 'single'
-  subprocess.run(cli(single, RUN_FLAGS), cwd=ROOT, env=environment(2), check=True, timeout=600,
-                 capture_output=True)
+  subprocess.run(
+    cli(single, RUN_FLAGS),
+    cwd=ROOT,
+    env=environment(2),
+    check=True,
+    timeout=600,
+    capture_output=True,
+  )
 
   multi = tmp_path / 'multi'
   outputs = outputs_of(start_two_processes(cli(multi, RUN_FLAGS)))
@@ -149,9 +178,17 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
   with another test, so its seconds vary)."""
   workdir = tmp_path / 'run'
   flags = [flag for flag in RUN_FLAGS if not flag.startswith('--config.num_epochs')]
-  processes = start_two_processes(cli(workdir, [*flags, '--config.num_epochs=100000',
-                                                '--config.checkpoint_every_steps=100000',
-                                                '--config.stop_agree_seconds=1']))
+  processes = start_two_processes(
+    cli(
+      workdir,
+      [
+        *flags,
+        '--config.num_epochs=100000',
+        '--config.checkpoint_every_steps=100000',
+        '--config.stop_agree_seconds=1',
+      ],
+    )
+  )
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
   while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
@@ -164,8 +201,10 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
   signalled = time.time()
   outputs = outputs_of(processes, 128 + signal.SIGTERM)
   assert time.time() - signalled < 120
-  steps = [int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);', output).group(1))
-           for output in outputs]
+  steps = [
+    int(re.search(r'Stopped by SIGTERM(?: to process 1)? at step (\d+);', output).group(1))
+    for output in outputs
+  ]
   assert 'Stopped by SIGTERM to process 1 at step' in outputs[0]
   assert steps[0] == steps[1]
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(steps[0])]
@@ -174,8 +213,14 @@ def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
 def faulty(workdir: Path, *faults: str) -> list[str]:
   """The job on two processes with `faults` (PROCESS:STEP:KIND each, as
   tests/support/process_faults.py takes them)."""
-  return [sys.executable, '-m', 'tests.support.process_faults',
-          *(f'--fault={fault}' for fault in faults), f'--workdir={workdir}', *RUN_FLAGS]
+  return [
+    sys.executable,
+    '-m',
+    'tests.support.process_faults',
+    *(f'--fault={fault}' for fault in faults),
+    f'--workdir={workdir}',
+    *RUN_FLAGS,
+  ]
 
 
 def test_a_read_fault_on_one_process_is_decided_alike_on_both(tmp_path):
@@ -198,15 +243,17 @@ def test_a_read_fault_on_one_process_is_decided_alike_on_both(tmp_path):
   before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*'))
   outputs = outputs_of(start_two_processes(faulty(workdir, '1:4:eio')), returncode=1)
   assert 'process 1 could not use the checkpoint of step 4' in outputs[0], outputs[0][-3000:]
-  assert 'cannot read the checkpoint of step 4' in outputs[1] and 'Input/output error' in \
-      outputs[1], outputs[1][-3000:]
+  assert (
+    'cannot read the checkpoint of step 4' in outputs[1] and 'Input/output error' in outputs[1]
+  ), outputs[1][-3000:]
   for output in outputs:
     assert 'Nothing was moved or deleted' in output and 'Traceback' not in output
   assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*')) == before
 
   # Process 1 reads it as damaged, process 0 cannot move it aside: both stop.
-  outputs = outputs_of(start_two_processes(faulty(workdir, '1:4:damage', '0:4:unmovable')),
-                       returncode=1)
+  outputs = outputs_of(
+    start_two_processes(faulty(workdir, '1:4:damage', '0:4:unmovable')), returncode=1
+  )
   assert re.search(r'cannot write to .*Permission denied', outputs[0]), outputs[0][-3000:]
   assert 'process 0 could not move the damaged checkpoints' in outputs[1], outputs[1][-3000:]
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']

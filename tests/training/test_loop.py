@@ -24,8 +24,14 @@ from tests.conftest import TINY_RUN, TINY_RUN_STEPS
 from tests.support.runs import final_state, tiny_config
 
 # rc8 ACNet, 5 epochs of 4 steps, a log line per step, no evaluation until the end.
-RESUMED = dict(conv='acnet', num_epochs=5, log_every_steps=1, eval_every_epochs=100,
-               checkpoint_every_steps=4, lr_boundaries_epochs=(3,))
+RESUMED = dict(
+  conv='acnet',
+  num_epochs=5,
+  log_every_steps=1,
+  eval_every_epochs=100,
+  checkpoint_every_steps=4,
+  lr_boundaries_epochs=(3,),
+)
 TOTAL_STEPS = 20
 
 
@@ -42,8 +48,9 @@ def assert_same_run(resumed, reference) -> None:
   assert a_step == b_step == TOTAL_STEPS
   for key, value in b.items():
     np.testing.assert_array_equal(a[key], value, err_msg=key)  # Bitwise.
-  assert json.loads((resumed / 'eval.json').read_text()) == \
-      json.loads((reference / 'eval.json').read_text())
+  assert json.loads((resumed / 'eval.json').read_text()) == json.loads(
+    (reference / 'eval.json').read_text()
+  )
 
 
 def signal_at_step(monkeypatch, sig: signal.Signals, step: int) -> None:
@@ -55,6 +62,7 @@ def signal_at_step(monkeypatch, sig: signal.Signals, step: int) -> None:
     write(self, at_step, values)
     if at_step == step and 'train_loss' in values:
       signal.raise_signal(sig)
+
   monkeypatch.setattr(metrics.MetricWriter, 'write', write_then_signal)
 
 
@@ -82,13 +90,15 @@ def test_train_then_eval_reproduces_the_final_metrics(tiny_run, tmp_path):
 
 @pytest.mark.full
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_saves_the_step_in_flight_and_resume_is_exact(sig, tmp_path, uninterrupted,
-                                                               monkeypatch):
+def test_a_signal_saves_the_step_in_flight_and_resume_is_exact(
+  sig, tmp_path, uninterrupted, monkeypatch
+):
   workdir = tmp_path / 'run'
   signal_at_step(monkeypatch, sig, 4)
   config = tiny_config(**{**RESUMED, 'checkpoint_every_steps': 1000})
-  with pytest.raises(stopping.TrainingInterrupted,
-                     match=rf'Stopped by {sig.name} at step (\d+);') as stop:
+  with pytest.raises(
+    stopping.TrainingInterrupted, match=rf'Stopped by {sig.name} at step (\d+);'
+  ) as stop:
     loop.train_and_evaluate(config, str(workdir))
   stopped_at = int(re.search(r'at step (\d+)', str(stop.value)).group(1))
   # Signalled while step 5 ran: that step finishes, at most one more was queued.
@@ -107,12 +117,13 @@ def damage(checkpoint) -> None:
   largest = max((p for p in checkpoint.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
   data = bytearray(largest.read_bytes())
   middle = len(data) // 2
-  data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+  data[middle : middle + 64] = bytes(255 - b for b in data[middle : middle + 64])
   largest.write_bytes(bytes(data))
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_and_training_repeats_its_steps(
-    tmp_path, uninterrupted, caplog):
+  tmp_path, uninterrupted, caplog
+):
   workdir = shutil.copytree(uninterrupted, tmp_path / 'run')
   (workdir / 'eval.json').unlink()
   config = tiny_config(**RESUMED)
@@ -146,8 +157,11 @@ def test_no_intact_checkpoint_is_refused_and_nothing_is_deleted(tmp_path):
 @pytest.mark.full  # 15 s: the fast tier stays under 5 min.
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny_config(learning_rate=1e12, checkpoint_every_steps=1, num_epochs=5)
-  with pytest.raises(loop.NonFiniteLoss, match=r'(training loss is \S+ at|optimizer state of) step '
-                                                r'\d+') as caught:
+  with pytest.raises(
+    loop.NonFiniteLoss,
+    match=r'(training loss is \S+ at|optimizer state of) step '
+    r'\d+',
+  ) as caught:
     loop.train_and_evaluate(config, str(tmp_path))
   bad_step = int(re.search(r'step (\d+)', str(caught.value)).group(1))
   manager = checkpointing.checkpoint_manager(str(tmp_path), config.keep_checkpoints)
@@ -168,12 +182,16 @@ def test_a_checkpoint_of_another_model_or_kind_names_both_and_is_left_intact(tin
   # The lock file names its last holder; everything else stays as it was.
   files = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE}
   before = files()
-  for key, value, saved in [('model', 'rc20', 'rc8'), ('conv', 'normal', 'acnet'),
-                            ('online', True, False)]:
+  for key, value, saved in [
+    ('model', 'rc20', 'rc8'),
+    ('conv', 'normal', 'acnet'),
+    ('online', True, False),
+  ]:
     # Allowed to change the config, the run is still refused another model's checkpoint.
-    with pytest.raises(InputError, match=f"{key}={saved!r} but this config has {key}={value!r}"):
-      loop.train_and_evaluate(tiny_config(**{**TINY_RUN, key: value}), str(workdir),
-                              allow_config_change=True)
+    with pytest.raises(InputError, match=f'{key}={saved!r} but this config has {key}={value!r}'):
+      loop.train_and_evaluate(
+        tiny_config(**{**TINY_RUN, key: value}), str(workdir), allow_config_change=True
+      )
   assert files() == before
 
 

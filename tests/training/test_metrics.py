@@ -15,8 +15,13 @@ def test_metrics_and_events_hold_every_logged_value(tiny_run):
   lines = [json.loads(r) for r in (tiny_run / 'metrics.jsonl').read_text().splitlines()]
   train = [r for r in lines if 'train_loss' in r]
   assert [r['step'] for r in train] == list(range(1, TINY_RUN_STEPS + 1))
-  assert {'train_loss', 'train_lr', 'train_top1', 'train_steps_per_s',
-          'train_data_wait_share'} <= set(train[0])
+  assert {
+    'train_loss',
+    'train_lr',
+    'train_top1',
+    'train_steps_per_s',
+    'train_data_wait_share',
+  } <= set(train[0])
   (final,) = [r for r in lines if 'test_fused_top1' in r]
   assert final['step'] == TINY_RUN_STEPS
   assert final['test_top1'] == json.loads((tiny_run / 'eval.json').read_text())['top1']

@@ -22,8 +22,15 @@ from acnet_jax.training import steps
 from acnet_jax.training.trainer import Trainer, create_mesh
 from tests.support.runs import tiny_config
 
-KINDS = [('normal', False), ('acnet', False), ('dbb', False), ('repvgg', False),
-         ('acnet', True), ('dbb', True), ('repvgg', True)]
+KINDS = [
+  ('normal', False),
+  ('acnet', False),
+  ('dbb', False),
+  ('repvgg', False),
+  ('acnet', True),
+  ('dbb', True),
+  ('repvgg', True),
+]
 KIND_IDS = [f'{conv}{"-online" if online else ""}' for conv, online in KINDS]
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 # What a lowering for one platform keeps of a platform choice: `case`s on a
@@ -37,8 +44,10 @@ ZEROS = re.compile(r'stablehlo\.broadcast_in_dim %c\w*, dims = \[\]')
 
 def only(form: str):
   """on_cpu_or_plain that builds only `form` ('cpu' or 'plain'), no choice."""
+
   def choose(cpu, plain, *operands, **static):
     return (cpu if form == 'cpu' else plain)(*operands, **static)
+
   return choose
 
 
@@ -46,8 +55,11 @@ def with_dispatch(dispatch, build):
   """`build()` with every module's `on_cpu_or_plain` (platform's own included)
   replaced by `dispatch`."""
   original = platform.on_cpu_or_plain
-  users = [module for name, module in list(sys.modules.items()) if name.startswith('acnet_jax.')
-           and getattr(module, 'on_cpu_or_plain', None) is original]
+  users = [
+    module
+    for name, module in list(sys.modules.items())
+    if name.startswith('acnet_jax.') and getattr(module, 'on_cpu_or_plain', None) is original
+  ]
   assert users, 'no module dispatches through platform.on_cpu_or_plain'
   try:
     for module in users:
@@ -60,15 +72,15 @@ def with_dispatch(dispatch, build):
 
 def traced_steps(conv: str, online: bool, names=('train', 'eval')) -> dict[str, jax.stages.Traced]:
   """The tiny run's jitted train and eval steps, traced on abstract state."""
-  config = tiny_config(model='cfqkbnc', conv=conv, online=online, batch_size=8,
-                       eval_batch_size=8)
+  config = tiny_config(model='cfqkbnc', conv=conv, online=online, batch_size=8, eval_batch_size=8)
   trainer = Trainer(config, create_mesh())
   state = trainer.abstract_state
   traced = {'train': lambda: trainer.train_step.trace(state, trainer.train_inputs(0))}
   if 'eval' in names:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    deploy = dict(zip(('params', 'batch_stats'),
-                      jax.eval_shape(trainer.fuse, state.params, state.batch_stats)))
+    deploy = dict(
+      zip(('params', 'batch_stats'), jax.eval_shape(trainer.fuse, state.params, state.batch_stats))
+    )
     totals = jax.eval_shape(lambda: steps.zero_totals(config.num_classes))
     inputs, mask = next(trainer.feed.eval_inputs())
     traced['eval'] = lambda: trainer.eval_step.trace(totals, variables, deploy, inputs, mask)
@@ -77,10 +89,17 @@ def traced_steps(conv: str, online: bool, names=('train', 'eval')) -> dict[str, 
 
 # What each build is lowered for: the CPU forms' build only for the train step
 # on the CPU (its eval step runs the forward passes, which are the plain ops).
-LOWERINGS = {'real': [(step, p) for step in ('train', 'eval') for p in PLATFORMS],
-             'plain': [('train', 'cuda'), ('train', 'tpu'), ('eval', 'cpu'), ('eval', 'cuda'),
-                       ('eval', 'tpu')],
-             'cpu': [('train', 'cpu')]}
+LOWERINGS = {
+  'real': [(step, p) for step in ('train', 'eval') for p in PLATFORMS],
+  'plain': [
+    ('train', 'cuda'),
+    ('train', 'tpu'),
+    ('eval', 'cpu'),
+    ('eval', 'cuda'),
+    ('eval', 'tpu'),
+  ],
+  'cpu': [('train', 'cpu')],
+}
 
 
 @functools.cache
@@ -88,18 +107,23 @@ def programs(build: str, conv: str, online: bool) -> dict[tuple[str, str], str]:
   """StableHLO text by (step, platform): build 'real' (the choice at lowering),
   'plain' (no CPU form) or 'cpu' (only the CPU forms)."""
   names = tuple(dict.fromkeys(step for step, _ in LOWERINGS[build]))
-  traced = (traced_steps(conv, online, names) if build == 'real'
-            else with_dispatch(only(build), lambda: traced_steps(conv, online, names)))
-  return {(step, p): traced[step].lower(lowering_platforms=(p,)).as_text()
-          for step, p in LOWERINGS[build]}
+  traced = (
+    traced_steps(conv, online, names)
+    if build == 'real'
+    else with_dispatch(only(build), lambda: traced_steps(conv, online, names))
+  )
+  return {
+    (step, p): traced[step].lower(lowering_platforms=(p,)).as_text() for step, p in LOWERINGS[build]
+  }
 
 
 def op_counts(program: str) -> collections.Counter:
   """Ops by name. A call prints as `call` in a function's body and as
   `func.call` in a case's region: both count as func.call."""
   ops = re.findall(r'^\s*(?:%[^=]*= )?"?((?:[a-z_]+\.)?[a-z_]+)[ "(@]', program, re.MULTILINE)
-  return collections.Counter('func.call' if op == 'call' else op for op in ops
-                             if '.' in op or op == 'call')
+  return collections.Counter(
+    'func.call' if op == 'call' else op for op in ops if '.' in op or op == 'call'
+  )
 
 
 def assert_same_program_but_the_choice(actual: str, expected: str) -> None:
@@ -109,8 +133,9 @@ def assert_same_program_but_the_choice(actual: str, expected: str) -> None:
   assert not expected_ops - ops, f'ops missing: {dict(expected_ops - ops)}'
   extra = ops - expected_ops
   zeros = len(ZEROS.findall(actual)) - len(ZEROS.findall(expected))
-  assert extra.pop('stablehlo.broadcast_in_dim', 0) <= max(zeros, 0), \
-      'a broadcast beyond the zeros of the other branch'
+  assert extra.pop('stablehlo.broadcast_in_dim', 0) <= max(zeros, 0), (
+    'a broadcast beyond the zeros of the other branch'
+  )
   assert set(extra) <= CHOICE_OPS, f'ops of the other branch: {dict(extra)}'
 
 
@@ -141,11 +166,19 @@ def test_xla_plans_the_same_memory_for_the_cuda_train_step_as_without_the_cpu_fo
   """The zeros that stand in for the CPU forms' residuals (and the choice's
   cases) cost nothing once compiled. Compiled by this machine's backend: here
   XLA:CPU compiles the program lowered for cuda (on a GPU, XLA:GPU does)."""
+
   def memory(build):
     dispatch = platform.on_cpu_or_plain if build == 'real' else only('plain')
     traced = with_dispatch(dispatch, lambda: traced_steps('normal', False, ('train',)))
     stats = traced['train'].lower(lowering_platforms=('cuda',)).compile().memory_analysis()
-    return {name: getattr(stats, name) for name in (
-        'argument_size_in_bytes', 'output_size_in_bytes', 'alias_size_in_bytes',
-        'temp_size_in_bytes')}
+    return {
+      name: getattr(stats, name)
+      for name in (
+        'argument_size_in_bytes',
+        'output_size_in_bytes',
+        'alias_size_in_bytes',
+        'temp_size_in_bytes',
+      )
+    }
+
   assert memory('real') == memory('plain')

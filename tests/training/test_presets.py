@@ -26,8 +26,12 @@ def test_rc56_presets_are_lrs1():
   for conv in ('normal', 'acnet'):
     config = load_config(f'rc56_{conv}.py')
     assert (config.model, config.conv, config.try_arg) == ('rc56', conv, f'{conv}_lrs1')
-    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == \
-        (64, 1e-4, 0.1, 500)
+    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == (
+      64,
+      1e-4,
+      0.1,
+      500,
+    )
     assert tuple(config.lr_boundaries_epochs) == (100, 200, 300, 400)
     assert config.lr_decay_factor == 0.1
     assert (config.warmup_epochs, config.warmup_factor) == (5, 1.0)
@@ -38,16 +42,26 @@ def test_wrnc16_presets_are_lrs2():
   for conv in ('normal', 'acnet'):
     config = load_config(f'wrnc16_{conv}.py')
     assert (config.model, config.conv, config.try_arg) == ('wrnc16', conv, f'{conv}_lrs2')
-    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == \
-        (128, 5e-4, 0.1, 360)
+    assert (config.batch_size, config.weight_decay, config.learning_rate, config.num_epochs) == (
+      128,
+      5e-4,
+      0.1,
+      360,
+    )
     assert tuple(config.lr_boundaries_epochs) == (90, 180, 240, 300)
     assert config.lr_decay_factor == 0.2
 
 
-@pytest.mark.parametrize('filename,lr,epochs,wd', [
-    ('rc56_acnet_cosine.py', 0.2, 400, 1e-4), ('wrnc16_acnet_cosine.py', 0.1, 400, 5e-4),
-    ('cfqkbnc_acnet.py', 0.1, 150, 1e-4), ('vc_acnet.py', 0.1, 400, 1e-4),
-    ('rc110_acnet.py', 0.2, 400, 1e-4)])
+@pytest.mark.parametrize(
+  'filename,lr,epochs,wd',
+  [
+    ('rc56_acnet_cosine.py', 0.2, 400, 1e-4),
+    ('wrnc16_acnet_cosine.py', 0.1, 400, 5e-4),
+    ('cfqkbnc_acnet.py', 0.1, 150, 1e-4),
+    ('vc_acnet.py', 0.1, 400, 1e-4),
+    ('rc110_acnet.py', 0.2, 400, 1e-4),
+  ],
+)
 def test_later_recipe_presets(filename, lr, epochs, wd):
   config = load_config(filename)
   assert (config.lr_schedule, config.batch_size, config.warmup_epochs) == ('cosine', 128, 0)
@@ -59,10 +73,17 @@ def test_later_recipe_presets(filename, lr, epochs, wd):
 
 def test_densenet_presets_are_the_standard_recipe():
   config = load_config('densenet40_acnet.py')
-  assert (config.batch_size, config.num_epochs, config.learning_rate, config.weight_decay) == \
-      (64, 300, 0.1, 1e-4)
-  assert (config.lr_schedule, tuple(config.lr_boundaries_epochs), config.lr_decay_factor) == \
-      ('piecewise', (150, 225), 0.1)
+  assert (config.batch_size, config.num_epochs, config.learning_rate, config.weight_decay) == (
+    64,
+    300,
+    0.1,
+    1e-4,
+  )
+  assert (config.lr_schedule, tuple(config.lr_boundaries_epochs), config.lr_decay_factor) == (
+    'piecewise',
+    (150, 225),
+    0.1,
+  )
 
 
 def test_cifar100_presets():
@@ -86,8 +107,9 @@ def test_dbb_and_repvgg_take_the_recipes_of_acnet(conv):
 
 
 def test_unknown_try_arg_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='valid: normal_lrs1, acnet_lrs1, dbb_lrs1, repvgg_lrs1, '
-                                       'normal_lrs2'):
+  with pytest.raises(
+    ValueError, match='valid: normal_lrs1, acnet_lrs1, dbb_lrs1, repvgg_lrs1, normal_lrs2'
+  ):
     load_config('rc56.py', 'acnet_lrs9')
   with pytest.raises(ValueError, match='no settings for densenet40'):
     load_config('densenet40.py', 'acnet_cosine')
@@ -97,14 +119,31 @@ def test_unknown_try_arg_lists_the_valid_ones():
 def test_imagenet_presets_are_the_authors_recipe(model):
   config = load_config(f'{model}_acnet.py')
   assert load_config(f'{model}.py', 'acnet_imagenet') == config
-  assert (config.model, config.conv, config.dataset, config.num_classes) == \
-      (model, 'acnet', 'imagenet2012', 1000)
-  assert (config.batch_size, config.learning_rate, config.num_epochs, config.lr_schedule,
-          config.warmup_epochs) == (256, 0.1, 100, 'cosine', 0)
-  assert (config.weight_decay, config.weight_decay_on_bn_and_bias, config.bias_lr_factor,
-          config.acb.gamma_init, config.label_smoothing) == (1e-4, True, 2.0, 1.0, 0.0)
-  assert (config.image_size, tuple(config.pixel_mean), tuple(config.pixel_std)) == \
-      (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+  assert (config.model, config.conv, config.dataset, config.num_classes) == (
+    model,
+    'acnet',
+    'imagenet2012',
+    1000,
+  )
+  assert (
+    config.batch_size,
+    config.learning_rate,
+    config.num_epochs,
+    config.lr_schedule,
+    config.warmup_epochs,
+  ) == (256, 0.1, 100, 'cosine', 0)
+  assert (
+    config.weight_decay,
+    config.weight_decay_on_bn_and_bias,
+    config.bias_lr_factor,
+    config.acb.gamma_init,
+    config.label_smoothing,
+  ) == (1e-4, True, 2.0, 1.0, 0.0)
+  assert (config.image_size, tuple(config.pixel_mean), tuple(config.pixel_std)) == (
+    224,
+    (0.485, 0.456, 0.406),
+    (0.229, 0.224, 0.225),
+  )
   assert load_config(f'{model}_normal.py').conv == 'normal'
 
 
@@ -137,7 +176,16 @@ def test_installing_adds_only_acnet_jax_to_the_import_namespace(tmp_path):
   another project's `configs` keeps working beside this one."""
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   completed = subprocess.run(
-      [sys.executable, '-c', 'import importlib.util as u, acnet_jax.training.presets as p; '
-       'print(u.find_spec("configs"), u.find_spec("tests"), p.__name__)'],
-      cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    [
+      sys.executable,
+      '-c',
+      'import importlib.util as u, acnet_jax.training.presets as p; '
+      'print(u.find_spec("configs"), u.find_spec("tests"), p.__name__)',
+    ],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   assert completed.stdout.split() == ['None', 'None', 'acnet_jax.training.presets']

@@ -42,6 +42,7 @@ def inject(monkeypatch, error: BaseException, step: int, times: int | None = Non
       failed.append(step)
       raise error
     return restore(self, directory, *args, **kwargs)
+
   monkeypatch.setattr(ocp.Checkpointer, 'restore', failing)
   monkeypatch.setattr(restoring, 'FIRST_WAIT_S', 0.01)
   return failed
@@ -60,26 +61,30 @@ def workdir(tiny_run, tmp_path):
   return shutil.copytree(tiny_run, tmp_path / 'run')
 
 
-def test_an_io_error_once_is_tried_again_and_the_newest_step_restores(workdir, monkeypatch,
-                                                                      caplog):
+def test_an_io_error_once_is_tried_again_and_the_newest_step_restores(workdir, monkeypatch, caplog):
   before = files(workdir)
   failed = inject(monkeypatch, OSError(errno.EIO, 'Input/output error'), NEWEST, times=1)
   assert int(restore(workdir).step) == NEWEST
   assert failed == [NEWEST]
-  assert f'Reading the checkpoint of step {NEWEST} failed (OSError: [Errno 5] Input/output ' \
-         'error); trying again' in caplog.text
+  assert (
+    f'Reading the checkpoint of step {NEWEST} failed (OSError: [Errno 5] Input/output '
+    'error); trying again' in caplog.text
+  )
   assert files(workdir) == before
 
 
-def test_an_io_error_on_every_try_stops_naming_the_checkpoint_and_moves_nothing(workdir,
-                                                                               monkeypatch):
+def test_an_io_error_on_every_try_stops_naming_the_checkpoint_and_moves_nothing(
+  workdir, monkeypatch
+):
   before = files(workdir)
   failed = inject(monkeypatch, OSError(errno.EIO, 'Input/output error'), NEWEST)
-  with pytest.raises(UnreadableCheckpoint,
-                     match=rf'cannot read the checkpoint of step {NEWEST} in '
-                           rf'{workdir}/checkpoints: '
-                           r'OSError: \[Errno 5\] Input/output error\. Nothing was moved or '
-                           r'deleted'):
+  with pytest.raises(
+    UnreadableCheckpoint,
+    match=rf'cannot read the checkpoint of step {NEWEST} in '
+    rf'{workdir}/checkpoints: '
+    r'OSError: \[Errno 5\] Input/output error\. Nothing was moved or '
+    r'deleted',
+  ):
     restore(workdir)
   assert failed == [NEWEST] * restoring.TRIES
   assert files(workdir) == before
@@ -87,10 +92,18 @@ def test_an_io_error_on_every_try_stops_naming_the_checkpoint_and_moves_nothing(
 
 def test_out_of_memory_on_restore_stops_at_once_and_moves_nothing(workdir, monkeypatch):
   before = files(workdir)
-  failed = inject(monkeypatch, jax.errors.JaxRuntimeError(
-      'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.'), NEWEST)
-  with pytest.raises(UnreadableCheckpoint, match=r'JaxRuntimeError: RESOURCE_EXHAUSTED: Out of '
-                                                 r'memory'):
+  failed = inject(
+    monkeypatch,
+    jax.errors.JaxRuntimeError(
+      'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.'
+    ),
+    NEWEST,
+  )
+  with pytest.raises(
+    UnreadableCheckpoint,
+    match=r'JaxRuntimeError: RESOURCE_EXHAUSTED: Out of '
+    r'memory',
+  ):
     restore(workdir)
   assert failed == [NEWEST]  # Not tried again: memory does not come back by waiting.
   assert files(workdir) == before
@@ -107,7 +120,10 @@ def test_a_checkpoint_without_its_fingerprint_is_damaged_not_trusted(workdir, ca
 def test_a_config_change_with_a_damaged_newest_checkpoint_is_refused_and_moves_nothing(workdir):
   shutil.rmtree(workdir / 'checkpoints' / str(NEWEST) / 'fingerprint')
   before = files(workdir)
-  with pytest.raises(InputError, match=r'batch_size: 16 -> 8\. Give the new config another '
-                                       r'--workdir.*Nothing was changed'):
+  with pytest.raises(
+    InputError,
+    match=r'batch_size: 16 -> 8\. Give the new config another '
+    r'--workdir.*Nothing was changed',
+  ):
     loop.train_and_evaluate(tiny_config(**{**TINY_RUN, 'batch_size': 8}), str(workdir))
   assert files(workdir) == before

@@ -31,10 +31,14 @@ def first_step_gradients(config) -> dict[str, np.ndarray]:
   x, y = jax.jit(trainer.feed.prepare_train)(trainer.train_inputs(0), 0)
   replicated = jax.tree.map(lambda _: trainer.replicated, (0, 0, 0, 0))
   loss, _, batch_stats, grads = jax.jit(steps.gradients, out_shardings=replicated)(
-      trainer.init_state(), x, y, steps.dropout_key(config.seed, 0))
+    trainer.init_state(), x, y, steps.dropout_key(config.seed, 0)
+  )
   loss, grads, batch_stats = to_host((loss, grads, batch_stats))
-  return {'loss': loss, **{f'grad{k}': v for k, v in flat(grads).items()},
-          **{f'stats{k}': v for k, v in flat(batch_stats).items()}}
+  return {
+    'loss': loss,
+    **{f'grad{k}': v for k, v in flat(grads).items()},
+    **{f'stats{k}': v for k, v in flat(batch_stats).items()},
+  }
 
 
 def assert_same_step(actual: dict, expected: dict) -> None:
@@ -57,9 +61,9 @@ def test_one_step_is_the_loss_of_the_model_and_an_sgd_update():
   metrics = jax.device_get(metrics)
 
   # The loss and top-1 of this batch, computed here from the model itself.
-  logits, updates = jax.jit(lambda v, x: trainer.model.apply(v, x, train=True,
-                                                             mutable=['batch_stats']))(
-      {'params': before.params, 'batch_stats': before.batch_stats}, x)
+  logits, updates = jax.jit(
+    lambda v, x: trainer.model.apply(v, x, train=True, mutable=['batch_stats'])
+  )({'params': before.params, 'batch_stats': before.batch_stats}, x)
   expected_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
   assert metrics['loss'] == pytest.approx(float(expected_loss), rel=1e-5)
   assert metrics['top1'] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == y)))
@@ -67,13 +71,20 @@ def test_one_step_is_the_loss_of_the_model_and_an_sgd_update():
   # Plain SGD (no momentum, no decay): new = old - lr * gradient, the gradient
   # computed here again (the same sums in another order: equal to rounding), and
   # the subtraction rounded to float32 once more (u = 2**-24 of the parameter).
-  grads = jax.jit(jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
-      trainer.model.apply({'params': p, 'batch_stats': before.batch_stats}, x, train=True,
-                          mutable=['batch_stats'])[0], y).mean()))(before.params)
+  grads = jax.jit(
+    jax.grad(
+      lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        trainer.model.apply(
+          {'params': p, 'batch_stats': before.batch_stats}, x, train=True, mutable=['batch_stats']
+        )[0],
+        y,
+      ).mean()
+    )
+  )(before.params)
   old, new, grad = flat(before.params), flat(state.params), flat(grads)
   for key in old:
     step = 0.1 * grad[key]
-    bound = RTOL_REORDERED_SUMS * np.abs(step).max() + 2 ** -23 * np.abs(old[key])
+    bound = RTOL_REORDERED_SUMS * np.abs(step).max() + 2**-23 * np.abs(old[key])
     assert np.all(np.abs(new[key] - (old[key] - step)) <= bound), key
   for key, value in flat(updates['batch_stats']).items():
     np.testing.assert_allclose(flat(state.batch_stats)[key], value, rtol=1e-5, err_msg=key)
@@ -99,11 +110,21 @@ def test_an_online_step_trains_every_branch_kernel_and_scale():
   assert np.isfinite(float(metrics['loss']))
   before, after = flat(initial.params), flat(jax.device_get(state.params))
   assert {key for key in before if "['stage1_block1']['conv1']" in key} == {
-      f"['stage1_block1']['conv1']{leaf}" for leaf in (
-          "['origin']['kernel']", "['1x1']['kernel']", "['avg_conv']['kernel']",
-          "['1x1_kxk_idconv1']['kernel']", "['1x1_kxk_conv2']['kernel']", "['origin_scale']",
-          "['1x1_scale']", "['avg_scale']", "['1x1_kxk_scale']", "['bn']['scale']",
-          "['bn']['bias']")}
+    f"['stage1_block1']['conv1']{leaf}"
+    for leaf in (
+      "['origin']['kernel']",
+      "['1x1']['kernel']",
+      "['avg_conv']['kernel']",
+      "['1x1_kxk_idconv1']['kernel']",
+      "['1x1_kxk_conv2']['kernel']",
+      "['origin_scale']",
+      "['1x1_scale']",
+      "['avg_scale']",
+      "['1x1_kxk_scale']",
+      "['bn']['scale']",
+      "['bn']['bias']",
+    )
+  }
   for key, value in before.items():
     assert np.any(after[key] != value), key
 
@@ -122,8 +143,9 @@ def test_a_bfloat16_step_keeps_float32_state_and_the_float32_loss():
     state, metrics = trainer.train_step(trainer.init_state(), trainer.train_inputs(0))
     losses[dtype] = float(metrics['loss'])
     leaves = jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
-    assert {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == \
-        {jnp.dtype('float32')}
+    assert {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == {
+      jnp.dtype('float32')
+    }
   assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=2e-2)
 
 
@@ -156,7 +178,10 @@ def test_every_draw_of_a_run_comes_from_a_threefry_key():
   # same on every platform, RBG's are not.
   config = tiny_config(conv='acnet', augment=True)
   trainer = Trainer(config, create_mesh())
-  init = jax.make_jaxpr(lambda: steps.create_train_state(
-      config, trainer.model, trainer.optimizer, trainer.feed.image_shape))().jaxpr
+  init = jax.make_jaxpr(
+    lambda: steps.create_train_state(
+      config, trainer.model, trainer.optimizer, trainer.feed.image_shape
+    )
+  )().jaxpr
   step = trainer.train_step.trace(trainer.abstract_state, trainer.train_inputs(0)).jaxpr.jaxpr
   assert key_types(init) == key_types(step) == {'key<fry>'}

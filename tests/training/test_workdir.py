@@ -28,10 +28,13 @@ def test_a_run_from_before_recording_reads_with_todays_defaults(tmp_path):
   assert record.input_shape is None and record.class_names is None
 
 
-@pytest.mark.parametrize('content,message', [
+@pytest.mark.parametrize(
+  'content,message',
+  [
     (None, 'is not the --workdir of a training run: it has no config.json'),
     ('{"model": ', 'config.json is not the JSON a training run writes'),
-])
+  ],
+)
 def test_a_workdir_without_a_readable_config_is_refused(content, message, tmp_path):
   if content is not None:
     (tmp_path / 'config.json').write_text(content)

@@ -16,7 +16,6 @@ code as published does not run, the change is the smallest that makes it run
 and is marked "Fixed:".
 """
 
-
 import pytest
 
 

@@ -19,18 +19,22 @@ class FlattenLayer(nn.Module):
 class ConvBuilder:
   """builder.py, the parts these models use (BN eps 1e-5, momentum 0.1, affine)."""
 
-  def Conv2d(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
-             bias=True):
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                     bias=bias)
+  def Conv2d(
+    self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True
+  ):
+    return nn.Conv2d(
+      in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias
+    )
 
   def BatchNorm2d(self, num_features):
     return nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1)
 
   def Conv2dBN(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
     se = nn.Sequential()
-    se.add_module('conv', nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                    groups=groups, bias=False))
+    se.add_module(
+      'conv',
+      nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
+    )
     se.add_module('bn', self.BatchNorm2d(out_channels))
     return se
 
@@ -43,8 +47,10 @@ class ConvBuilder:
     se = nn.Sequential()
     se.add_module('bn', self.BatchNorm2d(in_channels))
     se.add_module('relu', nn.ReLU())
-    se.add_module('conv', nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                    groups=groups, bias=False))
+    se.add_module(
+      'conv',
+      nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
+    )
     return se
 
   def GAP(self, kernel_size):
@@ -69,28 +75,41 @@ class ACNetBuilder(ConvBuilder):
     return kernel_size == 1 or kernel_size >= 7
 
   def acb(self, in_channels, out_channels, kernel_size, stride, padding, groups, gamma_init):
-    return ACBlock(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                   deploy=self.deploy, gamma_init=gamma_init)
+    return ACBlock(
+      in_channels,
+      out_channels,
+      kernel_size,
+      stride,
+      padding,
+      groups=groups,
+      deploy=self.deploy,
+      gamma_init=gamma_init,
+    )
 
-  def Conv2d(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
-             bias=True):
+  def Conv2d(
+    self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True
+  ):
     if self.is_plain(kernel_size):
       return super().Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups, bias)
-    return self.acb(in_channels, out_channels, kernel_size, stride, padding, groups,
-                    self.gamma_init)
+    return self.acb(
+      in_channels, out_channels, kernel_size, stride, padding, groups, self.gamma_init
+    )
 
   def Conv2dBN(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
     if self.is_plain(kernel_size):
       return super().Conv2dBN(in_channels, out_channels, kernel_size, stride, padding, groups)
-    return self.acb(in_channels, out_channels, kernel_size, stride, padding, groups,
-                    self.gamma_init)
+    return self.acb(
+      in_channels, out_channels, kernel_size, stride, padding, groups, self.gamma_init
+    )
 
   def Conv2dBNReLU(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
     if self.is_plain(kernel_size):
       return super().Conv2dBNReLU(in_channels, out_channels, kernel_size, stride, padding, groups)
     se = nn.Sequential()
-    se.add_module('acb', self.acb(in_channels, out_channels, kernel_size, stride, padding, groups,
-                                  self.gamma_init))
+    se.add_module(
+      'acb',
+      self.acb(in_channels, out_channels, kernel_size, stride, padding, groups, self.gamma_init),
+    )
     se.add_module('relu', nn.ReLU())
     return se
 
@@ -100,12 +119,14 @@ class ACNetBuilder(ConvBuilder):
     se = nn.Sequential()
     se.add_module('bn', self.BatchNorm2d(in_channels))
     se.add_module('relu', nn.ReLU())
-    se.add_module('acb', self.acb(in_channels, out_channels, kernel_size, stride, padding, groups,
-                                  None))
+    se.add_module(
+      'acb', self.acb(in_channels, out_channels, kernel_size, stride, padding, groups, None)
+    )
     return se
 
 
 # ------------------------------------------------------------------------ cfqk.py
+
 
 class CFQKBN(nn.Module):
   def __init__(self, num_classes, builder, deps=(32, 32, 64)):
@@ -136,8 +157,9 @@ class VCNet(nn.Module):
     self.stem = nn.Sequential()
     in_channels = 3
     for i, width in enumerate(deps, 1):
-      self.stem.add_module(f'conv{i}', builder.Conv2dBNReLU(in_channels, width, kernel_size=3,
-                                                            stride=1, padding=1))
+      self.stem.add_module(
+        f'conv{i}', builder.Conv2dBNReLU(in_channels, width, kernel_size=3, stride=1, padding=1)
+      )
       if i in VGG_POOLS_AFTER:
         self.stem.add_module(f'maxpool{VGG_POOLS_AFTER.index(i) + 1}', nn.MaxPool2d(kernel_size=2))
       in_channels = width
@@ -152,11 +174,11 @@ class VCNet(nn.Module):
 
 # ------------------------------------------------------------ stagewise_resnet.py
 
+
 class BasicBranch(nn.Module):
   def __init__(self, builder, in_channels, deps, stride=1):
     super().__init__()
-    self.conv1 = builder.Conv2dBNReLU(in_channels, deps[0], kernel_size=3, stride=stride,
-                                      padding=1)
+    self.conv1 = builder.Conv2dBNReLU(in_channels, deps[0], kernel_size=3, stride=stride, padding=1)
     self.conv2 = builder.Conv2dBN(deps[0], deps[1], kernel_size=3, stride=1, padding=1)
 
   def forward(self, x):
@@ -175,8 +197,10 @@ class ResNetBasicStage(nn.Module):
     self.relu = nn.ReLU()
     for i in range(self.num_blocks):
       in_c = out_channels if i > 0 or is_first else in_planes
-      self.__setattr__(f'block{i}', BasicBranch(builder, in_c, stage_deps[1 + i * 2: 3 + i * 2],
-                                                stride if i == 0 else 1))
+      self.__setattr__(
+        f'block{i}',
+        BasicBranch(builder, in_c, stage_deps[1 + i * 2 : 3 + i * 2], stride if i == 0 else 1),
+      )
 
   def forward(self, x):
     if hasattr(self, 'conv1'):
@@ -197,8 +221,8 @@ class SRCNet(nn.Module):
     deps = [16] * (2 * n + 1) + [32] * (2 * n + 1) + [64] * (2 * n + 1)
     per_stage = len(deps) // 3
     self.stage1 = ResNetBasicStage(builder, 3, deps[0:per_stage], 1, is_first=True)
-    self.stage2 = ResNetBasicStage(builder, deps[per_stage - 1], deps[per_stage:2 * per_stage], 2)
-    self.stage3 = ResNetBasicStage(builder, deps[2 * per_stage - 1], deps[2 * per_stage:], 2)
+    self.stage2 = ResNetBasicStage(builder, deps[per_stage - 1], deps[per_stage : 2 * per_stage], 2)
+    self.stage3 = ResNetBasicStage(builder, deps[2 * per_stage - 1], deps[2 * per_stage :], 2)
     self.gap = builder.GAP(kernel_size=8)
     self.linear = nn.Linear(deps[-1], num_classes)
 
@@ -225,9 +249,15 @@ class ResNetBottleneckStage(nn.Module):
     self.relu = nn.ReLU()
     self.projection = builder.Conv2dBN(in_planes, stage_deps[0], kernel_size=1, stride=stride)
     for i in range(self.num_blocks):
-      self.__setattr__(f'block{i}', BottleneckBranch(
-          builder, in_planes if i == 0 else out_channels, stage_deps[1 + i * 3: 4 + i * 3],
-          stride if i == 0 else 1))
+      self.__setattr__(
+        f'block{i}',
+        BottleneckBranch(
+          builder,
+          in_planes if i == 0 else out_channels,
+          stage_deps[1 + i * 3 : 4 + i * 3],
+          stride if i == 0 else 1,
+        ),
+      )
 
   def forward(self, x):
     out = self.relu(self.projection(x) + self.block0(x))
@@ -246,8 +276,9 @@ class SBottleneckResNet(nn.Module):
     in_planes = 64
     for stage, (count, width) in enumerate(zip(num_blocks, (64, 128, 256, 512)), 1):
       deps = [width * 4] + [width, width, width * 4] * count
-      self.add_module(f'stage{stage}', ResNetBottleneckStage(builder, in_planes, deps,
-                                                             1 if stage == 1 else 2))
+      self.add_module(
+        f'stage{stage}', ResNetBottleneckStage(builder, in_planes, deps, 1 if stage == 1 else 2)
+      )
       in_planes = width * 4
     self.gap = builder.GAP(kernel_size=7)
     self.fc = nn.Linear(2048, num_classes)
@@ -260,19 +291,23 @@ class SBottleneckResNet(nn.Module):
 
 # ------------------------------------------------------------------------- wrn.py
 
+
 class WRNCifarBlock(nn.Module):
   def __init__(self, input_channels, block_channels, stride, projection_shortcut, builder):
     super().__init__()
     if projection_shortcut:
-      self.proj = builder.BNReLUConv2d(input_channels, block_channels[1], kernel_size=1,
-                                       stride=stride, padding=0)
+      self.proj = builder.BNReLUConv2d(
+        input_channels, block_channels[1], kernel_size=1, stride=stride, padding=0
+      )
     else:
       self.proj = nn.Identity()
-    self.conv1 = builder.BNReLUConv2d(input_channels, block_channels[0], kernel_size=3,
-                                      stride=stride, padding=1)
+    self.conv1 = builder.BNReLUConv2d(
+      input_channels, block_channels[0], kernel_size=3, stride=stride, padding=1
+    )
     self.dropout = nn.Identity()
-    self.conv2 = builder.BNReLUConv2d(block_channels[0], block_channels[1], kernel_size=3,
-                                      stride=1, padding=1)
+    self.conv2 = builder.BNReLUConv2d(
+      block_channels[0], block_channels[1], kernel_size=3, stride=1, padding=1
+    )
 
   def forward(self, input):
     x = self.conv2(self.dropout(self.conv1(input)))
@@ -291,9 +326,16 @@ class WRNCifarNet(nn.Module):
     for stage, width in enumerate(widths, 1):
       se = nn.Sequential()
       for i in range(2):
-        se.add_module(f'block{i + 1}', WRNCifarBlock(
-            in_channels if i == 0 else width, (width, width),
-            2 if i == 0 and stage > 1 else 1, i == 0, builder))
+        se.add_module(
+          f'block{i + 1}',
+          WRNCifarBlock(
+            in_channels if i == 0 else width,
+            (width, width),
+            2 if i == 0 and stage > 1 else 1,
+            i == 0,
+            builder,
+          ),
+        )
       self.add_module(f'stage{stage}', se)
       in_channels = width
     self.last_bn = builder.BatchNorm2d(widths[-1])
@@ -306,6 +348,7 @@ class WRNCifarNet(nn.Module):
 
 
 # ---------------------------------------------------------------------- resnet.py
+
 
 class BasicBlock(nn.Module):
   expansion = 1
@@ -348,17 +391,44 @@ class ResNet(nn.Module):
 
 # ---------------------------------------------------------------- mobilenetv1.py
 
-MI1_ORIGIN_DEPS = [32, 32, 64, 64, 128, 128, 128, 128, 256, 256, 256, 256, 512,
-                   512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 1024, 1024, 1024]
+MI1_ORIGIN_DEPS = [
+  32,
+  32,
+  64,
+  64,
+  128,
+  128,
+  128,
+  128,
+  256,
+  256,
+  256,
+  256,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  1024,
+  1024,
+  1024,
+]
 
 
 class MobileV1Block(nn.Module):
   def __init__(self, builder, in_planes, out_planes, stride=1):
     super().__init__()
-    self.depthwise = builder.Conv2dBNReLU(in_planes, in_planes, kernel_size=3, stride=stride,
-                                          padding=1, groups=in_planes)
-    self.pointwise = builder.Conv2dBNReLU(in_planes, out_planes, kernel_size=1, stride=1,
-                                          padding=0)
+    self.depthwise = builder.Conv2dBNReLU(
+      in_planes, in_planes, kernel_size=3, stride=stride, padding=1, groups=in_planes
+    )
+    self.pointwise = builder.Conv2dBNReLU(in_planes, out_planes, kernel_size=1, stride=1, padding=0)
 
   def forward(self, x):
     return self.pointwise(self.depthwise(x))
@@ -368,9 +438,14 @@ class MobileV1ImagenetNet(nn.Module):
   def __init__(self, builder, num_classes=1000, deps=MI1_ORIGIN_DEPS):
     super().__init__()
     self.conv1 = builder.Conv2dBNReLU(3, deps[0], kernel_size=3, stride=2, padding=1)
-    self.stem = nn.Sequential(*[
-        MobileV1Block(builder, int(deps[i * 2 + 1]), int(deps[i * 2 + 2]),
-                      2 if i in (1, 3, 5, 11) else 1) for i in range(13)])
+    self.stem = nn.Sequential(
+      *[
+        MobileV1Block(
+          builder, int(deps[i * 2 + 1]), int(deps[i * 2 + 2]), 2 if i in (1, 3, 5, 11) else 1
+        )
+        for i in range(13)
+      ]
+    )
     self.gap = builder.GAP(kernel_size=7)
     self.linear = nn.Linear(deps[-1], num_classes)
 
@@ -380,14 +455,14 @@ class MobileV1ImagenetNet(nn.Module):
 
 # Our model name -> their model, built with a builder.
 MODELS = {
-    'cfqkbnc': lambda builder, classes: CFQKBN(classes, builder),
-    'vc': lambda builder, classes: VCNet(classes, builder),
-    'rc56': lambda builder, classes: SRCNet((9, 9, 9), classes, builder),
-    'wrnc16': lambda builder, classes: WRNCifarNet(classes, builder),
-    'resnet18': lambda builder, classes: ResNet(builder, (2, 2, 2, 2), classes),
-    'resnet34': lambda builder, classes: ResNet(builder, (3, 4, 6, 3), classes),
-    'resnet50': lambda builder, classes: SBottleneckResNet(builder, num_classes=classes),
-    'mobilenet_v1': lambda builder, classes: MobileV1ImagenetNet(builder, classes),
+  'cfqkbnc': lambda builder, classes: CFQKBN(classes, builder),
+  'vc': lambda builder, classes: VCNet(classes, builder),
+  'rc56': lambda builder, classes: SRCNet((9, 9, 9), classes, builder),
+  'wrnc16': lambda builder, classes: WRNCifarNet(classes, builder),
+  'resnet18': lambda builder, classes: ResNet(builder, (2, 2, 2, 2), classes),
+  'resnet34': lambda builder, classes: ResNet(builder, (3, 4, 6, 3), classes),
+  'resnet50': lambda builder, classes: SBottleneckResNet(builder, num_classes=classes),
+  'mobilenet_v1': lambda builder, classes: MobileV1ImagenetNet(builder, classes),
 }
 
 

@@ -15,18 +15,49 @@ class ACBlock(nn.Module):
   which the published ACBlock does not take; here it takes it and applies it
   last (no parameters, so no key changes)."""
 
-  def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-               groups=1, padding_mode='zeros', deploy=False, use_affine=True, reduce_gamma=False,
-               gamma_init=None, nonlinear=None):
+  def __init__(
+    self,
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode='zeros',
+    deploy=False,
+    use_affine=True,
+    reduce_gamma=False,
+    gamma_init=None,
+    nonlinear=None,
+  ):
     super().__init__()
     self.deploy = deploy
     self.nonlinear = nn.Identity() if nonlinear is None else nonlinear
     if deploy:
-      self.fused_conv = nn.Conv2d(in_channels, out_channels, (kernel_size, kernel_size), stride,
-                                  padding, dilation, groups, bias=True, padding_mode=padding_mode)
+      self.fused_conv = nn.Conv2d(
+        in_channels,
+        out_channels,
+        (kernel_size, kernel_size),
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias=True,
+        padding_mode=padding_mode,
+      )
       return
-    self.square_conv = nn.Conv2d(in_channels, out_channels, (kernel_size, kernel_size), stride,
-                                 padding, dilation, groups, bias=False, padding_mode=padding_mode)
+    self.square_conv = nn.Conv2d(
+      in_channels,
+      out_channels,
+      (kernel_size, kernel_size),
+      stride,
+      padding,
+      dilation,
+      groups,
+      bias=False,
+      padding_mode=padding_mode,
+    )
     self.square_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
     if padding - kernel_size // 2 >= 0:
       # The 1xK and Kx1 layers' padding aligns their windows with the KxK one's.
@@ -38,10 +69,28 @@ class ACBlock(nn.Module):
       self.crop = kernel_size // 2 - padding
       hor_padding = [0, padding]
       ver_padding = [padding, 0]
-    self.ver_conv = nn.Conv2d(in_channels, out_channels, (kernel_size, 1), stride, ver_padding,
-                              dilation, groups, bias=False, padding_mode=padding_mode)
-    self.hor_conv = nn.Conv2d(in_channels, out_channels, (1, kernel_size), stride, hor_padding,
-                              dilation, groups, bias=False, padding_mode=padding_mode)
+    self.ver_conv = nn.Conv2d(
+      in_channels,
+      out_channels,
+      (kernel_size, 1),
+      stride,
+      ver_padding,
+      dilation,
+      groups,
+      bias=False,
+      padding_mode=padding_mode,
+    )
+    self.hor_conv = nn.Conv2d(
+      in_channels,
+      out_channels,
+      (1, kernel_size),
+      stride,
+      hor_padding,
+      dilation,
+      groups,
+      bias=False,
+      padding_mode=padding_mode,
+    )
     self.ver_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
     self.hor_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
     if reduce_gamma:
@@ -58,8 +107,12 @@ class ACBlock(nn.Module):
   def _add_to_square_kernel(self, square_kernel, asym_kernel):
     asym_h, asym_w = asym_kernel.size(2), asym_kernel.size(3)
     square_h, square_w = square_kernel.size(2), square_kernel.size(3)
-    square_kernel[:, :, square_h // 2 - asym_h // 2: square_h // 2 - asym_h // 2 + asym_h,
-                  square_w // 2 - asym_w // 2: square_w // 2 - asym_w // 2 + asym_w] += asym_kernel
+    square_kernel[
+      :,
+      :,
+      square_h // 2 - asym_h // 2 : square_h // 2 - asym_h // 2 + asym_h,
+      square_w // 2 - asym_w // 2 : square_w // 2 - asym_w // 2 + asym_w,
+    ] += asym_kernel
 
   def get_equivalent_kernel_bias(self):
     hor_k, hor_b = self._fuse_bn_tensor(self.hor_conv, self.hor_bn)
@@ -73,9 +126,17 @@ class ACBlock(nn.Module):
     deploy_k, deploy_b = self.get_equivalent_kernel_bias()
     self.deploy = True
     conv = self.square_conv
-    self.fused_conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                conv.padding, conv.dilation, conv.groups, bias=True,
-                                padding_mode=conv.padding_mode)
+    self.fused_conv = nn.Conv2d(
+      conv.in_channels,
+      conv.out_channels,
+      conv.kernel_size,
+      conv.stride,
+      conv.padding,
+      conv.dilation,
+      conv.groups,
+      bias=True,
+      padding_mode=conv.padding_mode,
+    )
     for name in ('square_conv', 'square_bn', 'hor_conv', 'hor_bn', 'ver_conv', 'ver_bn'):
       self.__delattr__(name)
     self.fused_conv.weight.data = deploy_k.detach()
@@ -90,8 +151,8 @@ class ACBlock(nn.Module):
       return self.nonlinear(self.fused_conv(input))
     square_outputs = self.square_bn(self.square_conv(input))
     if self.crop > 0:
-      ver_input = input[:, :, :, self.crop:-self.crop]
-      hor_input = input[:, :, self.crop:-self.crop, :]
+      ver_input = input[:, :, :, self.crop : -self.crop]
+      hor_input = input[:, :, self.crop : -self.crop, :]
     else:
       ver_input = hor_input = input
     vertical_outputs = self.ver_bn(self.ver_conv(ver_input))
@@ -100,6 +161,7 @@ class ACBlock(nn.Module):
 
 
 # ----------------------------------------------------------------- dbb_transforms.py
+
 
 def transI_fusebn(kernel, bn):
   gamma = bn.weight
@@ -117,11 +179,14 @@ def transIII_1x1_kxk(k1, b1, k2, b2, groups):
     k1_group_width = k1.size(0) // groups
     k2_group_width = k2.size(0) // groups
     for g in range(groups):
-      k1_T_slice = k1_T[:, g * k1_group_width:(g + 1) * k1_group_width, :, :]
-      k2_slice = k2[g * k2_group_width:(g + 1) * k2_group_width, :, :, :]
+      k1_T_slice = k1_T[:, g * k1_group_width : (g + 1) * k1_group_width, :, :]
+      k2_slice = k2[g * k2_group_width : (g + 1) * k2_group_width, :, :, :]
       k_slices.append(F.conv2d(k2_slice, k1_T_slice))
-      b_slices.append((k2_slice * b1[g * k1_group_width:(g + 1) * k1_group_width].reshape(
-          1, -1, 1, 1)).sum((1, 2, 3)))
+      b_slices.append(
+        (k2_slice * b1[g * k1_group_width : (g + 1) * k1_group_width].reshape(1, -1, 1, 1)).sum(
+          (1, 2, 3)
+        )
+      )
     k, b_hat = torch.cat(k_slices, dim=0), torch.cat(b_slices)
   return k, b_hat + b2
 
@@ -129,7 +194,7 @@ def transIII_1x1_kxk(k1, b1, k2, b2, groups):
 def transV_avg(channels, kernel_size, groups):
   input_dim = channels // groups
   k = torch.zeros((channels, input_dim, kernel_size, kernel_size))
-  k[np.arange(channels), np.tile(np.arange(input_dim), groups), :, :] = 1.0 / kernel_size ** 2
+  k[np.arange(channels), np.tile(np.arange(input_dim), groups), :, :] = 1.0 / kernel_size**2
   return k
 
 
@@ -141,19 +206,24 @@ def transVI_multiscale(kernel, target_kernel_size):
 
 # -------------------------------------------------------------- diversebranchblock.py
 
+
 def conv_bn(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1):
   se = nn.Sequential()
-  se.add_module('conv', nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                  dilation, groups, bias=False))
+  se.add_module(
+    'conv',
+    nn.Conv2d(
+      in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False
+    ),
+  )
   se.add_module('bn', nn.BatchNorm2d(out_channels, affine=True))
   return se
 
 
 class IdentityBasedConv1x1(nn.Conv2d):
-
   def __init__(self, channels, groups=1):
-    super().__init__(channels, channels, kernel_size=1, stride=1, padding=0, groups=groups,
-                     bias=False)
+    super().__init__(
+      channels, channels, kernel_size=1, stride=1, padding=0, groups=groups, bias=False
+    )
     assert channels % groups == 0
     input_dim = channels // groups
     id_value = np.zeros((channels, input_dim, 1, 1))
@@ -164,17 +234,18 @@ class IdentityBasedConv1x1(nn.Conv2d):
 
   def forward(self, input):
     kernel = self.weight + self.id_tensor.to(self.weight.device)
-    return F.conv2d(input, kernel, None, stride=1, padding=0, dilation=self.dilation,
-                    groups=self.groups)
+    return F.conv2d(
+      input, kernel, None, stride=1, padding=0, dilation=self.dilation, groups=self.groups
+    )
 
   def get_actual_kernel(self):
     return self.weight + self.id_tensor.to(self.weight.device)
 
 
 class BNAndPadLayer(nn.Module):
-
-  def __init__(self, pad_pixels, num_features, eps=1e-5, momentum=0.1, affine=True,
-               track_running_stats=True):
+  def __init__(
+    self, pad_pixels, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True
+  ):
     super().__init__()
     self.bn = nn.BatchNorm2d(num_features, eps, momentum, affine, track_running_stats)
     self.pad_pixels = pad_pixels
@@ -185,15 +256,16 @@ class BNAndPadLayer(nn.Module):
       bn = self.bn
       if bn.affine:
         pad_values = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
-            bn.running_var + bn.eps)
+          bn.running_var + bn.eps
+        )
       else:
         pad_values = -bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
       output = F.pad(output, [self.pad_pixels] * 4)
       pad_values = pad_values.view(1, -1, 1, 1)
-      output[:, :, 0:self.pad_pixels, :] = pad_values
-      output[:, :, -self.pad_pixels:, :] = pad_values
-      output[:, :, :, 0:self.pad_pixels] = pad_values
-      output[:, :, :, -self.pad_pixels:] = pad_values
+      output[:, :, 0 : self.pad_pixels, :] = pad_values
+      output[:, :, -self.pad_pixels :, :] = pad_values
+      output[:, :, :, 0 : self.pad_pixels] = pad_values
+      output[:, :, :, -self.pad_pixels :] = pad_values
     return output
 
   weight = property(lambda self: self.bn.weight)
@@ -204,9 +276,19 @@ class BNAndPadLayer(nn.Module):
 
 
 class DiverseBranchBlock(nn.Module):
-
-  def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-               groups=1, internal_channels_1x1_3x3=None, deploy=False, nonlinear=None):
+  def __init__(
+    self,
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    internal_channels_1x1_3x3=None,
+    deploy=False,
+    nonlinear=None,
+  ):
     super().__init__()
     self.deploy = deploy
     self.nonlinear = nn.Identity() if nonlinear is None else nonlinear
@@ -215,15 +297,18 @@ class DiverseBranchBlock(nn.Module):
     self.groups = groups
     assert padding == kernel_size // 2
     if deploy:
-      self.dbb_reparam = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                   dilation, groups, bias=True)
+      self.dbb_reparam = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=True
+      )
       return
-    self.dbb_origin = conv_bn(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                              groups)
+    self.dbb_origin = conv_bn(
+      in_channels, out_channels, kernel_size, stride, padding, dilation, groups
+    )
     self.dbb_avg = nn.Sequential()
     if groups < out_channels:
-      self.dbb_avg.add_module('conv', nn.Conv2d(in_channels, out_channels, 1, 1, 0,
-                                                groups=groups, bias=False))
+      self.dbb_avg.add_module(
+        'conv', nn.Conv2d(in_channels, out_channels, 1, 1, 0, groups=groups, bias=False)
+      )
       self.dbb_avg.add_module('bn', BNAndPadLayer(padding, out_channels))
       self.dbb_avg.add_module('avg', nn.AvgPool2d(kernel_size, stride, 0))
       self.dbb_1x1 = conv_bn(in_channels, out_channels, 1, stride, 0, groups=groups)
@@ -237,12 +322,17 @@ class DiverseBranchBlock(nn.Module):
     if internal_channels_1x1_3x3 == in_channels:
       self.dbb_1x1_kxk.add_module('idconv1', IdentityBasedConv1x1(in_channels, groups))
     else:
-      self.dbb_1x1_kxk.add_module('conv1', nn.Conv2d(in_channels, internal_channels_1x1_3x3, 1, 1,
-                                                     0, groups=groups, bias=False))
+      self.dbb_1x1_kxk.add_module(
+        'conv1',
+        nn.Conv2d(in_channels, internal_channels_1x1_3x3, 1, 1, 0, groups=groups, bias=False),
+      )
     self.dbb_1x1_kxk.add_module('bn1', BNAndPadLayer(padding, internal_channels_1x1_3x3))
-    self.dbb_1x1_kxk.add_module('conv2', nn.Conv2d(internal_channels_1x1_3x3, out_channels,
-                                                   kernel_size, stride, 0, groups=groups,
-                                                   bias=False))
+    self.dbb_1x1_kxk.add_module(
+      'conv2',
+      nn.Conv2d(
+        internal_channels_1x1_3x3, out_channels, kernel_size, stride, 0, groups=groups, bias=False
+      ),
+    )
     self.dbb_1x1_kxk.add_module('bn2', nn.BatchNorm2d(out_channels))
 
   def get_equivalent_kernel_bias(self):
@@ -263,8 +353,9 @@ class DiverseBranchBlock(nn.Module):
     k_avg_second, b_avg_second = transI_fusebn(k_avg, self.dbb_avg.avgbn)
     if hasattr(self.dbb_avg, 'conv'):
       k_avg_first, b_avg_first = transI_fusebn(self.dbb_avg.conv.weight, self.dbb_avg.bn)
-      k_1x1_avg, b_1x1_avg = transIII_1x1_kxk(k_avg_first, b_avg_first, k_avg_second,
-                                              b_avg_second, self.groups)
+      k_1x1_avg, b_1x1_avg = transIII_1x1_kxk(
+        k_avg_first, b_avg_first, k_avg_second, b_avg_second, self.groups
+      )
     else:
       k_1x1_avg, b_1x1_avg = k_avg_second, b_avg_second
     return (k_origin + k_1x1 + k_1x1_kxk + k_1x1_avg, b_origin + b_1x1 + b_1x1_kxk + b_1x1_avg)
@@ -272,8 +363,16 @@ class DiverseBranchBlock(nn.Module):
   def switch_to_deploy(self):
     kernel, bias = self.get_equivalent_kernel_bias()
     conv = self.dbb_origin.conv
-    self.dbb_reparam = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                 conv.stride, conv.padding, conv.dilation, conv.groups, bias=True)
+    self.dbb_reparam = nn.Conv2d(
+      conv.in_channels,
+      conv.out_channels,
+      conv.kernel_size,
+      conv.stride,
+      conv.padding,
+      conv.dilation,
+      conv.groups,
+      bias=True,
+    )
     self.dbb_reparam.weight.data = kernel.detach()
     self.dbb_reparam.bias.data = bias.detach()
     for name in ('dbb_origin', 'dbb_avg', 'dbb_1x1', 'dbb_1x1_kxk'):
@@ -294,12 +393,23 @@ class DiverseBranchBlock(nn.Module):
 class ConvBN(nn.Module):
   """convnet_utils.py's baseline conv site (a conv with bias once deployed)."""
 
-  def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-               deploy=False, nonlinear=None):
+  def __init__(
+    self,
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    groups,
+    deploy=False,
+    nonlinear=None,
+  ):
     super().__init__()
     self.nonlinear = nn.Identity() if nonlinear is None else nonlinear
-    self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                          groups, bias=deploy)
+    self.conv = nn.Conv2d(
+      in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=deploy
+    )
     if not deploy:
       self.bn = nn.BatchNorm2d(out_channels)
 
@@ -308,9 +418,16 @@ class ConvBN(nn.Module):
 
   def switch_to_deploy(self):
     kernel, bias = transI_fusebn(self.conv.weight, self.bn)
-    conv = nn.Conv2d(self.conv.in_channels, self.conv.out_channels, self.conv.kernel_size,
-                     self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups,
-                     bias=True)
+    conv = nn.Conv2d(
+      self.conv.in_channels,
+      self.conv.out_channels,
+      self.conv.kernel_size,
+      self.conv.stride,
+      self.conv.padding,
+      self.conv.dilation,
+      self.conv.groups,
+      bias=True,
+    )
     conv.weight.data = kernel.detach()
     conv.bias.data = bias.detach()
     self.__delattr__('conv')

@@ -15,16 +15,25 @@ from tests.support.authors_torch import acnet_models, dbb_models, saving
 ACNET_SAVES = ('pth', 'hdf5')
 
 
-def build(layout: str, model: str, kind: str, num_classes: int,
-          gamma_init: float | None = None) -> nn.Module:
+def build(
+  layout: str, model: str, kind: str, num_classes: int, gamma_init: float | None = None
+) -> nn.Module:
   """The training-time model of `kind` (normal, acnet, dbb) in a repository's code."""
   if layout == 'acnet':
     return acnet_models.build(model, kind, num_classes, gamma_init)
   return dbb_models.build(model, kind, num_classes)
 
 
-def saved_checkpoint(layout: str, model: str, kind: str, num_classes: int, x: torch.Tensor,
-                     directory: Path, save: str = 'pth', seed: int = 0) -> tuple[Path, nn.Module]:
+def saved_checkpoint(
+  layout: str,
+  model: str,
+  kind: str,
+  num_classes: int,
+  x: torch.Tensor,
+  directory: Path,
+  save: str = 'pth',
+  seed: int = 0,
+) -> tuple[Path, nn.Module]:
   """(the file, the model in eval mode) of random weights of `kind` (normal,
   acnet, dbb, or one of them + '_deploy'); `save` picks ACNet's .pth or .hdf5."""
   trained_kind = kind.removesuffix('_deploy')

@@ -30,14 +30,28 @@ class Builder:
 
   def conv_bn(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
     return self.block_type(kernel_size)(
-        in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-        stride=stride, padding=padding, dilation=1, groups=groups, deploy=self.deploy)
+      in_channels=in_channels,
+      out_channels=out_channels,
+      kernel_size=kernel_size,
+      stride=stride,
+      padding=padding,
+      dilation=1,
+      groups=groups,
+      deploy=self.deploy,
+    )
 
   def conv_bn_relu(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
     return self.block_type(kernel_size)(
-        in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-        stride=stride, padding=padding, dilation=1, groups=groups, deploy=self.deploy,
-        nonlinear=nn.ReLU())
+      in_channels=in_channels,
+      out_channels=out_channels,
+      kernel_size=kernel_size,
+      stride=stride,
+      padding=padding,
+      dilation=1,
+      groups=groups,
+      deploy=self.deploy,
+      nonlinear=nn.ReLU(),
+    )
 
   Conv2dBN, Conv2dBNReLU = conv_bn, conv_bn_relu  # The names ACNet's blocks call.
 
@@ -48,8 +62,9 @@ class Bottleneck(nn.Module):
   def __init__(self, builder, in_planes, planes, stride=1):
     super().__init__()
     if stride != 1 or in_planes != self.expansion * planes:
-      self.shortcut = builder.conv_bn(in_planes, self.expansion * planes, kernel_size=1,
-                                      stride=stride)
+      self.shortcut = builder.conv_bn(
+        in_planes, self.expansion * planes, kernel_size=1, stride=stride
+      )
     else:
       self.shortcut = nn.Identity()
     self.conv1 = builder.conv_bn_relu(in_planes, planes, kernel_size=1)
@@ -67,8 +82,7 @@ class ResNet(nn.Module):
     super().__init__()
     self.in_planes = 64
     self.stage0 = nn.Sequential()
-    self.stage0.add_module('conv1', builder.conv_bn_relu(3, 64, kernel_size=7, stride=2,
-                                                         padding=3))
+    self.stage0.add_module('conv1', builder.conv_bn_relu(3, 64, kernel_size=7, stride=2, padding=3))
     self.stage0.add_module('maxpool', nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
     for stage, (count, planes) in enumerate(zip(num_blocks, (64, 128, 256, 512)), 1):
       blocks = []
@@ -84,8 +98,35 @@ class ResNet(nn.Module):
     return self.linear(self.gap(out).view(x.size(0), -1))
 
 
-MOBILE_CHANNELS = [32, 32, 64, 64, 128, 128, 128, 128, 256, 256, 256, 256, 512,
-                   512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 1024, 1024, 1024]
+MOBILE_CHANNELS = [
+  32,
+  32,
+  64,
+  64,
+  128,
+  128,
+  128,
+  128,
+  256,
+  256,
+  256,
+  256,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  512,
+  1024,
+  1024,
+  1024,
+]
 
 
 class MobileV1(nn.Module):
@@ -93,9 +134,14 @@ class MobileV1(nn.Module):
     super().__init__()
     channels = MOBILE_CHANNELS
     self.conv1 = builder.conv_bn_relu(3, channels[0], kernel_size=3, stride=2, padding=1)
-    self.stem = nn.Sequential(*[
-        MobileV1Block(builder, channels[i * 2 + 1], channels[i * 2 + 2],
-                      2 if i in (1, 3, 5, 11) else 1) for i in range(13)])
+    self.stem = nn.Sequential(
+      *[
+        MobileV1Block(
+          builder, channels[i * 2 + 1], channels[i * 2 + 2], 2 if i in (1, 3, 5, 11) else 1
+        )
+        for i in range(13)
+      ]
+    )
     self.gap = nn.AdaptiveAvgPool2d(output_size=1)
     self.linear = nn.Linear(channels[-1], num_classes)
 
@@ -105,9 +151,9 @@ class MobileV1(nn.Module):
 
 
 MODELS = {
-    'resnet18': lambda builder, classes: ResNet(builder, BasicBlock, (2, 2, 2, 2), classes),
-    'resnet50': lambda builder, classes: ResNet(builder, Bottleneck, (3, 4, 6, 3), classes),
-    'mobilenet_v1': lambda builder, classes: MobileV1(builder, classes),
+  'resnet18': lambda builder, classes: ResNet(builder, BasicBlock, (2, 2, 2, 2), classes),
+  'resnet50': lambda builder, classes: ResNet(builder, Bottleneck, (3, 4, 6, 3), classes),
+  'mobilenet_v1': lambda builder, classes: MobileV1(builder, classes),
 }
 
 

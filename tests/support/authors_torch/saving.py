@@ -1,11 +1,11 @@
 """Weights as the authors save them, and random weights worth comparing.
 
-    ACNet's engine: save_checkpoint -> .pth of {'model': state dict, 'optimizer', 'iteration'};
-                    save_hdf5 -> .hdf5 (utils/misc.py); acnet_fusion.convert_acnet_weights
-                    turns an ACNet .hdf5 into its deploy .hdf5
-    DBB:            train.py's save_checkpoint -> .pth.tar of {'state_dict' (DataParallel's
-                    `module.` keys), 'epoch', 'arch', 'best_acc1', 'optimizer'};
-                    convert.py -> .pth of the deploy model's state dict
+ACNet's engine: save_checkpoint -> .pth of {'model': state dict, 'optimizer', 'iteration'};
+                save_hdf5 -> .hdf5 (utils/misc.py); acnet_fusion.convert_acnet_weights
+                turns an ACNet .hdf5 into its deploy .hdf5
+DBB:            train.py's save_checkpoint -> .pth.tar of {'state_dict' (DataParallel's
+                `module.` keys), 'epoch', 'arch', 'best_acc1', 'optimizer'};
+                convert.py -> .pth of the deploy model's state dict
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from tests.support.authors_torch.blocks import IdentityBasedConv1x1
 
 def numpy_state_dict(model: nn.Module) -> dict[str, np.ndarray]:
   """engine.save_hdf5's dict: the state dict as numpy, `module.` stripped."""
-  return {key[len('module.'):] if key.startswith('module.') else key: value.cpu().numpy()
-          for key, value in model.state_dict().items()}
+  return {
+    key[len('module.') :] if key.startswith('module.') else key: value.cpu().numpy()
+    for key, value in model.state_dict().items()
+  }
 
 
 def save_hdf5(numpy_dict: dict[str, np.ndarray], path: Path) -> Path:
@@ -37,16 +39,25 @@ def save_hdf5(numpy_dict: dict[str, np.ndarray], path: Path) -> Path:
 def save_acnet_engine_checkpoint(model: nn.Module, path: Path) -> Path:
   """utils/engine.py's save_checkpoint."""
   optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-  torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-              'iteration': 100}, path)
+  torch.save(
+    {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'iteration': 100}, path
+  )
   return path
 
 
 def save_dbb_training_checkpoint(model: nn.Module, path: Path, arch: str) -> Path:
   """train.py's save_checkpoint, the model inside DataParallel as it trains."""
   optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-  torch.save({'epoch': 1, 'arch': arch, 'state_dict': nn.DataParallel(model).state_dict(),
-              'best_acc1': torch.tensor(0.1), 'optimizer': optimizer.state_dict()}, path)
+  torch.save(
+    {
+      'epoch': 1,
+      'arch': arch,
+      'state_dict': nn.DataParallel(model).state_dict(),
+      'best_acc1': torch.tensor(0.1),
+      'optimizer': optimizer.state_dict(),
+    },
+    path,
+  )
   return path
 
 
@@ -68,12 +79,17 @@ def _fuse_kernel(kernel, gamma, std):
 def _add_to_square_kernel(square_kernel, asym_kernel):
   asym_h, asym_w = asym_kernel.shape[2:]
   square_h, square_w = square_kernel.shape[2:]
-  square_kernel[:, :, square_h // 2 - asym_h // 2: square_h // 2 - asym_h // 2 + asym_h,
-                square_w // 2 - asym_w // 2: square_w // 2 - asym_w // 2 + asym_w] += asym_kernel
+  square_kernel[
+    :,
+    :,
+    square_h // 2 - asym_h // 2 : square_h // 2 - asym_h // 2 + asym_h,
+    square_w // 2 - asym_w // 2 : square_w // 2 - asym_w // 2 + asym_w,
+  ] += asym_kernel
 
 
-def convert_acnet_weights(train_dict: dict[str, np.ndarray], eps: float = 1e-5
-                          ) -> dict[str, np.ndarray]:
+def convert_acnet_weights(
+  train_dict: dict[str, np.ndarray], eps: float = 1e-5
+) -> dict[str, np.ndarray]:
   """convert_acnet_weights on the arrays of a training-form .hdf5."""
   deploy_dict = {}
   for square_name in [name for name in train_dict if SQUARE_KERNEL_KEYWORD in name]:
@@ -97,12 +113,14 @@ def convert_acnet_weights(train_dict: dict[str, np.ndarray], eps: float = 1e-5
 
 def load_numpy_state_dict(model: nn.Module, numpy_dict: dict[str, np.ndarray]) -> nn.Module:
   """engine.load_hdf5: every parameter and buffer from the dict."""
-  model.load_state_dict({key: torch.from_numpy(np.asarray(value))
-                         for key, value in numpy_dict.items()}, strict=True)
+  model.load_state_dict(
+    {key: torch.from_numpy(np.asarray(value)) for key, value in numpy_dict.items()}, strict=True
+  )
   return model
 
 
 # ------------------------------------------------------------------ random weights
+
 
 @torch.no_grad()
 def randomize(model: nn.Module, x: torch.Tensor, seed: int) -> nn.Module:
@@ -111,8 +129,9 @@ def randomize(model: nn.Module, x: torch.Tensor, seed: int) -> nn.Module:
   pass, cumulative average): eval-mode activations of a sensible scale, with
   every term of a fusion non-trivial."""
   generator = torch.Generator().manual_seed(seed)
-  uniform = lambda t, low, high: t.copy_(low + (high - low) * torch.rand(t.shape,
-                                                                         generator=generator))
+  uniform = lambda t, low, high: t.copy_(
+    low + (high - low) * torch.rand(t.shape, generator=generator)
+  )
   for module in model.modules():
     if isinstance(module, nn.BatchNorm2d):
       uniform(module.weight, 0.5, 1.5)

@@ -29,8 +29,9 @@ from acnet_jax.training.trainer import Trainer, create_mesh, create_model
 from tests.support.authors_torch import acnet_models, saving
 
 
-def sgd_optimizer(model: nn.Module, base_lr: float, weight_decay: float,
-                  momentum: float) -> torch.optim.SGD:
+def sgd_optimizer(
+  model: nn.Module, base_lr: float, weight_decay: float, momentum: float
+) -> torch.optim.SGD:
   """ndp_train.py's sgd_optimizer with weight_decay_bias = weight_decay, no
   no-L2 keywords matching ('depth') and no lr multipliers."""
   params = []
@@ -77,8 +78,9 @@ def relative_drift(ours: dict, theirs: dict, origin: dict | None = None) -> floa
   return float(np.sqrt(difference / sum(np.sum((b - o) ** 2) for b, o in zip(theirs, origin))))
 
 
-def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0,
-             float64: bool = False) -> list[StepRecord]:
+def lockstep(
+  config: ml_collections.ConfigDict, num_steps: int, seed: int = 0, float64: bool = False
+) -> list[StepRecord]:
   """`num_steps` steps of cfqkbnc (config.conv normal or acnet) on both sides.
 
   `float64`: both sides train in float64 (ours inside `jax.enable_x64`), so
@@ -92,8 +94,9 @@ def lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int = 0,
   return _lockstep(config, num_steps, seed, np.float32)
 
 
-def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
-              dtype: type[np.floating]) -> list[StepRecord]:
+def _lockstep(
+  config: ml_collections.ConfigDict, num_steps: int, seed: int, dtype: type[np.floating]
+) -> list[StepRecord]:
   float64 = dtype == np.float64
   trainer = Trainer(config, create_mesh())
   our_model = trainer.model
@@ -106,20 +109,31 @@ def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
     net = net.double()
   convert = functools.partial(convert_state_dict, model=config.model, dtype=dtype)
   start = convert(saving.numpy_state_dict(net))
-  state = steps.TrainState.create(apply_fn=our_model.apply, params=start.params,
-                                  batch_stats=start.batch_stats, tx=trainer.optimizer)
+  state = steps.TrainState.create(
+    apply_fn=our_model.apply,
+    params=start.params,
+    batch_stats=start.batch_stats,
+    tx=trainer.optimizer,
+  )
   optimizer = sgd_optimizer(net, config.learning_rate, config.weight_decay, config.momentum)
-  scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=trainer.total_steps,
-                                                         eta_min=0)
+  scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+    optimizer, T_max=trainer.total_steps, eta_min=0
+  )
   criterion = nn.CrossEntropyLoss()
   prepare = jax.jit(trainer.feed.prepare_train)
   update = jax.jit(functools.partial(steps.update, schedule=trainer.schedule, seed=config.seed))
-  gradients = jax.jit(lambda state, x, y: steps.gradients(
-      state, x, y, steps.dropout_key(config.seed, state.step))[3])
+  gradients = jax.jit(
+    lambda state, x, y: steps.gradients(state, x, y, steps.dropout_key(config.seed, state.step))[3]
+  )
+
   def gradients_of(model: nn.Module) -> dict:
     """Their gradients, named as their parameters, through the same converter."""
-    return convert({**saving.numpy_state_dict(model), **{
-        key: value.grad.numpy() for key, value in model.named_parameters()}}).params
+    return convert(
+      {
+        **saving.numpy_state_dict(model),
+        **{key: value.grad.numpy() for key, value in model.named_parameters()},
+      }
+    ).params
 
   net.train()
   records = []
@@ -145,8 +159,15 @@ def _lockstep(config: ml_collections.ConfigDict, num_steps: int, seed: int,
     optimizer.zero_grad()
     scheduler.step()
     theirs = convert(saving.numpy_state_dict(net))
-    records.append(StepRecord(step + 1, float(metrics['loss']), loss.item(),
-                              relative_drift(our_gradients, their_gradients), rounding,
-                              relative_drift(state.params, theirs.params, start.params),
-                              relative_drift(state.batch_stats, theirs.batch_stats)))
+    records.append(
+      StepRecord(
+        step + 1,
+        float(metrics['loss']),
+        loss.item(),
+        relative_drift(our_gradients, their_gradients),
+        rounding,
+        relative_drift(state.params, theirs.params, start.params),
+        relative_drift(state.batch_stats, theirs.batch_stats),
+      )
+    )
   return records
