@@ -17,7 +17,7 @@ def get_config():
       batch_size=64,
       num_epochs=3,
       eval_every_epochs=3,
-      try_arg='acnet_cosine, first run',
+      name='first_run',
     )
   )
   return config

@@ -1,6 +1,6 @@
 """The README's Python example runs as printed (it builds a model, fuses it
-and asserts that the deploy model gives the trained model's logits), and its
-results table is the campaign's."""
+and asserts that the deploy model gives the trained model's logits), its
+results table is the campaign's, and its preset table the presets' records."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.support.preset_table import markdown_table, preset_files
 from tests.support.runs import ROOT
 
 
@@ -30,3 +31,13 @@ def test_the_readme_shows_the_campaigns_table_as_collected():
   table = (ROOT / 'results' / 'cifar_quick_full' / 'table.md').read_text().strip().splitlines()
   start = readme.index(table[0])
   assert readme[start : start + len(table)] == table
+
+
+def test_the_readme_shows_the_preset_table_of_the_records():
+  """The preset table is the one rendered from acnet_jax/training/presets.py
+  and the configs/ files: a record changed without the README fails here."""
+  readme = (ROOT / 'README.md').read_text().splitlines()
+  table = markdown_table(preset_files())
+  start = readme.index(table[0])
+  shown = readme[start : start + len(table)]
+  assert shown == table, 'python -m tests.support.preset_table prints the table to paste'

@@ -1,7 +1,7 @@
 """Training and evaluating a run.
 
 config         every knob at its default, and the check of a config
-presets        the original code's try_args as configs
+presets        one record per model and recipe (the original code's try_args), as configs
 optim          SGD as torch runs it: schedules, weight decay, bias learning rate
 steps          the pure train and eval steps
 trainer        what one run compiles on one mesh: model, feed, steps

@@ -1,8 +1,9 @@
 """The config of a run: every knob at its default (`get_config`), and the check
 that stops a bad value before anything is loaded or written (`validate_config`).
 
-Presets (`presets.py`, `configs/*.py`) change the defaults where a recipe
-differs; the config a run used is written to its workdir (`workdir.py`).
+Presets (`presets.py`: one record per model and recipe, which `configs/*.py`
+read) change the defaults where a recipe differs; the config a run used is
+written to its workdir (`workdir.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from acnet_jax.training.optim import LR_SCHEDULES
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.try_arg = ''  # The preset this config came from, for the record.
+  # For the record: the original code's try_arg of the preset this config
+  # came from ('<conv>_<recipe>', presets.py), and a free-text label of the run.
+  config.try_arg = ''
+  config.name = ''
 
   config.model = 'rc56'
   config.conv = 'acnet'  # 'normal' | 'acnet' | 'dbb' | 'repvgg'
@@ -120,6 +124,7 @@ OUTSIDE_THE_TRAJECTORY = frozenset(
     'eval_batch_size',
     'eval_split',
     'try_arg',
+    'name',
   }
 )
 

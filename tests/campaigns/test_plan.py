@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from acnet_jax.campaigns.plan import Plan, Run, load_plan, train_arguments, train_command
+from acnet_jax.campaigns.plan import (
+  Plan,
+  Run,
+  load_plan,
+  overrides_of,
+  train_arguments,
+  train_command,
+)
 from acnet_jax.errors import InputError
 from acnet_jax.main import flatten_keys
-from acnet_jax.training.config import get_config
+from acnet_jax.training import workdir
+from acnet_jax.training.config import flatten, get_config
 from benchmarks import authors_reference
+from tests.support.preset_table import load_config_file
 from tests.support.runs import ROOT
 
 
@@ -103,3 +112,22 @@ def test_the_plans_in_configs_name_existing_configs_and_keys(path):
     assert (ROOT / run.config.split(':')[0]).is_file(), run.config
     assert set(plan.overrides) | set(run.overrides) <= keys, run.name
   assert set(plan.published) <= set(plan.arms())
+
+
+@pytest.mark.parametrize(
+  'recorded', sorted(ROOT.glob('results/*/*/config.json')), ids=lambda p: p.parent.name
+)
+def test_a_collected_runs_config_is_what_its_plan_gives_today(recorded):
+  """The config.json of a finished campaign run equals its config file with
+  the plan's overrides and its seed, in every key but where its data lay: a
+  change to a preset that would make a resumed or repeated run another run
+  fails here."""
+  plan = load_plan(str(ROOT / 'configs' / 'campaigns' / f'{recorded.parent.parent.name}.py'))
+  run = next(run for run in plan.runs if run.name == recorded.parent.name)
+  path, _, argument = run.config.partition(':')
+  config = load_config_file(ROOT / path, *([argument] if argument else []))
+  config.update_from_flattened_dict(overrides_of(plan, run, data_dir=None))
+  today, then = flatten(config), flatten(workdir.run_config(str(recorded.parent)))
+  assert {key for key in today.keys() | then.keys() if today.get(key) != then.get(key)} == {
+    'data_dir'
+  }

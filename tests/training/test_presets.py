@@ -1,25 +1,35 @@
-"""Presets: every try_arg of the original code, exactly."""
+"""Presets: every try_arg of the original code, exactly, and each one its
+record in presets.PRESETS and nothing else."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from acnet_jax.training import optim, presets
+from acnet_jax.training.config import flatten, get_config, trajectory_changes
+from tests.support.preset_table import CONFIG_DIR, load_config_file
 
-CONFIG_DIR = Path(__file__).parents[2] / 'configs'
+
+def load_config(filename: str, *args: str):
+  return load_config_file(CONFIG_DIR / filename, *args)
 
 
-def load_config(filename: str, *args):
-  spec = importlib.util.spec_from_file_location(filename, CONFIG_DIR / filename)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(*args)
+@pytest.mark.parametrize('row', presets.PRESETS, ids=lambda row: f'{row.model}_{row.recipe}')
+def test_a_preset_is_its_record_and_nothing_else(row):
+  """Every value a preset changes is in its row: no rule in code adds one."""
+  defaults = flatten(get_config())
+  assert set(row.values) <= set(defaults), 'a key the config does not have'
+  for try_arg in row.try_args:
+    config = flatten(presets.preset(row.model, try_arg))
+    changed = {key: value for key, value in config.items() if value != defaults[key]}
+    named = {'model': row.model, 'conv': try_arg.split('_')[0], 'try_arg': try_arg}
+    expected = {**named, **row.values}
+    assert changed == {key: value for key, value in expected.items() if value != defaults[key]}
+    assert all(config[key] == value for key, value in expected.items())
 
 
 def test_rc56_presets_are_lrs1():
@@ -106,13 +116,17 @@ def test_dbb_and_repvgg_take_the_recipes_of_acnet(conv):
   assert config == expected
 
 
-def test_unknown_try_arg_lists_the_valid_ones():
+def test_unknown_try_arg_lists_the_models_valid_ones():
   with pytest.raises(
     ValueError, match='valid: normal_lrs1, acnet_lrs1, dbb_lrs1, repvgg_lrs1, normal_lrs2'
   ):
     load_config('rc56.py', 'acnet_lrs9')
-  with pytest.raises(ValueError, match='no settings for densenet40'):
+  with pytest.raises(
+    ValueError, match=r'densenet40; valid: .*repvgg_densenet \(each also with _cifar100\)$'
+  ):
     load_config('densenet40.py', 'acnet_cosine')
+  with pytest.raises(ValueError, match='no presets for rc8; the models with presets: cfqkbnc, vc,'):
+    presets.preset('rc8', 'acnet_lrs1')
 
 
 @pytest.mark.parametrize('model', presets.IMAGENET_MODELS)
@@ -158,17 +172,34 @@ def test_the_imagenet_learning_rate_scales_with_the_batch():
 
 
 def test_imagenet_models_take_only_the_imagenet_recipe():
-  with pytest.raises(ValueError, match='the imagenet recipe is for resnet18'):
+  with pytest.raises(
+    ValueError,
+    match='resnet18; valid: normal_imagenet, acnet_imagenet, dbb_imagenet, repvgg_imagenet$',
+  ):
     load_config('resnet18.py', 'acnet_cosine')
-  with pytest.raises(ValueError, match='rc56 with acnet_imagenet is not a preset'):
+  with pytest.raises(ValueError, match="unknown try_arg 'acnet_imagenet' for rc56"):
     load_config('rc56.py', 'acnet_imagenet')
+  with pytest.raises(ValueError, match='trains on imagenet2012: _cifar100 is for the CIFAR-10'):
+    load_config('resnet18.py', 'acnet_imagenet_cifar100')
 
 
-def test_every_config_file_loads():
+def test_every_preset_file_is_a_record_of_the_table():
+  """configs/*.py only name a record (and first_run.py changes one, under its
+  own name); the values are the table's."""
   files = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
   assert len(files) == 39
-  for filename in files:
-    assert load_config(filename).model in presets.MODELS_OF_PRESETS
+  for filename in set(files) - {'default.py', 'first_run.py'}:
+    config = load_config(filename)
+    assert config == presets.preset(config.model, config.try_arg), filename
+    assert config.name == ''
+
+
+def test_the_first_run_is_labelled_by_name_and_keeps_its_try_arg():
+  config = load_config('first_run.py')
+  assert (config.name, config.try_arg, config.model) == ('first_run', 'acnet_cosine', 'cfqkbnc')
+  # The label is outside the trajectory: a resume may change it.
+  changes = trajectory_changes(presets.preset('cfqkbnc', 'acnet_cosine'), config)
+  assert set(changes) == {'dataset', 'max_train_examples', 'batch_size', 'num_epochs'}
 
 
 def test_installing_adds_only_acnet_jax_to_the_import_namespace(tmp_path):
