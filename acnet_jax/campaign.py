@@ -44,7 +44,8 @@ def define_flags() -> None:
   flags.DEFINE_string(
     'results',
     None,
-    'collect: the folder for the evidence files, results.json, table.md and curves.png.',
+    'collect: the folder for the evidence files, results.json, table.md and curves.png; '
+    'run: the runs whose evidence is already there count as finished.',
   )
   flags.mark_flag_as_required('plan')
 
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> None:
       return
     if not args.root:
       raise InputError('--root=FOLDER is needed: the runs are trained into ROOT/<run name>')
-    sys.exit(runner.run_plan(load_plan(args.plan), args.root, args.data_dir))
+    sys.exit(runner.run_plan(load_plan(args.plan), args.root, args.data_dir, args.results))
   except InputError as error:
     cli.fail(error)
 

@@ -4,7 +4,9 @@ which writes the same workdir layout) in a child process, and picks up where
 it stopped when started again.
 
 A finished run (its eval.json and the deploy variables of that step) is
-skipped; an unfinished one resumes from its newest checkpoint, since main
+skipped, and so is one whose evidence an earlier collect copied into the
+results folder (its workdir may be gone with the machine it ran on); an
+unfinished one resumes from its newest checkpoint, since main
 does that for a workdir that has checkpoints. One campaign holds the root
 folder's lock, and main holds each run's: two starts never train the same
 workdir. SIGTERM or SIGINT to the campaign is passed to the run, which saves
@@ -58,6 +60,11 @@ def is_finished(workdir: str) -> bool:
   with open(path) as f:
     step = json.load(f).get('step')
   return os.path.isdir(os.path.join(workdir, 'deploy', str(step)))
+
+
+def is_collected(results: str | None, name: str) -> bool:
+  """The run's evidence is in RESULTS/<name>: collect copies only finished runs'."""
+  return results is not None and os.path.isfile(os.path.join(results, name, 'eval.json'))
 
 
 def code_version() -> dict[str, Any]:
@@ -145,9 +152,10 @@ def take_root(root: str) -> WorkdirLock:
   return lock
 
 
-def run_plan(plan: Plan, root: str, data_dir: str | None) -> int:
-  """Trains every unfinished run of `plan` under `root`, in order; returns 0
-  when all are finished, else the exit code of the run that stopped."""
+def run_plan(plan: Plan, root: str, data_dir: str | None, results: str | None = None) -> int:
+  """Trains every unfinished run of `plan` under `root`, in order, skipping
+  those already collected into `results`; returns 0 when all are finished,
+  else the exit code of the run that stopped."""
   lock = take_root(root)
   version = code_version()
   try:
@@ -157,6 +165,9 @@ def run_plan(plan: Plan, root: str, data_dir: str | None) -> int:
         label = f'run {index}/{len(plan.runs)} {run.name}'
         if is_finished(workdir):
           logging.info('%s: finished, skipped', label)
+          continue
+        if is_collected(results, run.name):
+          logging.info('%s: its evidence is in %s, skipped', label, results)
           continue
         if supervisor.stopped:
           return 128 + signal.SIGTERM

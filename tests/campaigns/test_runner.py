@@ -37,3 +37,24 @@ def test_each_run_is_started_by_its_trainers_module_and_recorded(tmp_path, monke
       json.loads(line) for line in (tmp_path / run / 'campaign.jsonl').read_text().splitlines()
     ]
     assert start['module'] == module and start['arguments'] == commands[run == 'theirs'][3:]
+
+
+def test_a_run_whose_evidence_was_collected_is_not_trained_again(tmp_path, monkeypatch):
+  """A collected run counts as finished though its workdir is gone; one whose
+  results folder holds no eval.json is still trained."""
+  plan = Plan(
+    'p',
+    (
+      Run('collected', 'configs/cfqkbnc_normal.py', 'normal', 0),
+      Run('pending', 'configs/cfqkbnc_acnet.py', 'acnet', 0),
+    ),
+  )
+  results = tmp_path / 'results'
+  (results / 'collected').mkdir(parents=True)
+  (results / 'collected' / 'eval.json').write_text('{"step": 10}')
+  (results / 'pending').mkdir()
+  commands = []
+  monkeypatch.setattr(runner.Supervisor, 'run', lambda self, command: commands.append(command) or 0)
+  assert runner.run_plan(plan, str(tmp_path / 'root'), '/data', str(results)) == 0
+  (command,) = commands
+  assert f'--workdir={tmp_path / "root" / "pending"}' in command
