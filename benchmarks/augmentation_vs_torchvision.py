@@ -33,7 +33,7 @@ builds it:
    with our order (`order.train_batch_indices`) and with the authors'
    InfiniteDataLoader (simulated with torch's DataLoader on indices).
 5. batch norm: our momentum and epsilon against the PyTorch mirror's
-   (tests/support/authors_torch), and what PyTorch's unbiased running
+   (authors_torch), and what PyTorch's unbiased running
    variance (n / (n - 1) times ours) is at each BN of the model.
 
 Needs the torch extra (torch, torchvision). From the repository root:
@@ -522,7 +522,7 @@ def batch_norm(config, batch_sizes: Sequence[int]) -> dict[str, Any]:
 
   from acnet_jax.blocks import primitives
   from acnet_jax.training.trainer import create_model
-  from tests.support.authors_torch import acnet_models
+  from authors_torch import acnet_models
 
   theirs = acnet_models.build('cfqkbnc', 'acnet', 10, gamma_init=config.acb.gamma_init)
   bns = [m for m in theirs.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -8,10 +8,10 @@ Needs the torch extra; from the repository root:
         --data_dir=FOLDER [--epochs=150 --eval_every_epochs=10 --batch_size=128 --threads=2]
 
 What runs is theirs, through the project's mirror of their code:
-- the model: cfqkbnc with or without ACBs (tests/support/authors_torch/acnet_models.py),
+- the model: cfqkbnc with or without ACBs (authors_torch/acnet_models.py),
   torch's default initialisation after torch.manual_seed(seed), ACB BN scales
   0.333, BN eps 1e-5 and momentum 0.1, float32;
-- the optimizer: ndp_train.py's (tests/support/authors_torch/training.py
+- the optimizer: ndp_train.py's (authors_torch/training.py
   sgd_optimizer: SGD momentum 0.9 in torch's form, weight decay 1e-4 on every
   parameter, twice the rate for names containing 'bias') with CosineAnnealingLR
   from 0.1 to 0 over all iterations, stepped after each, no warmup;
@@ -193,7 +193,7 @@ def run_config(
   return {
     'trainer': 'pytorch_reference',
     'implementation': "DingXiaoH/ACNet's cfqkbnc, ndp_train.py optimizer and schedule and "
-    'data_factory.py transforms, through tests/support/authors_torch and '
+    'data_factory.py transforms, through authors_torch and '
     'benchmarks/augmentation_vs_torchvision.py, in PyTorch',
     'torch_version': torch.__version__,
     'torchvision_version': torchvision.__version__,
@@ -253,8 +253,8 @@ def model_and_optimizer(arm: str, num_classes: int, total_steps: int, seed: int)
   """(the model, its optimizer, its schedule) as the authors start them."""
   import torch
 
-  from tests.support.authors_torch import acnet_models
-  from tests.support.authors_torch.training import sgd_optimizer
+  from authors_torch import acnet_models
+  from authors_torch.training import sgd_optimizer
 
   torch.manual_seed(seed)
   net = acnet_models.build(MODEL, arm, num_classes, GAMMA_INIT if arm == 'acnet' else None)
@@ -311,7 +311,7 @@ def train_epoch(
 
 def deploy_model(net, arm: str, num_classes: int):
   """(the deploy model in eval mode, its weights) by the authors' convert_acnet_weights."""
-  from tests.support.authors_torch import acnet_models, saving
+  from authors_torch import acnet_models, saving
 
   weights = saving.convert_acnet_weights(saving.numpy_state_dict(net))
   deploy = acnet_models.build(MODEL, 'acnet_deploy' if arm == 'acnet' else 'normal', num_classes)
@@ -410,7 +410,7 @@ def restore_checkpoint(workdir: str, step: int, net, optimizer, scheduler) -> in
 def save_deploy(workdir: str, step: int, net, arm: str, num_classes: int) -> None:
   """deploy/<step>/deploy.hdf5: the deploy weights as the authors' save_hdf5
   writes them (what acnet_jax.convert reads)."""
-  from tests.support.authors_torch import saving
+  from authors_torch import saving
 
   final = os.path.join(workdir, 'deploy', str(step))
   temporary = final + '.partial'

@@ -11,7 +11,7 @@ Prints, per conv kind, a markdown table of each step: both losses and their
 difference, the difference of the gradients both compute at their parameters
 (and, for scale, their float32 gradients' distance from float64), and how far
 apart the two runs' parameters and batch statistics are
-(tests/support/authors_torch/training.py says how each is measured).
+(authors_torch/training.py says how each is measured).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import argparse
 
 from acnet_jax import xla_cpu
 from acnet_jax.training import presets
-from tests.support.authors_torch.training import lockstep
+from authors_torch.training import lockstep
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ For each model and conv kind: the train step (a batch already in memory,
 SGD with momentum 0.9 and weight decay, as training runs it), the eval
 forward pass of the trained form, and that of the deploy form (ACNet's fused
 convs); the PyTorch side is the authors' module structure (ACB = three
-conv+BN branches summed), from tests/support/authors_torch. Each side runs in
+conv+BN branches summed), from authors_torch. Each side runs in
 a process of its own, JAX then PyTorch, adjacent, with the same number of
 threads; the ratio is PyTorch's time over ours (above 1: we are faster).
 
@@ -64,7 +64,7 @@ def torch_train_step(model: str, conv: str, threads: int) -> tuple[Any, Callable
   step on one batch in memory and returns its loss)."""
   import torch
 
-  from tests.support.authors_torch import acnet_models
+  from authors_torch import acnet_models
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
@@ -89,7 +89,7 @@ def torch_train_step(model: str, conv: str, threads: int) -> tuple[Any, Callable
 def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:
   import torch
 
-  from tests.support.authors_torch import acnet_models
+  from authors_torch import acnet_models
 
   net, train_step = torch_train_step(model, conv, threads)
   result = {'train_step_s': timed(train_step, steps, warmup)}

@@ -13,8 +13,8 @@ import jax
 import pytest
 
 from acnet_jax import xla_cpu
-from tests.support.authors_torch import require_torch
 from tests.support.runs import ROOT
+from tests.support.torch_extra import require_torch
 
 # argv[1] 'use': call use_project_flags first. Prints whether XLA:CPU compiled
 # the conv into a YNNPACK fusion (a conv this small and narrow stays a plain

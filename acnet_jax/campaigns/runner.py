@@ -90,7 +90,7 @@ def code_version() -> dict[str, Any]:
     'acnet_jax',
     'configs',
     'benchmarks',
-    'tests/support/authors_torch',
+    'authors_torch',
   )
   return {'commit': commit, 'modified': bool(changed) if commit else None}
 

@@ -16,8 +16,8 @@ from benchmarks.augmentation_vs_torchvision import (
   padding_mask,
   probe_image,
 )
-from tests.support.authors_torch import require_torch
 from tests.support.images import make_image_folder
+from tests.support.torch_extra import require_torch
 
 
 def test_the_probe_gives_back_every_offset_and_flip():

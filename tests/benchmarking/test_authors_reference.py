@@ -16,9 +16,9 @@ from acnet_jax.campaigns import results
 from acnet_jax.campaigns.plan import Plan, Run
 from acnet_jax.campaigns.runner import is_finished, newest_checkpoint_step
 from benchmarks.authors_reference import epoch_seeds
-from tests.support.authors_torch import require_torch
 from tests.support.images import make_image_folder
 from tests.support.runs import ROOT, cli_environment
+from tests.support.torch_extra import require_torch
 
 # 2 classes x 16 training images in batches of 8: 4 iterations an epoch.
 STEPS_PER_EPOCH, EPOCHS = 4, 3

@@ -19,8 +19,8 @@ from acnet_jax.errors import InputError
 from acnet_jax.export import export_run
 from acnet_jax.interop import convert
 from acnet_jax.training import workdir as runs
-from tests.support.authors_torch import require_torch
 from tests.support.numerics import MODEL_RTOL, max_relative_error
+from tests.support.torch_extra import require_torch
 
 CLASSES = 1000
 
@@ -37,7 +37,7 @@ def test_the_torchvision_export_gives_the_deploy_model_s_logits(layout, model, k
   import torch
   import torchvision
 
-  from tests.support.authors_torch.checkpoints import saved_checkpoint
+  from authors_torch.checkpoints import saved_checkpoint
 
   x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
   path, authors_model = saved_checkpoint(layout, model, kind, CLASSES, x, tmp_path)

@@ -1,5 +1,5 @@
 """The authors' models, weight for weight: random weights in the PyTorch mirror
-of their code (tests/support/authors_torch), saved as their code saves them,
+of their code (authors_torch), saved as their code saves them,
 converted by `python -m acnet_jax.convert`'s function into a workdir, restored
 as `--mode=eval` restores it: the same eval-mode logits, for every model,
 repository and conv kind the authors have."""
@@ -15,8 +15,8 @@ import pytest
 from acnet_jax import create_model
 from acnet_jax.interop import convert
 from acnet_jax.training import workdir as runs
-from tests.support.authors_torch import require_torch
 from tests.support.numerics import MODEL_RTOL, max_relative_error
+from tests.support.torch_extra import require_torch
 
 pytestmark = [pytest.mark.full, pytest.mark.needs_torch]
 
@@ -79,7 +79,7 @@ def restored_logits(workdir, x_nchw) -> np.ndarray:
 def test_a_converted_checkpoint_gives_the_authors_logits(layout, model, kind, save, tmp_path):
   import torch
 
-  from tests.support.authors_torch.checkpoints import saved_checkpoint
+  from authors_torch.checkpoints import saved_checkpoint
 
   classes = 1000 if model in IMAGENET_MODELS else 10
   x = authors_images(model)

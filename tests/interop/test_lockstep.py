@@ -1,5 +1,5 @@
 """Cifar-quick in lockstep with the authors' PyTorch training
-(tests/support/authors_torch/training.py): from the same weights on the same
+(authors_torch/training.py): from the same weights on the same
 batches, both sides in float64, the first steps agree within float64 rounding,
 so the two compute the same updates (the later recipe's optimizer, schedule,
 weight decay on every parameter and 2x rate for biases included).
@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from acnet_jax.training import presets
-from tests.support.authors_torch import require_torch
 from tests.support.numerics import MODEL_RTOL
+from tests.support.torch_extra import require_torch
 
 STEPS = 3
 # numerics.py's whole-model float32 bound, scaled by float64's unit roundoff
@@ -28,7 +28,7 @@ FLOAT64_MODEL_RTOL = MODEL_RTOL * 2.0**-29
 @pytest.mark.parametrize('conv', ['normal', 'acnet'])
 def test_the_first_steps_agree_with_the_authors_within_float64_rounding(conv):
   require_torch()
-  from tests.support.authors_torch.training import lockstep
+  from authors_torch.training import lockstep
 
   config = presets.preset('cfqkbnc', f'{conv}_cosine')
   config.update(dict(dataset='synthetic', synthetic_examples=1024))

@@ -1,5 +1,7 @@
-"""A PyTorch mirror of the authors' models, written from their published code,
-for tests only (torch is the `torch` extra):
+"""The authors' PyTorch models and training step, re-written from their
+published code for checks: imported by the tests, the benchmarks
+(benchmarks/) and the lockstep, never by acnet_jax. Needs the torch extra
+(pip install -e '.[torch]').
 
     blocks        ACBlock (DingXiaoH/ACNet acnet/acb.py), DiverseBranchBlock and its parts
                   (DingXiaoH/DiverseBranchBlock diversebranchblock.py, dbb_transforms.py)
@@ -15,16 +17,3 @@ Module and key names, paddings, crops, stems and heads are theirs; where their
 code as published does not run, the change is the smallest that makes it run
 and is marked "Fixed:".
 """
-
-import pytest
-
-
-def require_torch() -> None:
-  """Skips the calling test without the torch extra (a failure under CI,
-  tests/support/ci_skips.py). Called from tests (or their fixtures), not at
-  import: the fast tier collects their modules without torch. Its tests are
-  marked needs_torch."""
-  try:
-    import torch  # noqa: F401
-  except ImportError:
-    pytest.skip("needs PyTorch, the torch extra: pip install -e '.[test,torch]'")

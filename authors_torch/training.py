@@ -26,7 +26,7 @@ from torch import nn
 from acnet_jax.interop.convert import convert_state_dict
 from acnet_jax.training import steps
 from acnet_jax.training.trainer import Trainer, create_mesh, create_model
-from tests.support.authors_torch import acnet_models, saving
+from authors_torch import acnet_models, saving
 
 
 def sgd_optimizer(

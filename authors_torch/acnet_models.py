@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from tests.support.authors_torch.blocks import ACBlock
+from authors_torch.blocks import ACBlock
 
 
 class FlattenLayer(nn.Module):

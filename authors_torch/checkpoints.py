@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tests.support.authors_torch import acnet_models, dbb_models, saving
+from authors_torch import acnet_models, dbb_models, saving
 
 # How each repository saves each kind here: ACNet's engine writes .pth and
 # .hdf5, its deploy form is the .hdf5 of convert_acnet_weights; DBB's training

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tests.support.authors_torch.blocks import IdentityBasedConv1x1
+from authors_torch.blocks import IdentityBasedConv1x1
 
 
 def numpy_state_dict(model: nn.Module) -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ from torch import nn
 
 # resnet.py's BasicBlock and mobilenet.py's block are ACNet's, with the builder's
 # conv_bn and conv_bn_relu under the names ACNet's builder gives them.
-from tests.support.authors_torch.acnet_models import BasicBlock, MobileV1Block
-from tests.support.authors_torch.blocks import ACBlock, ConvBN, DiverseBranchBlock
+from authors_torch.acnet_models import BasicBlock, MobileV1Block
+from authors_torch.blocks import ACBlock, ConvBN, DiverseBranchBlock
 
 # Our conv kinds -> convnet_utils' CONV_BN_IMPL.
 IMPLS = {'normal': 'base', 'acnet': 'ACB', 'dbb': 'DBB'}
