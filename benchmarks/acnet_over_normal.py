@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from benchmarks import peer_steps
+
 CONVS = ('normal', 'acnet')
 
 
@@ -67,36 +69,19 @@ def summarize(times: Mapping[str, list[float]]) -> dict[str, Any]:
 
 
 def jax_runs(model: str, batch_size: int) -> dict[str, Callable[[], Any]]:
-  import jax
-  import numpy as np
-  from jax.sharding import Mesh
-
   from acnet_jax import xla_cpu
-  from acnet_jax.benchmarking.suite import bench_config, update_on_ready_batch
-  from acnet_jax.training.trainer import DATA_AXIS, Trainer
 
   xla_cpu.use_project_flags()
-  mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
-  runs = {}
-  for conv in CONVS:
-    config = bench_config(
-      model, conv, 'branches', batch_size, eval_batch_size=batch_size, train_examples=50_000
-    )
-    _, _, run = update_on_ready_batch(Trainer(config, mesh))
-    runs[conv] = lambda run=run: jax.block_until_ready(run(0))
-  return runs
+  return {conv: peer_steps.jax_train_step(model, conv, batch_size) for conv in CONVS}
 
 
 def torch_runs(model: str, threads: int) -> dict[str, Callable[[], Any]]:
-  from benchmarks.pytorch_peer import torch_train_step
-
-  return {conv: torch_train_step(model, conv, threads)[1] for conv in CONVS}
+  return {conv: peer_steps.torch_train_step(model, conv, threads)[1] for conv in CONVS}
 
 
 def side(name: str, model: str, pairs: int, warmup: int, threads: int) -> dict[str, Any]:
-  from benchmarks.pytorch_peer import BATCH_SIZES
-
-  runs = jax_runs(model, BATCH_SIZES[model]) if name == 'jax' else torch_runs(model, threads)
+  batch_size = peer_steps.BATCH_SIZES[model]
+  runs = jax_runs(model, batch_size) if name == 'jax' else torch_runs(model, threads)
   return summarize(interleaved_times(runs, pairs, warmup))
 
 

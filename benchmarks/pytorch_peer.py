@@ -34,17 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 from benchmarks.acnet_over_normal import CONVS, both_sides
+from benchmarks.peer_steps import BATCH_SIZES, IMAGE_SHAPE, NUM_CLASSES, torch_train_step
 
-# The project's benchmark batch sizes for these models (Cifar-quick's recipe
-# trains at 128, ResNet-56's at 64).
-BATCH_SIZES = {'cfqkbnc': 128, 'rc56': 64}
 EVAL_BATCH = 500
-IMAGE_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
 
 
 def timed(run, steps: int, warmup: int) -> float:
@@ -57,33 +52,6 @@ def timed(run, steps: int, warmup: int) -> float:
     run()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
-
-
-def torch_train_step(model: str, conv: str, threads: int) -> tuple[Any, Callable[[], float]]:
-  """(the authors' PyTorch model in train mode, a call that performs one SGD
-  step on one batch in memory and returns its loss)."""
-  import torch
-
-  from authors_torch import acnet_models
-
-  torch.set_num_threads(threads)
-  torch.manual_seed(0)
-  batch = BATCH_SIZES[model]
-  net = acnet_models.build(model, conv, NUM_CLASSES)
-  optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-  x = torch.randn(batch, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2])
-  y = torch.randint(0, NUM_CLASSES, (batch,))
-  loss_fn = torch.nn.CrossEntropyLoss()
-  net.train()
-
-  def train_step() -> float:
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(net(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-  return net, train_step
 
 
 def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:

@@ -1,6 +1,8 @@
-"""The layout: every module's acnet_jax imports form a DAG that goes down the
-layers (commands -> analysis, benchmarking, interop, campaigns -> training -> deploy ->
-data -> models -> fusion -> blocks), and each subpackage says what lives in it."""
+"""The layout: the imports among the modules of acnet_jax, benchmarks/ and
+authors_torch/ form a DAG; acnet_jax's go down the layers (commands ->
+analysis, benchmarking, interop, campaigns -> training -> deploy -> data ->
+models -> fusion -> blocks) and never reach benchmarks/ or authors_torch/; and
+each subpackage says what lives in it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from pathlib import Path
 import acnet_jax
 
 PACKAGE = Path(acnet_jax.__file__).parent
+ROOT = PACKAGE.parent
+# The top-level packages whose imports are checked: the library, the benchmarks
+# and the authors' PyTorch mirror that both of them and the tests use.
+CHECKED = ('acnet_jax', 'benchmarks', 'authors_torch')
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
   'errors': 0,
@@ -38,24 +44,34 @@ LAYERS = {
 }
 
 
-def module_names() -> list[str]:
-  return sorted(name for _, name, _ in pkgutil.walk_packages([str(PACKAGE)], 'acnet_jax.'))
+def module_names(top: str = 'acnet_jax') -> list[str]:
+  return sorted(name for _, name, _ in pkgutil.walk_packages([str(ROOT / top)], f'{top}.'))
 
 
 def path_of(module: str) -> Path:
-  parts = module.split('.')[1:]
-  candidate = PACKAGE.joinpath(*parts)
+  candidate = ROOT.joinpath(*module.split('.'))
   return candidate / '__init__.py' if candidate.is_dir() else candidate.with_suffix('.py')
 
 
+def checked_modules() -> list[str]:
+  """Every module of CHECKED, a top-level folder's own __init__ where it has one."""
+  tops = [top for top in CHECKED if path_of(top).is_file()]
+  return tops + [name for top in CHECKED for name in module_names(top)]
+
+
+def is_checked(name: str) -> bool:
+  return name.split('.')[0] in CHECKED
+
+
 def imported(module: str) -> set[str]:
-  """The acnet_jax modules `module` imports (at any depth in the file)."""
+  """The checked modules `module` imports (at any depth in the file, so an
+  import inside a function counts too)."""
   found = set()
-  names = set(module_names()) | {'acnet_jax'}
+  names = set(checked_modules())
   for node in ast.walk(ast.parse(path_of(module).read_text())):
     if isinstance(node, ast.Import):
-      found |= {alias.name for alias in node.names if alias.name.startswith('acnet_jax')}
-    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('acnet_jax'):
+      found |= {alias.name for alias in node.names if is_checked(alias.name)}
+    elif isinstance(node, ast.ImportFrom) and node.module and is_checked(node.module):
       for alias in node.names:
         submodule = f'{node.module}.{alias.name}'
         found.add(submodule if submodule in names else node.module)
@@ -67,8 +83,14 @@ def layer(module: str) -> int:
   return LAYERS['__init__'] if len(parts) == 1 else LAYERS[parts[1]]
 
 
+def test_the_checked_modules_are_found():
+  modules = checked_modules()
+  assert {'benchmarks.pytorch_peer', 'authors_torch.blocks', 'acnet_jax.fusion'} <= set(modules)
+  assert all(path_of(module).is_file() for module in modules)
+
+
 def test_imports_form_a_dag_without_a_cycle():
-  graph = {module: imported(module) for module in module_names()}
+  graph = {module: imported(module) for module in checked_modules()}
   state: dict[str, str] = {}
 
   def visit(module: str, stack: list[str]) -> None:
@@ -82,6 +104,12 @@ def test_imports_form_a_dag_without_a_cycle():
 
   for module in graph:
     visit(module, [])
+
+
+def test_acnet_jax_imports_neither_the_benchmarks_nor_the_authors_mirror():
+  for module in ['acnet_jax', *module_names()]:
+    outside = {other for other in imported(module) if not other.startswith('acnet_jax')}
+    assert not outside, f'{module} imports {sorted(outside)}'
 
 
 def test_imports_go_down_the_layers():
