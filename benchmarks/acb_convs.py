@@ -2,10 +2,11 @@
 
 For each shape: the forward pass, the input gradient and the weight gradient
 of the KxK, Kx1 and 1xK convs (symmetric padding, stride 1, as the ACB runs
-them), each jitted alone on a batch already on device; ms (median) and
-GFLOP/s. The last column is what the ACB's three convs cost over the square
-conv's: against its FLOPs' (1 + 2/K), it says how much of acnet's extra train
-step the convolutions are. Defaults: ResNet-56's three stages at batch 64.
+them), each jitted alone on a batch already on device, the nine of a shape
+interleaved round by round; ms (median) and GFLOP/s. The last column is what
+the ACB's three convs cost over the square conv's: against its FLOPs' (1 +
+2/K), it says how much of acnet's extra train step the convolutions are.
+Defaults: ResNet-56's three stages at batch 64.
 
     python -m benchmarks.acb_convs [--shapes=64x32x32x16,64x16x16x32,64x8x8x64 --kernel=3]
 """
@@ -13,34 +14,24 @@ step the convolutions are. Defaults: ResNet-56's three stages at batch 64.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import functools
 from collections.abc import Callable
 
 import jax
 
 from acnet_jax import xla_cpu
+from acnet_jax.benchmarking.timing import interleaved_times, summary
 from acnet_jax.blocks.acb import acb_branch_shapes
 from acnet_jax.blocks.primitives import conv_with_kernel
 
 PASSES = ('forward', 'input gradient', 'weight gradient')
 
 
-def median_ms(fn: Callable, *args: jax.Array, repeats: int) -> float:
-  compiled = jax.jit(fn).lower(*args).compile()
-  jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) * 1e3
-
-
 def conv_passes(
-  shape: tuple[int, int, int, int], kernel_shape: tuple[int, int], repeats: int
-) -> dict[str, float]:
-  """Pass -> ms of one stride-1 conv from C to C channels over an NHWC `shape`."""
+  shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]
+) -> dict[str, Callable[[], jax.Array]]:
+  """Pass -> a call of it, compiled, for one stride-1 conv from C to C
+  channels over an NHWC `shape`."""
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   dy = jax.random.normal(jax.random.PRNGKey(1), shape)
   kernel = jax.random.normal(jax.random.PRNGKey(2), (*kernel_shape, shape[-1], shape[-1])) * 0.1
@@ -54,11 +45,16 @@ def conv_passes(
   def weight_gradient(x: jax.Array, dy: jax.Array) -> jax.Array:
     return jax.vjp(lambda kernel: forward(x, kernel), kernel)[1](dy)[0]
 
-  return {
-    'forward': median_ms(forward, x, kernel, repeats=repeats),
-    'input gradient': median_ms(input_gradient, kernel, dy, repeats=repeats),
-    'weight gradient': median_ms(weight_gradient, x, dy, repeats=repeats),
+  passes = {
+    'forward': (forward, x, kernel),
+    'input gradient': (input_gradient, kernel, dy),
+    'weight gradient': (weight_gradient, x, dy),
   }
+  calls = {}
+  for name, (fn, *args) in passes.items():
+    compiled = jax.jit(fn).lower(*args).compile()
+    calls[name] = functools.partial(compiled, *args)
+  return calls
 
 
 def gflops(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]) -> float:
@@ -67,11 +63,23 @@ def gflops(shape: tuple[int, int, int, int], kernel_shape: tuple[int, int]) -> f
   return 2 * n * h * w * c * c * kernel_shape[0] * kernel_shape[1] / 1e9
 
 
+def branch_times(shape: tuple[int, int, int, int], k: int, repeats: int) -> dict[str, dict]:
+  """Branch -> pass -> median ms, every pass of every branch interleaved
+  round by round (`interleaved_times`), so drift moves the branches alike."""
+  branches = acb_branch_shapes(k)
+  candidates = {}
+  for name, kernel_shape in branches.items():
+    for pass_name, call in conv_passes(shape, kernel_shape).items():
+      candidates[f'{name}/{pass_name}'] = call
+  times = interleaved_times(candidates, repeats, warmup=1)
+  return {
+    name: {p: summary(times[f'{name}/{p}'])['median_s'] * 1e3 for p in PASSES} for name in branches
+  }
+
+
 def branch_table(shape: tuple[int, int, int, int], k: int, repeats: int) -> list[str]:
   branches = acb_branch_shapes(k)
-  times = {
-    name: conv_passes(shape, kernel_shape, repeats) for name, kernel_shape in branches.items()
-  }
+  times = branch_times(shape, k, repeats)
   lines = []
   for name, kernel_shape in branches.items():
     work = gflops(shape, kernel_shape)

@@ -5,7 +5,8 @@ one after another; this machine drifts by 20% and more between such runs, and
 the ratio of two of them drifts with it (ResNet-56's acnet/normal read 2.01,
 1.93 and 1.76 in three rounds of one sitting). Here one process per side
 builds both convs' train steps and alternates them step by step (normal,
-acnet, acnet, normal, ...), so drift slows both alike and cancels in the ratio.
+acnet, acnet, normal, ...: `acnet_jax.benchmarking.timing.interleaved_times`),
+so drift slows both alike and cancels in the ratio.
 
     python -m benchmarks.acnet_over_normal [--model=rc56 --pairs=30 --warmup=3]
 
@@ -25,33 +26,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from acnet_jax.benchmarking.timing import interleaved_times
 from benchmarks import peer_steps
 
 CONVS = ('normal', 'acnet')
-
-
-def interleaved_times(
-  runs: Mapping[str, Callable[[], Any]], pairs: int, warmup: int
-) -> dict[str, list[float]]:
-  """Seconds of each of `pairs` calls of every run, the runs called in turn
-  (each call waits for its result), after `warmup` untimed turns. Every other
-  pair calls them in reverse order (ABBA), so neither run always follows the
-  other."""
-  for _ in range(warmup):
-    for run in runs.values():
-      run()
-  times: dict[str, list[float]] = {name: [] for name in runs}
-  names = list(runs)
-  for pair in range(pairs):
-    for name in names if pair % 2 == 0 else names[::-1]:
-      start = time.perf_counter()
-      runs[name]()
-      times[name].append(time.perf_counter() - start)
-  return times
 
 
 def summarize(times: Mapping[str, list[float]]) -> dict[str, Any]:

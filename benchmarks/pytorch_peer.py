@@ -33,25 +33,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
+from acnet_jax.benchmarking.timing import median_time
 from benchmarks.acnet_over_normal import CONVS, both_sides
 from benchmarks.peer_steps import BATCH_SIZES, IMAGE_SHAPE, NUM_CLASSES, torch_train_step
 
 EVAL_BATCH = 500
-
-
-def timed(run, steps: int, warmup: int) -> float:
-  """Median seconds of `steps` calls after `warmup` (run waits for its result)."""
-  for _ in range(warmup):
-    run()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> dict[str, float]:
@@ -60,7 +48,7 @@ def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> 
   from authors_torch import acnet_models
 
   net, train_step = torch_train_step(model, conv, threads)
-  result = {'train_step_s': timed(train_step, steps, warmup)}
+  result = {'train_step_s': median_time(train_step, steps, warmup)}
   images = torch.randn(EVAL_BATCH, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2])
   forms = {'eval_s': net}
   if conv == 'acnet':
@@ -68,7 +56,7 @@ def torch_side(model: str, conv: str, steps: int, warmup: int, threads: int) -> 
   for key, form in forms.items():
     form.eval()
     with torch.no_grad():
-      result[key] = timed(lambda: form(images).sum().item(), steps, warmup)
+      result[key] = median_time(lambda: form(images).sum().item(), steps, warmup)
   return result
 
 

@@ -14,12 +14,10 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from typing import Any
 
-import jax
-
 from acnet_jax.benchmarking.suite import bench_config
+from acnet_jax.benchmarking.timing import interleaved_times
 from acnet_jax.blocks.acb import ACB_IMPLS
 from acnet_jax.training.loop import train_and_evaluate
 from acnet_jax.training.trainer import Trainer, create_mesh
@@ -55,15 +53,18 @@ def time_loop_overhead(
   trainer = Trainer(config, create_mesh())
   state = trainer.init_state()
   step = trainer.train_step.lower(state, trainer.train_inputs(0)).compile()
-  for i in range(log_every_steps):  # As the loop's rate skips its first intervals.
-    state, metrics = step(state, trainer.train_inputs(i))
-  jax.block_until_ready(metrics)
   timed = steps - 2 * log_every_steps
-  start = time.perf_counter()
-  for i in range(timed):
-    state, metrics = step(state, trainer.train_inputs(i))
-  jax.block_until_ready(metrics)
-  bare = timed / (time.perf_counter() - start)
+
+  def dispatch_steps() -> Any:
+    """`timed` steps dispatched one after another, waited for once at the end."""
+    nonlocal state
+    for i in range(timed):
+      state, metrics = step(state, trainer.train_inputs(i))
+    return metrics
+
+  # One untimed turn first, as the loop's rate skips its first intervals.
+  (seconds,) = interleaved_times({'bare': dispatch_steps}, rounds=1, warmup=1)['bare']
+  bare = timed / seconds
   return {
     'model': model,
     'batch_size': batch_size,

@@ -22,13 +22,13 @@ import dataclasses
 import glob
 import os
 import re
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
+
+from acnet_jax.benchmarking.timing import interleaved_times, summary
 
 KINDS = (
   'conv forward',
@@ -175,32 +175,33 @@ def op_times(events: Iterable[Any]) -> dict[str, float]:
   return dict(times)
 
 
-def trace_events(run: Callable[[], Any], steps: int) -> tuple[list[Any], float]:
-  """The profiler's events of `steps` calls of `run` (each waited for), and
-  the median wall time of a call."""
-  times = []
+def trace_events(run: Callable[[], Any], steps: int, warmup: int) -> tuple[list[Any], float]:
+  """The profiler's events of `steps` calls of `run` after `warmup` untraced
+  ones (each waited for), and the median wall time of a call."""
+  interleaved_times({'step': run}, rounds=0, warmup=warmup)
   with tempfile.TemporaryDirectory() as folder:
     jax.profiler.start_trace(folder)
     try:
-      for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
+      times = interleaved_times({'step': run}, rounds=steps)['step']
     finally:
       jax.profiler.stop_trace()
     path = sorted(glob.glob(os.path.join(folder, '**', '*.xplane.pb'), recursive=True))[-1]
     data = jax.profiler.ProfileData.from_file(path)
     events = [event for plane in data.planes for line in plane.lines for event in line.events]
-  return events, statistics.median(times)
+  return events, summary(times)['median_s']
 
 
 def profile(
-  compiled: jax.stages.Compiled, run: Callable[[], Any], steps: int, batch_size: int
+  compiled: jax.stages.Compiled,
+  run: Callable[[], Any],
+  steps: int,
+  batch_size: int,
+  warmup: int = 0,
 ) -> dict[str, float]:
   """Kind -> seconds per step of the compiled program `run` calls."""
   kinds = classify(compiled.as_text(), batch_size)
   per_kind: dict[str, float] = dict.fromkeys(KINDS, 0.0)
-  events, step_s = trace_events(run, steps)
+  events, step_s = trace_events(run, steps, warmup)
   for op, seconds in op_times(events).items():
     per_kind[kinds.get(op, 'elementwise and copies')] += seconds / steps
   # Traced ops can overlap one another, so this is a lower bound.

@@ -25,7 +25,8 @@ from acnet_jax.benchmarking.timing import (
   Timing,
   compile_timed,
   measure_peak,
-  median_step_time,
+  median_time,
+  successive_steps,
   xla_flops,
   xla_peak_bytes,
 )
@@ -98,7 +99,7 @@ def time_train_step(trainer: Trainer, steps: int, warmup: int) -> Timing:
     state, metrics = step(state, trainer.train_inputs(i))
     return metrics
 
-  step_s = median_step_time(run, steps, warmup)
+  step_s = median_time(successive_steps(run), steps, warmup)
   return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size, xla_peak_bytes(step))
 
 
@@ -109,9 +110,9 @@ def ready_batch(trainer: Trainer) -> tuple[jax.Array, jax.Array]:
 
 def update_on_ready_batch(
   trainer: Trainer,
-) -> tuple[jax.stages.Compiled, float, Callable[[int], Any]]:
+) -> tuple[jax.stages.Compiled, float, Callable[[], Any]]:
   """The update compiled for one batch already prepared on device: (the
-  compiled step, its compile seconds, run(i) that performs one update from the
+  compiled step, its compile seconds, run() that performs one update from the
   state the previous one left and returns its metrics)."""
   x, y = ready_batch(trainer)
   state = fresh_state(trainer)
@@ -123,7 +124,7 @@ def update_on_ready_batch(
   )
   step, compile_s = compile_timed(update, state, x, y)
 
-  def run(_: int) -> Any:
+  def run() -> Any:
     nonlocal state
     state, metrics = step(state, x, y)
     return metrics
@@ -134,7 +135,7 @@ def update_on_ready_batch(
 def time_update_on_ready_batch(trainer: Trainer, steps: int, warmup: int) -> Timing:
   """The same update fed by one batch already prepared on device."""
   step, compile_s, run = update_on_ready_batch(trainer)
-  step_s = median_step_time(run, steps, warmup)
+  step_s = median_time(run, steps, warmup)
   return Timing(compile_s, step_s, xla_flops(step), trainer.config.batch_size, xla_peak_bytes(step))
 
 
@@ -146,7 +147,7 @@ def time_eval(model: Any, variables: dict, trainer: Trainer, steps: int, warmup:
   )(inputs)
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False), out_shardings=trainer.replicated)
   step, compile_s = compile_timed(forward, variables, x)
-  step_s = median_step_time(lambda _: step(variables, x), steps, warmup)
+  step_s = median_time(lambda: step(variables, x), steps, warmup)
   return Timing(compile_s, step_s, xla_flops(step), batch_size, xla_peak_bytes(step))
 
 
@@ -170,7 +171,7 @@ def time_gradient_parts(trainer: Trainer, steps: int, warmup: int) -> dict[str, 
   out = {}
   for name in GRADIENT_PARTS:
     compiled, _ = compile_timed(jax.jit(parts[name]), state.params, x)
-    out[f'{name}_s'] = median_step_time(lambda _: compiled(state.params, x), steps, warmup)
+    out[f'{name}_s'] = median_time(lambda: compiled(state.params, x), steps, warmup)
     out[f'{name}_flops'] = xla_flops(compiled)
   return out
 
@@ -185,9 +186,8 @@ def profile_train_step(trainer: Trainer, steps: int, warmup: int) -> dict[str, f
     state, metrics = step(state, trainer.train_inputs(0))
     return metrics
 
-  for _ in range(warmup):
-    jax.block_until_ready(run())
-  return profile.profile(step, run, steps, trainer.config.batch_size // trainer.mesh.devices.size)
+  per_device_batch = trainer.config.batch_size // trainer.mesh.devices.size
+  return profile.profile(step, run, steps, per_device_batch, warmup)
 
 
 def run_benchmark(

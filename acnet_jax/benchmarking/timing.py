@@ -1,13 +1,15 @@
-"""Timing compiled steps: compile time, the median of timed calls after warm-up,
-XLA's FLOP count and peak memory, and the float32 matmul peak the FLOP/s are
-read against."""
+"""Timing: the one timing loop every benchmark uses (candidates called in
+turn, round by round, each call waited for), its summary, compile time, XLA's
+FLOP count and peak memory, and the float32 matmul peak the FLOP/s are read
+against."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -72,21 +74,47 @@ def compile_timed(jitted: Callable, *args: Any) -> tuple[jax.stages.Compiled, fl
   return compiled, time.perf_counter() - start
 
 
-def step_times(run: Callable[[int], Any], steps: int, warmup: int) -> list[float]:
-  """Seconds of each of `steps` timed calls run(i) after `warmup` untimed ones;
-  run(i) performs step i and returns its outputs, and each step is waited for."""
-  for i in range(warmup):
-    jax.block_until_ready(run(i))
-  times = []
-  for i in range(warmup, warmup + steps):
-    start = time.perf_counter()
-    jax.block_until_ready(run(i))
-    times.append(time.perf_counter() - start)
+def interleaved_times(
+  candidates: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 0
+) -> dict[str, list[float]]:
+  """Seconds of each call of each candidate, `rounds` per candidate: after
+  `warmup` untimed turns, every round calls each candidate once, timed, and
+  waits for what it returns (jax.block_until_ready; a candidate that computes
+  elsewhere, PyTorch's, returns once it is done). Every other round calls them
+  in reverse order (ABBA), so the machine's drift slows every candidate alike
+  and none always follows another; their ratios cancel it."""
+  names = list(candidates)
+  for _ in range(warmup):
+    for name in names:
+      jax.block_until_ready(candidates[name]())
+  times: dict[str, list[float]] = {name: [] for name in names}
+  for index in range(rounds):
+    for name in names if index % 2 == 0 else names[::-1]:
+      start = time.perf_counter()
+      jax.block_until_ready(candidates[name]())
+      times[name].append(time.perf_counter() - start)
   return times
 
 
-def median_step_time(run: Callable[[int], Any], steps: int, warmup: int) -> float:
-  return statistics.median(step_times(run, steps, warmup))
+def summary(times: Sequence[float]) -> dict[str, float]:
+  """The median of a candidate's times and their range."""
+  return {
+    'median_s': statistics.median(times),
+    'min_s': min(times),
+    'max_s': max(times),
+    'n': len(times),
+  }
+
+
+def median_time(run: Callable[[], Any], repeats: int, warmup: int) -> float:
+  """The median seconds of `repeats` calls of one candidate after `warmup` (interleaved_times)."""
+  return summary(interleaved_times({'run': run}, repeats, warmup)['run'])['median_s']
+
+
+def successive_steps(step: Callable[[int], Any]) -> Callable[[], Any]:
+  """A call that performs step(0), then step(1), ...: a step that takes its index."""
+  index = itertools.count()
+  return lambda: step(next(index))
 
 
 def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
@@ -96,4 +124,5 @@ def measure_peak(device: jax.Device, size: int, repeats: int = 10) -> float:
     jnp.asarray(np.random.default_rng(0).standard_normal((size, size)), jnp.float32), device
   )
   matmul, _ = compile_timed(jax.jit(lambda a: a @ a), a)
-  return 2 * size**3 / min(step_times(lambda _: matmul(a), repeats, warmup=1))
+  times = interleaved_times({'matmul': lambda: matmul(a)}, repeats, warmup=1)['matmul']
+  return 2 * size**3 / summary(times)['min_s']

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.acnet_over_normal import format_side, interleaved_times, summarize
-
-
-def test_runs_are_called_in_turn_after_the_warmup_every_other_pair_reversed():
-  calls = []
-  runs = {'normal': lambda: calls.append('n'), 'acnet': lambda: calls.append('a')}
-  times = interleaved_times(runs, pairs=3, warmup=2)
-  assert calls == ['n', 'a'] * 2 + ['n', 'a', 'a', 'n', 'n', 'a']
-  assert {name: len(seconds) for name, seconds in times.items()} == {'normal': 3, 'acnet': 3}
-  assert all(s >= 0 for seconds in times.values() for s in seconds)
+from benchmarks.acnet_over_normal import format_side, summarize
 
 
 def test_summary_is_the_ratio_of_the_medians_with_the_pairs_quartiles():

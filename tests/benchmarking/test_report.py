@@ -10,7 +10,7 @@ import pytest
 
 from acnet_jax.benchmarking.report import format_report, ratios
 from acnet_jax.benchmarking.suite import parse_conv
-from acnet_jax.benchmarking.timing import Timing, step_times, xla_peak_bytes
+from acnet_jax.benchmarking.timing import Timing, xla_peak_bytes
 from acnet_jax.errors import InputError
 
 NORMAL = Timing(compile_s=1.0, step_s=0.2, flops=4e9, batch_size=64, peak_bytes=100e6)
@@ -140,12 +140,6 @@ def test_the_table_prints_every_row_and_ratio():
     '+ weight grads 250 ms (12 GFLOP/s)' in table[7]
   )
   assert table[-1].split() == ['train_time_acnet_branches/normal', '2.500']
-
-
-def test_step_times_wait_for_each_step_and_skip_the_warmup():
-  calls = []
-  times = step_times(lambda i: calls.append(i), steps=3, warmup=2)
-  assert calls == [0, 1, 2, 3, 4] and len(times) == 3 and all(t >= 0 for t in times)
 
 
 def test_step_memory_is_arguments_outputs_not_donated_and_temporaries():
