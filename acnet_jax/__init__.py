@@ -4,7 +4,7 @@ blocks), deploy one conv.
 The packages, from the bottom up: `blocks` (conv blocks and their fuse rules),
 `fusion` (fuse_params, to_normal), `models`, `data` (input pipelines),
 `training`, `deploy` (export), `analysis`, `benchmarking`; and the commands
-`main`, `export`, `analyze`, `benchmark`, `pipeline_benchmark`, `convert`.
+`main`, `export`, `analyze`, `benchmark`, `convert`.
 Importing it changes no environment variable and no JAX setting; the commands
 set the project's XLA:CPU flag themselves (`xla_cpu.use_project_flags`).
 """

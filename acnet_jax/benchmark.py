@@ -15,6 +15,14 @@ program's), the achieved FLOP/s as a fraction of a float32 matmul timed in
 the same run, and the step's peak memory as XLA plans it (not timed: the same
 on a busy machine). Prints a table and writes it as JSON to --output.
 Synthetic uint8 data: the step's work does not depend on pixels.
+
+Instead, `--loop`: the training loop against the bare jitted step; and
+`--pipeline --data_dir=FOLDER`: the streaming input path decoding and
+augmenting FOLDER/train/<class>/* at each --crop_sizes and --num_workers
+(images/s, in total and per host core used: the process's CPU seconds, all its
+threads, per wall second; the first batch, which starts the threads, is not
+timed), and with --streamed_step a train step fed by it.
+benchmarks/torchvision_pipeline.py measures torchvision the same way.
 The measurements live in `acnet_jax.benchmarking`; this module is the command.
 """
 
@@ -67,12 +75,22 @@ flags.DEFINE_list(
 flags.DEFINE_bool(
   'pipeline',
   False,
-  'Time the streaming input pipeline on --data_dir instead: '
-  'decoded+augmented images/s per core, and with --model the share of a '
-  'streamed train step spent waiting for data.',
+  'Time the streaming input pipeline on --data_dir instead: decoded and '
+  'augmented images/s, in total and per host core, at each --crop_sizes and '
+  '--num_workers.',
 )
 flags.DEFINE_string('data_dir', None, 'With --pipeline: an image folder (train/<class>/*).')
+flags.DEFINE_list('crop_sizes', ['224', '64'], 'With --pipeline: crop sizes to decode at.')
 flags.DEFINE_list('num_workers', ['1', '2'], 'With --pipeline: decoding threads to try.')
+flags.DEFINE_integer(
+  'decode_batches', 20, 'With --pipeline: timed batches per decoding measurement.'
+)
+flags.DEFINE_bool(
+  'streamed_step',
+  False,
+  "With --pipeline: also time --model's train step at --image_size fed by the "
+  'stream with the last --num_workers, and the share of it spent waiting for data.',
+)
 flags.DEFINE_integer(
   'matmul_size',
   0,
@@ -101,34 +119,38 @@ flags.DEFINE_string(
 
 
 def pipeline_main(devices: Sequence[jax.Device]) -> None:
-  """--pipeline: decode+augment throughput, then a streamed train step."""
+  """--pipeline: decode+augment throughput, then (--streamed_step) a streamed train step."""
   if not FLAGS.data_dir:
     raise app.UsageError('--pipeline needs --data_dir=FOLDER holding train/<class>/*')
+  report = {}
   try:
-    results = [
-      time_decoding(FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, int(workers), FLAGS.steps)
+    report['pipeline'] = [
+      time_decoding(FLAGS.data_dir, int(size), FLAGS.batch_size, int(workers), FLAGS.decode_batches)
+      for size in FLAGS.crop_sizes
       for workers in FLAGS.num_workers
     ]
-    print(format_table(results))
-    fed = time_streamed_training(
-      FLAGS.model,
-      FLAGS.data_dir,
-      FLAGS.image_size,
-      FLAGS.batch_size,
-      int(FLAGS.num_workers[-1]),
-      devices,
-      FLAGS.steps,
-      FLAGS.warmup,
-    )
+    print(format_table(report['pipeline']))
+    if FLAGS.streamed_step:
+      fed = time_streamed_training(
+        FLAGS.model,
+        FLAGS.data_dir,
+        FLAGS.image_size,
+        FLAGS.batch_size,
+        int(FLAGS.num_workers[-1]),
+        devices,
+        FLAGS.steps,
+        FLAGS.warmup,
+      )
+      report['streamed_train_step'] = fed
+      print(
+        f'\n{fed["model"]} normal, train step fed by the stream ({fed["num_workers"]} threads): '
+        f'{fed["step_s"] * 1e3:.0f} ms/step, {fed["images_per_s"]:.1f} img/s, waiting for '
+        f'data {fed["data_wait_share"]:.1%} of the time'
+      )
   except InputError as e:
     raise app.UsageError(str(e)) from None
-  print(
-    f'\n{fed["model"]} normal, train step fed by the stream ({fed["num_workers"]} threads): '
-    f'{fed["step_s"] * 1e3:.0f} ms/step, {fed["images_per_s"]:.1f} img/s, waiting for data '
-    f'{fed["data_wait_share"]:.1%} of the time'
-  )
   with open(FLAGS.output, 'w') as f:
-    json.dump({'pipeline': results, 'streamed_train_step': fed}, f, indent=1)
+    json.dump(report, f, indent=1)
   print(f'\nwrote {FLAGS.output}')
 
 

@@ -1,16 +1,16 @@
-"""The reference for acnet_jax.pipeline_benchmark: torchvision's ImageNet training
-input on the same folder, the same batch size and the same number of workers.
+"""The reference for `acnet_jax.benchmark --pipeline`: torchvision's ImageNet
+training input on the same folder, the same batch size and the same number of
+workers.
 
-Needs torch and torchvision, which the project does not install; use a venv of
-their own:
+Needs the torch extra (pip install -e '.[torch]'); from the repository root,
+with the decoding command's flags:
 
-    python3 -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /tmp/tvenv/bin/python benchmarks/torchvision_pipeline.py --data_dir=FOLDER \\
-        [--image_sizes=224,64 --batch_size=64 --num_workers=1,2 --steps=20]
+    python -m benchmarks.torchvision_pipeline --data_dir=FOLDER \\
+        [--crop_sizes=224,64 --batch_size=64 --num_workers=1,2 --decode_batches=20]
 
 datasets.ImageFolder(FOLDER/train) with RandomResizedCrop(size) +
 RandomHorizontalFlip + PILToTensor, through a DataLoader with num_workers worker
-processes. As in acnet_jax.pipeline_benchmark, the first batch (which starts
+processes. As in `acnet_jax.benchmark --pipeline`, the first batch (which starts
 the workers) is not timed, and "cores used" is the CPU seconds of the main
 process and its workers per wall second.
 """
@@ -23,8 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import torch
-from torchvision import datasets, transforms
+from acnet_jax.benchmarking.pipeline import format_table
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 
@@ -42,6 +41,10 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 def run(
   data_dir: str, image_size: int, batch_size: int, num_workers: int, steps: int
 ) -> dict[str, Any]:
+  import torch
+  import torchvision
+  from torchvision import datasets, transforms
+
   dataset = datasets.ImageFolder(
     os.path.join(data_dir, 'train'),
     transforms.Compose(
@@ -66,7 +69,7 @@ def run(
   seconds, cpu = time.perf_counter() - start, cpu_seconds(pids) - start_cpu
   cores = cpu / seconds
   return {
-    'pipeline': f'torchvision {__import__("torchvision").__version__}',
+    'pipeline': f'torchvision {torchvision.__version__}',
     'image_size': image_size,
     'batch_size': batch_size,
     'num_workers': num_workers,
@@ -77,36 +80,21 @@ def run(
   }
 
 
-COLUMNS = {
-  'pipeline': '{}',
-  'image_size': '{}',
-  'batch_size': '{}',
-  'num_workers': '{}',
-  'images_per_s': '{:.0f}',
-  'cores_used': '{:.2f}',
-  'images_per_s_per_core': '{:.0f}',
-}
-
-
-def format_table(results: Sequence[dict[str, Any]]) -> str:
-  rows = [tuple(COLUMNS)] + [tuple(f.format(r[c]) for c, f in COLUMNS.items()) for r in results]
-  widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-  return '\n'.join('  '.join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data_dir', required=True, help='A folder holding train/<class>/*.jpg.')
-  parser.add_argument('--image_sizes', default='224,64', help='Comma-separated crop sizes.')
+  parser.add_argument('--crop_sizes', default='224,64', help='Comma-separated crop sizes.')
   parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--num_workers', default='1,2', help='Comma-separated worker counts.')
-  parser.add_argument('--steps', type=int, default=20, help='Timed batches per measurement.')
+  parser.add_argument(
+    '--decode_batches', type=int, default=20, help='Timed batches per measurement.'
+  )
   args = parser.parse_args(argv)
   print(
     format_table(
       [
-        run(args.data_dir, int(size), args.batch_size, int(workers), args.steps)
-        for size in args.image_sizes.split(',')
+        run(args.data_dir, int(size), args.batch_size, int(workers), args.decode_batches)
+        for size in args.crop_sizes.split(',')
         for workers in args.num_workers.split(',')
       ]
     )

@@ -398,7 +398,7 @@ def test_commands_are_found():
     'python -m acnet_jax.main --config=configs/rc56_acnet.py --config.no_such_key=1',
     'python -m acnet_jax.main --config=configs/rc56_acnet.py --config.no_such_key=DIR',
     'python -m acnet_jax.benchmark --steps=many',
-    'python -m acnet_jax.pipeline_benchmark --data_dir=DIR --batch_size=many',
+    'python -m acnet_jax.benchmark --pipeline --data_dir=DIR --decode_batches=many',
     'python -m acnet_jax.main --config=configs/no_such_preset.py --workdir=DIR',
   ],
 )

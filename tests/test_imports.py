@@ -37,7 +37,6 @@ LAYERS = {
   'export': 9,
   'analyze': 9,
   'benchmark': 9,
-  'pipeline_benchmark': 9,
   'convert': 9,
   'campaign': 9,
   '__init__': 9,

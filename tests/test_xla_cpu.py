@@ -37,7 +37,7 @@ import os, jax
 from jax._src import xla_bridge
 environ, settings = dict(os.environ), dict(jax.config.values)
 import acnet_jax, acnet_jax.main, acnet_jax.benchmark, acnet_jax.export, acnet_jax.analyze
-import acnet_jax.convert, acnet_jax.pipeline_benchmark
+import acnet_jax.convert
 print(os.environ.get('XLA_FLAGS'))
 print(dict(os.environ) == environ, dict(jax.config.values) == settings,
       xla_bridge.backends_are_initialized())
@@ -141,7 +141,6 @@ COMMANDS = {
   'acnet_jax.export': lambda m: m.main(['export']),
   'acnet_jax.analyze': lambda m: m.main(['analyze']),
   'acnet_jax.convert': lambda m: m.main(['convert']),
-  'acnet_jax.pipeline_benchmark': lambda m: m.main([]),
   'benchmarks.acb_convs': lambda m: m.main(),
   'benchmarks.acnet_over_normal': lambda m: m.jax_runs('rc8', 8),
   'benchmarks.lockstep': lambda m: m.main(),

@@ -1,5 +1,5 @@
-"""Numbers, not tests: what `python -m acnet_jax.benchmark` and
-`python -m acnet_jax.pipeline_benchmark` measure.
+"""Numbers, not tests: what `python -m acnet_jax.benchmark` measures (and
+the timing loop the benchmarks/ scripts share).
 
     timing     compile time, median step time, XLA FLOPs, the matmul peak
     suite      train and eval steps of each conv kind, their parts, 1 vs N devices

@@ -1,6 +1,7 @@
 """Numbers for the streaming input path: decoded and augmented images per second
 (and per host core used), and a train step fed by the stream as training
-runs it. benchmarks/torchvision_pipeline.py measures torchvision the same way."""
+runs it (`python -m acnet_jax.benchmark --pipeline`).
+benchmarks/torchvision_pipeline.py measures torchvision the same way."""
 
 from __future__ import annotations
 
