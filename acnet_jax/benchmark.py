@@ -13,7 +13,8 @@ After compilation and warm-up, the median time of several steps of
 with each step's compile time, XLA's FLOP count (per device: the partitioned
 program's), the achieved FLOP/s as a fraction of a float32 matmul timed in
 the same run, and the step's peak memory as XLA plans it (not timed: the same
-on a busy machine). Prints a table and writes it as JSON to --output.
+on a busy machine). Prints a table, writes it as JSON to --output and
+appends its rows to --results_dir/benchmark.jsonl (`benchmarking.results`).
 Synthetic uint8 data: the step's work does not depend on pixels.
 
 Instead, `--loop`: the training loop against the bare jitted step; and
@@ -21,7 +22,8 @@ Instead, `--loop`: the training loop against the bare jitted step; and
 augmenting FOLDER/train/<class>/* at each --crop_sizes and --num_workers
 (images/s, in total and per host core used: the process's CPU seconds, all its
 threads, per wall second; the first batch, which starts the threads, is not
-timed), and with --streamed_step a train step fed by it.
+timed), and with --streamed_step a train step fed by it. Their rows go to
+loop_overhead.jsonl and decoding.jsonl.
 benchmarks/torchvision_pipeline.py measures torchvision the same way.
 The measurements live in `acnet_jax.benchmarking`; this module is the command.
 """
@@ -32,6 +34,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 from absl import app, flags
@@ -39,7 +42,15 @@ from absl import app, flags
 from acnet_jax import xla_cpu
 from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
-from acnet_jax.benchmarking.report import format_report
+from acnet_jax.benchmarking.report import format_report, report_rows
+from acnet_jax.benchmarking.results import (
+  JAX_PACKAGES,
+  RESULTS_DIR,
+  RESULTS_DIR_HELP,
+  append_rows,
+  command_line,
+  run_context,
+)
 from acnet_jax.benchmarking.suite import BENCHMARK_CONVS, run_benchmark
 from acnet_jax.blocks.acb import ACB_IMPLS
 from acnet_jax.errors import InputError
@@ -116,6 +127,26 @@ flags.DEFINE_string(
   os.path.join(tempfile.gettempdir(), 'acnet_jax_benchmark.json'),
   'Where to write the JSON report.',
 )
+flags.DEFINE_string('results_dir', RESULTS_DIR, RESULTS_DIR_HELP)
+
+
+def record(
+  report: Any,
+  name: str,
+  rows: Sequence[dict[str, Any]],
+  devices: Sequence[jax.Device],
+  packages: Sequence[str] = JAX_PACKAGES,
+) -> None:
+  """Writes the JSON report to --output and appends its rows, with this run's
+  command, date, machine and versions, to --results_dir/<name>.jsonl."""
+  with open(FLAGS.output, 'w') as f:
+    json.dump(report, f, indent=1)
+  print(f'\nwrote {FLAGS.output}')
+  device = f'{len(devices)} x {devices[0].device_kind} ({devices[0].platform})'
+  context = run_context(command_line('acnet_jax.benchmark'), device, packages)
+  path = append_rows(name, rows, FLAGS.results_dir, context)
+  if path:
+    print(f'appended {len(rows)} rows to {path}')
 
 
 def pipeline_main(devices: Sequence[jax.Device]) -> None:
@@ -149,9 +180,10 @@ def pipeline_main(devices: Sequence[jax.Device]) -> None:
       )
   except InputError as e:
     raise app.UsageError(str(e)) from None
-  with open(FLAGS.output, 'w') as f:
-    json.dump(report, f, indent=1)
-  print(f'\nwrote {FLAGS.output}')
+  rows = [{'measure': 'decoding', **row} for row in report['pipeline']]
+  if 'streamed_train_step' in report:
+    rows.append({'measure': 'streamed_train_step', **report['streamed_train_step']})
+  record(report, 'decoding', rows, devices, (*JAX_PACKAGES, 'grain', 'pillow'))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -174,9 +206,7 @@ def main(argv: Sequence[str]) -> None:
       f'{result["bare_steps_per_s"]:.1f} steps/s: the loop adds '
       f'{result["overhead"]:.1%}'
     )
-    with open(FLAGS.output, 'w') as f:
-      json.dump(result, f, indent=1)
-    return print(f'\nwrote {FLAGS.output}')
+    return record(result, 'loop_overhead', [result], devices)
   matmul_size = FLAGS.matmul_size or (2048 if devices[0].platform == 'cpu' else 8192)
   try:
     report = run_benchmark(
@@ -199,9 +229,7 @@ def main(argv: Sequence[str]) -> None:
   except InputError as e:
     raise app.UsageError(str(e)) from None
   print(format_report(report))
-  with open(FLAGS.output, 'w') as f:
-    json.dump(report, f, indent=1)
-  print(f'\nwrote {FLAGS.output}')
+  record(report, 'benchmark', report_rows(report), devices)
 
 
 if __name__ == '__main__':

@@ -8,27 +8,31 @@ builds both convs' train steps and alternates them step by step (normal,
 acnet, acnet, normal, ...: `acnet_jax.benchmarking.timing.interleaved_times`),
 so drift slows both alike and cancels in the ratio.
 
-    python -m benchmarks.acnet_over_normal [--model=rc56 --pairs=30 --warmup=3]
+    python -m benchmarks.acnet_over_normal [--models=rc56,cfqkbnc --pairs=30 --warmup=3]
 
-prints, for each side, each conv's median step and the ratio of the medians,
-with the quartiles of the pairs' own ratios. The JAX side is the update on a
-batch already on device (as `acnet_jax.benchmark` and the peer time it); the
-PyTorch side is the peer's train step (the authors' modules, a batch in
-memory), with as many threads as cores. Needs the `torch` extra. Time only on
+prints, for each model and side, each conv's median step and the ratio of the
+medians, with the quartiles of the pairs' own ratios, and appends them to
+results/benchmarks/acnet_over_normal.jsonl (`acnet_jax.benchmarking.results`).
+The JAX side is the update on a batch already on device (as
+`acnet_jax.benchmark` and the peer time it); the PyTorch side is the peer's
+train step (the authors' modules, a batch in memory), with as many threads as
+cores (`benchmarks.peer_steps`). Needs the `torch` extra. Time only on
 idle cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from acnet_jax.benchmarking import results
 from acnet_jax.benchmarking.timing import interleaved_times
 from benchmarks import peer_steps
 
@@ -76,9 +80,72 @@ def format_side(label: str, result: Mapping[str, Any]) -> str:
   )
 
 
-def main() -> None:
+# Each side: its process's --side, the label it is printed with, its key in the rows.
+SIDES = (('jax', 'acnet_jax', 'acnet_jax'), ('torch', 'PyTorch', 'pytorch'))
+
+
+def both_sides(model: str, pairs: int, warmup: int, threads: int) -> list[dict[str, Any]]:
+  """Each side in a process of its own, JAX then PyTorch; prints a line per
+  side and returns a row per side."""
+  rows = []
+  for name, label, key in SIDES:
+    completed = subprocess.run(
+      [
+        sys.executable,
+        '-m',
+        'benchmarks.acnet_over_normal',
+        f'--side={name}',
+        f'--models={model}',
+        f'--pairs={pairs}',
+        f'--warmup={warmup}',
+        f'--threads={threads}',
+      ],
+      check=True,
+      capture_output=True,
+      text=True,
+    )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f'{model} train step, interleaved  ' + format_side(label, result), flush=True)
+    rows.append(
+      {
+        'model': model,
+        'side': key,
+        'batch_size': peer_steps.BATCH_SIZES[model],
+        'pairs': result['pairs'],
+        'normal_s': result['median_s']['normal'],
+        'acnet_s': result['median_s']['acnet'],
+        'ratio': result['ratio'],
+        'pair_ratio_quartiles': result['turn_ratio_quartiles'],
+      }
+    )
+  return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+  """The docs' table of `both_sides`' rows (a model measured again is `<model>, again`)."""
+  lines, measured = [], collections.Counter()
+  for row in rows:
+    first = row['side'] == 'acnet_jax'
+    measured[row['model']] += first
+    model = row['model'] if measured[row['model']] == 1 else f'{row["model"]}, again'
+    low, mid, high = row['pair_ratio_quartiles']
+    lines.append(
+      [
+        model if first else '',
+        'ours' if first else 'PyTorch',
+        f'{row["normal_s"] * 1e3:.1f} ms',
+        f'{row["acnet_s"] * 1e3:.1f} ms',
+        f'{row["ratio"]:.2f}',
+        f'{mid:.2f} ({low:.2f} - {high:.2f})',
+      ]
+    )
+  header = ['model', 'side', 'normal', 'acnet', 'acnet / normal', 'per pair (quartiles)']
+  return results.markdown_table(header, lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--model', default='rc56', choices=['cfqkbnc', 'rc56'])
+  parser.add_argument('--models', default='rc56,cfqkbnc', help='Of: cfqkbnc, rc56.')
   parser.add_argument('--pairs', type=int, default=30)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
@@ -88,35 +155,26 @@ def main() -> None:
     default='both',
     help='jax or torch: that side only, as JSON (what `both` runs, each in a process of its own).',
   )
-  args = parser.parse_args()
+  parser.add_argument('--results_dir', default=results.RESULTS_DIR, help=results.RESULTS_DIR_HELP)
+  args = parser.parse_args(argv)
+  models = args.models.split(',')
+  unknown = set(models) - set(peer_steps.BATCH_SIZES)
+  if unknown:
+    parser.error(f'unknown models {sorted(unknown)}; of: {", ".join(peer_steps.BATCH_SIZES)}')
   if args.side != 'both':
-    print(json.dumps(side(args.side, args.model, args.pairs, args.warmup, args.threads)))
+    print(json.dumps(side(args.side, models[0], args.pairs, args.warmup, args.threads)))
     return
-  both_sides(args.model, args.pairs, args.warmup, args.threads)
-
-
-def both_sides(model: str, pairs: int, warmup: int, threads: int) -> dict[str, dict[str, Any]]:
-  """Each side in a process of its own, JAX then PyTorch; prints a line per side."""
-  results = {}
-  for name, label in (('jax', 'acnet_jax'), ('torch', 'PyTorch')):
-    completed = subprocess.run(
-      [
-        sys.executable,
-        '-m',
-        'benchmarks.acnet_over_normal',
-        f'--side={name}',
-        f'--model={model}',
-        f'--pairs={pairs}',
-        f'--warmup={warmup}',
-        f'--threads={threads}',
-      ],
-      check=True,
-      capture_output=True,
-      text=True,
-    )
-    results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
-    print(f'{model} train step, interleaved  ' + format_side(label, results[label]), flush=True)
-  return results
+  context = results.run_context(
+    results.command_line('benchmarks.acnet_over_normal', argv),
+    f'cpu, {args.threads} threads',
+    (*results.JAX_PACKAGES, 'torch'),
+  )
+  rows = [
+    row for model in models for row in both_sides(model, args.pairs, args.warmup, args.threads)
+  ]
+  path = results.append_rows('acnet_over_normal', rows, args.results_dir, context)
+  if path:
+    print(f'appended its rows to {path}')
 
 
 if __name__ == '__main__':

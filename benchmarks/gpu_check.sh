@@ -11,6 +11,7 @@
 #   5. one epoch of Cifar-quick ACNet on real CIFAR-10 images, if an image
 #      folder is given (CIFAR10_DIR, split/class/ layout), through the real command.
 # A failed section says so in the file (`(exit N ...)`) and the script goes on.
+# The benchmarks' rows (acnet_jax.benchmarking.results) go to $OUT/results.
 #
 #   bash benchmarks/gpu_check.sh
 #   BACKEND=cpu SMOKE=1 bash benchmarks/gpu_check.sh   # the same at toy sizes, to check the script
@@ -65,13 +66,14 @@ run 300 $pytest $numerics
 section bitwise resume after a kill during a save
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
   run 240 $pytest -m full tests/commands/test_main.py -k "kill_9_during_the_save_of_step_n"
-bench="$python -m acnet_jax.benchmark --backend=$backend --dtypes=float32,bfloat16 --acb_impls=branches"
+bench="$python -m acnet_jax.benchmark --backend=$backend --dtypes=float32,bfloat16 --acb_impls=branches --results_dir=$OUT/results"
 section rc56: train step, eval, fused eval
 run 150 $bench $rc56 --output="$OUT/rc56.json"
 section resnet50 at 224 px
 run 150 $bench $resnet50 --output="$OUT/resnet50.json"
 section the loop against the bare step
-run 60 "$python" -m acnet_jax.benchmark --backend=$backend --loop $loop --output="$OUT/loop.json"
+run 60 "$python" -m acnet_jax.benchmark --backend=$backend --loop $loop --output="$OUT/loop.json" \
+  --results_dir="$OUT/results"
 if [ -n "${CIFAR10_DIR:-}" ]; then
   section Cifar-quick ACNet, one epoch of real CIFAR-10 '(390 steps)'
   rm -rf /tmp/gpu_check_run

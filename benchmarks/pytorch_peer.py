@@ -11,15 +11,16 @@ threads; the ratio is PyTorch's time over ours (above 1: we are faster).
 This machine's timings drift by 20% and more between adjacent runs, so
 `--rounds=N` measures every model and conv N times, round after round, and
 reports each side's median over the rounds, the ratio of those medians and
-the ratios' range over the rounds. Last, for each model, the acnet/normal
-train-step ratio of each side with normal's and acnet's steps interleaved in
-one process (`benchmarks.acnet_over_normal`), which drift does not move.
+the ratios' range over the rounds. Its rows go to
+results/benchmarks/pytorch_peer.jsonl (`acnet_jax.benchmarking.results`). The
+acnet/normal ratio of each side without the drift between processes:
+`benchmarks.acnet_over_normal`.
 
 Needs acnet_jax and torch in one environment (the `torch` extra):
 
     pip install -e '.[torch]'
     python -m benchmarks.pytorch_peer [--models=cfqkbnc,rc56 --convs=normal,acnet --steps=10
-                                       --rounds=1]
+                                       --rounds=3]
 
 Time only on idle cores: PyTorch's threads slow 4-8x when anything else runs.
 """
@@ -33,10 +34,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
+from acnet_jax.benchmarking import results
 from acnet_jax.benchmarking.timing import median_time
-from benchmarks.acnet_over_normal import CONVS, both_sides
 from benchmarks.peer_steps import BATCH_SIZES, IMAGE_SHAPE, NUM_CLASSES, torch_train_step
 
 EVAL_BATCH = 500
@@ -79,6 +81,7 @@ def jax_side(model: str, conv: str, steps: int, warmup: int) -> dict[str, float]
         f'--warmup={warmup}',
         '--matmul_size=256',
         f'--output={output}',
+        '--results_dir=',
       ],
       check=True,
       capture_output=True,
@@ -194,7 +197,64 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
   return '\n'.join(lines)
 
 
-def main() -> None:
+# The measures of a row, as the docs' table names them.
+MEASURES = {'train_step': 'train step', 'eval': 'eval', 'deploy_eval': 'deploy eval'}
+
+
+def result_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """`summarize`'s rows as data: one row per model, conv and measure."""
+  return [
+    {
+      'model': row['model'],
+      'conv': row['conv'],
+      'batch_size': row['batch_size'],
+      'measure': key.removesuffix('_s'),
+      'acnet_jax_s': row['acnet_jax'][key],
+      'pytorch_s': row['pytorch'][key],
+      'ratio': ratio,
+      'ratio_range': list(row['ratio_range'][key]),
+    }
+    for row in summary
+    for key, ratio in row['ratio'].items()
+  ]
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+  """The docs' table of `result_rows`: each model and conv's measures, then
+  each model's acnet / normal train step on each side."""
+  lines, seen, train = [], set(), {}
+  for row in rows:
+    label = f'{row["model"]} {row["conv"]}'
+    measure = MEASURES[row['measure']]
+    if row['measure'] == 'eval' and row['conv'] != 'normal':
+      measure = 'eval (unfused)'
+    low, high = row['ratio_range']
+    lines.append(
+      [
+        '' if label in seen else label,
+        measure,
+        f'{row["acnet_jax_s"] * 1e3:.1f} ms',
+        f'{row["pytorch_s"] * 1e3:.1f} ms',
+        f'{row["ratio"]:.2f}',
+        f'{low:.2f} - {high:.2f}',
+      ]
+    )
+    seen.add(label)
+    if row['measure'] == 'train_step':
+      train[row['model'], row['conv']] = row
+  for (model, conv), row in train.items():
+    normal = train.get((model, 'normal'))
+    if conv == 'acnet' and normal:
+      ours = row['acnet_jax_s'] / normal['acnet_jax_s']
+      theirs = row['pytorch_s'] / normal['pytorch_s']
+      lines.append(
+        [f'{model} acnet / normal', 'train step', f'{ours:.2f}', f'{theirs:.2f}', '', '']
+      )
+  header = ['model', 'measure', 'ours', 'PyTorch', 'ratio', "rounds' ratios"]
+  return results.markdown_table(header, lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--models', default='cfqkbnc,rc56')
   parser.add_argument('--convs', default='normal,acnet')
@@ -204,15 +264,8 @@ def main() -> None:
   parser.add_argument(
     '--rounds',
     type=int,
-    default=1,
+    default=3,
     help='Measure everything this many times, round after round; report medians over the rounds.',
-  )
-  parser.add_argument(
-    '--interleaved_pairs',
-    type=int,
-    default=30,
-    help='Then, per model, time normal and acnet train steps interleaved '
-    '(benchmarks.acnet_over_normal) for this many pairs; 0: not.',
   )
   parser.add_argument(
     '--side',
@@ -223,11 +276,17 @@ def main() -> None:
   parser.add_argument(
     '--output', default=os.path.join(tempfile.gettempdir(), 'acnet_jax_pytorch_peer.json')
   )
-  args = parser.parse_args()
+  parser.add_argument('--results_dir', default=results.RESULTS_DIR, help=results.RESULTS_DIR_HELP)
+  args = parser.parse_args(argv)
   models, convs = args.models.split(','), args.convs.split(',')
   if args.side == 'torch':
     print(json.dumps(torch_side(models[0], convs[0], args.steps, args.warmup, args.threads)))
     return
+  context = results.run_context(
+    results.command_line('benchmarks.pytorch_peer', argv),
+    f'cpu, {args.threads} threads',
+    (*results.JAX_PACKAGES, 'torch'),
+  )
   rounds = []
   for round_index in range(args.rounds):
     rows = []
@@ -237,17 +296,15 @@ def main() -> None:
         for line in format_rows(rows[-1:]).splitlines()[1:]:
           print(f'round {round_index + 1}/{args.rounds}  {line}', flush=True)
     rounds.append(rows)
-  summary = summarize(rounds) if args.rounds > 1 else rounds[0]
+  summary = summarize(rounds)
   print()
-  print(format_rows(summary))
-  interleaved = {}
-  if args.interleaved_pairs and set(CONVS) <= set(convs):
-    print()
-    for model in models:
-      interleaved[model] = both_sides(model, args.interleaved_pairs, args.warmup, args.threads)
+  print(format_rows(summary if args.rounds > 1 else rounds[0]))
   with open(args.output, 'w') as f:
-    json.dump({'rounds': rounds, 'summary': summary, 'interleaved': interleaved}, f, indent=1)
+    json.dump({'rounds': rounds, 'summary': summary}, f, indent=1)
   print(f'\nwrote {args.output}')
+  path = results.append_rows('pytorch_peer', result_rows(summary), args.results_dir, context)
+  if path:
+    print(f'appended its rows to {path}')
 
 
 if __name__ == '__main__':

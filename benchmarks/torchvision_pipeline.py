@@ -12,7 +12,8 @@ datasets.ImageFolder(FOLDER/train) with RandomResizedCrop(size) +
 RandomHorizontalFlip + PILToTensor, through a DataLoader with num_workers worker
 processes. As in `acnet_jax.benchmark --pipeline`, the first batch (which starts
 the workers) is not timed, and "cores used" is the CPU seconds of the main
-process and its workers per wall second.
+process and its workers per wall second. Its rows go to
+results/benchmarks/torchvision_decoding.jsonl (`acnet_jax.benchmarking.results`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from acnet_jax.benchmarking import results
 from acnet_jax.benchmarking.pipeline import format_table
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
@@ -80,6 +82,24 @@ def run(
   }
 
 
+def markdown(ours: Sequence[Mapping[str, Any]], theirs: Sequence[Mapping[str, Any]]) -> str:
+  """The docs' table: each crop size and worker count of our decoding rows
+  beside torchvision's of the same settings."""
+  by_setting = {(row['image_size'], row['num_workers']): row for row in theirs}
+  cells = lambda row: [
+    f'{row["images_per_s"]:.0f}',
+    f'{row["cores_used"]:.2f}',
+    f'{row["images_per_s_per_core"]:.0f}',
+  ]
+  lines = [
+    [str(row['image_size']), str(row['num_workers']), *cells(row), *cells(other)]
+    for row in ours
+    if (other := by_setting.get((row['image_size'], row['num_workers'])))
+  ]
+  header = ['crop', 'workers', 'this project: images/s', 'cores used', 'per core']
+  return results.markdown_table([*header, 'torchvision: images/s', 'cores used', 'per core'], lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data_dir', required=True, help='A folder holding train/<class>/*.jpg.')
@@ -89,16 +109,25 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument(
     '--decode_batches', type=int, default=20, help='Timed batches per measurement.'
   )
+  parser.add_argument('--results_dir', default=results.RESULTS_DIR, help=results.RESULTS_DIR_HELP)
   args = parser.parse_args(argv)
-  print(
-    format_table(
-      [
-        run(args.data_dir, int(size), args.batch_size, int(workers), args.decode_batches)
-        for size in args.crop_sizes.split(',')
-        for workers in args.num_workers.split(',')
-      ]
-    )
+  context = results.run_context(
+    results.command_line('benchmarks.torchvision_pipeline', argv),
+    'cpu',
+    ('torch', 'torchvision', 'pillow'),
   )
+  rows = [
+    {
+      'measure': 'decoding',
+      **run(args.data_dir, int(size), args.batch_size, int(workers), args.decode_batches),
+    }
+    for size in args.crop_sizes.split(',')
+    for workers in args.num_workers.split(',')
+  ]
+  print(format_table(rows))
+  path = results.append_rows('torchvision_decoding', rows, args.results_dir, context)
+  if path:
+    print(f'appended its rows to {path}')
 
 
 if __name__ == '__main__':

@@ -1,10 +1,13 @@
-"""The benchmark's report: ratios between kinds, and the printed table."""
+"""The benchmark's report: ratios between kinds, the printed table, its rows
+as data (`results`) and the docs' table of where a train step goes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from acnet_jax.benchmarking.profile import format_profile
+from acnet_jax.benchmarking.profile import KINDS, format_profile
+from acnet_jax.benchmarking.results import markdown_table
 from acnet_jax.benchmarking.timing import Timing
 
 # The parts of a train step that `suite.time_gradient_parts` times, cumulatively.
@@ -95,3 +98,45 @@ def format_report(report: dict[str, Any]) -> str:
       format_profile(report['profile']),
     ]
   return '\n'.join(lines)
+
+
+# The run's settings every row of the report carries.
+SETTINGS = (
+  'model',
+  'image_size',
+  'batch_size',
+  'eval_batch_size',
+  'num_devices',
+  'steps',
+  'warmup',
+  'xla_flags',
+)
+
+
+def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+  """The report as flat rows, each with its `section` and the run's settings."""
+  rows: list[dict[str, Any]] = [{'section': 'peak', 'flops_per_s': report['peak_flops_per_s']}]
+  for section in ('train', 'eval', 'breakdown', 'devices'):
+    rows += [{'section': section, **row} for row in report[section]]
+  rows += [
+    {'section': 'profile', 'label': label, 'kind': kind, 'seconds': seconds}
+    for label, kinds in report['profile'].items()
+    for kind, seconds in kinds.items()
+  ]
+  rows += [
+    {'section': 'ratio', 'name': name, 'value': value} for name, value in report['ratios'].items()
+  ]
+  settings = {key: report['environment'][key] for key in SETTINGS}
+  return [{**settings, **row} for row in rows]
+
+
+def profile_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+  """The docs' table of where a train step goes: ms a step of each kind of op
+  (rows of section 'profile'), one column per profiled step."""
+  labels = list(dict.fromkeys(row['label'] for row in rows))
+  ms = {(row['label'], row['kind']): row['seconds'] * 1e3 for row in rows}
+  lines = [[kind, *(f'{ms[label, kind]:.1f}' for label in labels)] for kind in KINDS]
+  total = [sum(ms[label, kind] for kind in KINDS) for label in labels]
+  lines.append(['the step (traced + untraced)', *(f'{value:.1f}' for value in total)])
+  model = rows[0]['model']
+  return markdown_table(['ms a step', *(f'{model} {label}' for label in labels)], lines)

@@ -40,3 +40,5 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path):
   assert ' passed' in log and ' failed' not in log, log[-5000:]
   for name in ('rc56.json', 'resnet50.json', 'loop.json'):
     assert (tmp_path / name).stat().st_size > 0, name
+  for name in ('benchmark.jsonl', 'loop_overhead.jsonl'):
+    assert (tmp_path / 'results' / name).stat().st_size > 0, name

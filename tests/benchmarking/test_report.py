@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from acnet_jax.benchmarking.report import format_report, ratios
+from acnet_jax.benchmarking.profile import KINDS
+from acnet_jax.benchmarking.report import format_report, profile_markdown, ratios, report_rows
 from acnet_jax.benchmarking.suite import parse_conv
 from acnet_jax.benchmarking.timing import Timing, xla_peak_bytes
 from acnet_jax.errors import InputError
@@ -70,43 +71,47 @@ def test_a_row_is_flop_per_s_and_its_share_of_the_peak():
   assert row['peak_bytes'] == 250e6
 
 
+REPORT = {
+  'environment': {
+    'model': 'rc56',
+    'image_size': 32,
+    'num_devices': 1,
+    'device_kind': 'cpu',
+    'backend': 'cpu',
+    'batch_size': 64,
+    'eval_batch_size': 500,
+    'steps': 5,
+    'warmup': 2,
+    'xla_flags': '',
+  },
+  'peak_flops_per_s': 28e9,
+  'train': [
+    {
+      **ACNET.row(28e9, conv='acnet', acb_impl='branches', dtype='float32', feed='pipeline'),
+      'pipeline_overhead': 0.03,
+    }
+  ],
+  'eval': [DEPLOY.row(28e9, conv='deploy', acb_impl='-', dtype='float32')],
+  'breakdown': [
+    {
+      'conv': 'acnet',
+      'acb_impl': 'branches',
+      'forward_s': 0.1,
+      'forward_flops': 2e9,
+      'input_gradients_s': 0.25,
+      'input_gradients_flops': 4e9,
+      'all_gradients_s': 0.5,
+      'all_gradients_flops': 7e9,
+    }
+  ],
+  'devices': [],
+  'profile': {},
+  'ratios': {'train_time_acnet_branches/normal': 2.5},
+}
+
+
 def test_the_table_prints_every_row_and_ratio():
-  report = {
-    'environment': {
-      'model': 'rc56',
-      'image_size': 32,
-      'num_devices': 1,
-      'device_kind': 'cpu',
-      'backend': 'cpu',
-      'batch_size': 64,
-      'eval_batch_size': 500,
-      'steps': 5,
-      'xla_flags': '',
-    },
-    'peak_flops_per_s': 28e9,
-    'train': [
-      {
-        **ACNET.row(28e9, conv='acnet', acb_impl='branches', dtype='float32', feed='pipeline'),
-        'pipeline_overhead': 0.03,
-      }
-    ],
-    'eval': [DEPLOY.row(28e9, conv='deploy', acb_impl='-', dtype='float32')],
-    'breakdown': [
-      {
-        'conv': 'acnet',
-        'acb_impl': 'branches',
-        'forward_s': 0.1,
-        'forward_flops': 2e9,
-        'input_gradients_s': 0.25,
-        'input_gradients_flops': 4e9,
-        'all_gradients_s': 0.5,
-        'all_gradients_flops': 7e9,
-      }
-    ],
-    'devices': [],
-    'ratios': {'train_time_acnet_branches/normal': 2.5},
-  }
-  table = format_report(report).splitlines()
+  table = format_report(REPORT).splitlines()
   assert 'peak (float32 matmul): 28.0 GFLOP/s' in table
   assert table[4].split() == [
     'train',
@@ -152,3 +157,25 @@ def test_step_memory_is_arguments_outputs_not_donated_and_temporaries():
   )
   assert xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: stats)) == 620
   assert np.isnan(xla_peak_bytes(types.SimpleNamespace(memory_analysis=lambda: None)))
+
+
+def test_the_reports_rows_are_its_sections_each_with_the_runs_settings():
+  profiled = {**REPORT, 'profile': {'acnet': dict.fromkeys(KINDS, 0.001)}}
+  rows = report_rows(profiled)
+  sections = [row['section'] for row in rows]
+  assert sections == ['peak', 'train', 'eval', 'breakdown', *['profile'] * len(KINDS), 'ratio']
+  assert all(row['model'] == 'rc56' and row['warmup'] == 2 for row in rows)
+  assert rows[1]['step_s'] == ACNET.step_s and rows[1]['pipeline_overhead'] == 0.03
+  assert (rows[-1]['name'], rows[-1]['value']) == ('train_time_acnet_branches/normal', 2.5)
+
+
+def test_the_docs_profile_table_is_ms_a_step_per_kind_and_their_sum():
+  profiled = {
+    **REPORT,
+    'profile': {'normal': dict.fromkeys(KINDS, 0.001), 'acnet': dict.fromkeys(KINDS, 0.002)},
+  }
+  rows = [row for row in report_rows(profiled) if row['section'] == 'profile']
+  lines = profile_markdown(rows).splitlines()
+  assert lines[0] == '| ms a step | rc56 normal | rc56 acnet |'
+  assert lines[2] == f'| {KINDS[0]} | 1.0 | 2.0 |'
+  assert lines[-1] == f'| the step (traced + untraced) | {len(KINDS):.1f} | {2 * len(KINDS):.1f} |'

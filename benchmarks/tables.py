@@ -1,0 +1,132 @@
+"""The docs' performance tables, generated from the benchmarks' rows
+(results/benchmarks/*.jsonl, `acnet_jax.benchmarking.results`):
+
+    python -m benchmarks.tables [--check]
+
+A page marks each generated table as a region,
+
+    <!-- table: NAME -->
+    ...
+    <!-- /table -->
+
+and this command rewrites every region of README.md and docs/*.md from the
+newest run of the rows its table reads (TABLES), followed by a line linking
+those files. With --check it writes nothing and exits 1 where a page differs
+from what it would write (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from acnet_jax.benchmarking.report import profile_markdown
+from acnet_jax.benchmarking.results import RESULTS_DIR, newest_run, read_rows
+from benchmarks import acb_convs, acnet_over_normal, pytorch_peer, torchvision_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = re.compile(
+  r'^<!-- table: (?P<name>\w+) -->\n(?P<body>.*?)^<!-- /table -->$', re.MULTILINE | re.DOTALL
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  files: tuple[str, ...]  # results_dir/<file>.jsonl; `render` takes the rows of each
+  render: Callable[..., str]
+  command: str  # What writes its rows.
+  selected: Callable[[Mapping[str, Any]], bool] = lambda row: True
+
+
+TABLES = {
+  'pytorch_peer': Table(
+    ('pytorch_peer',), pytorch_peer.markdown, 'python -m benchmarks.pytorch_peer'
+  ),
+  'acnet_over_normal': Table(
+    ('acnet_over_normal',), acnet_over_normal.markdown, 'python -m benchmarks.acnet_over_normal'
+  ),
+  'acb_convs': Table(('acb_convs',), acb_convs.markdown, 'python -m benchmarks.acb_convs'),
+  'decoding': Table(
+    ('decoding', 'torchvision_decoding'),
+    torchvision_pipeline.markdown,
+    'python -m acnet_jax.benchmark --pipeline and python -m benchmarks.torchvision_pipeline',
+    lambda row: row['measure'] == 'decoding',
+  ),
+  'profile': Table(
+    ('benchmark',),
+    profile_markdown,
+    'python -m acnet_jax.benchmark --profile',
+    lambda row: row['section'] == 'profile',
+  ),
+}
+# What a run carried over from a page has instead of a date, machine and versions.
+CARRIED = 'measured before results were kept as data: no date, machine or versions recorded'
+
+
+class MissingRows(Exception):
+  pass
+
+
+def region(name: str, results_dir: Path, page_dir: Path) -> str:
+  """What the region of table `name` holds: the table, and a line linking its files."""
+  if name not in TABLES:
+    raise MissingRows(f'no table {name!r}; of: {", ".join(TABLES)}')
+  table = TABLES[name]
+  runs, links = [], []
+  for file in table.files:
+    path = results_dir / f'{file}.jsonl'
+    rows = newest_run(read_rows(str(path)), table.selected) if path.exists() else []
+    if not rows:
+      raise MissingRows(f'table {name}: no rows in {path}; {table.command} writes them')
+    runs.append(rows)
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    links.append(f'[{shown}]({os.path.relpath(path, page_dir)})')
+  carried = any('source' in row for rows in runs for row in rows)
+  note = f' ({CARRIED})' if carried else ''
+  return f'{table.render(*runs)}\n\nRows: {", ".join(links)}, the newest run{note}.\n'
+
+
+def rewritten(text: str, results_dir: Path, page_dir: Path) -> str:
+  def body(match: re.Match) -> str:
+    name = match.group('name')
+    return f'<!-- table: {name} -->\n{region(name, results_dir, page_dir)}<!-- /table -->'
+
+  return REGION.sub(body, text)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--results_dir', default=str(ROOT / RESULTS_DIR))
+  parser.add_argument(
+    '--pages',
+    default=','.join(str(p) for p in [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]),
+    help='Comma-separated markdown files.',
+  )
+  parser.add_argument('--check', action='store_true', help='Only say which pages differ.')
+  args = parser.parse_args(argv)
+  results_dir = Path(args.results_dir).resolve()
+  differ = []
+  for page in map(Path, args.pages.split(',')):
+    text = page.read_text()
+    try:
+      new = rewritten(text, results_dir, page.resolve().parent)
+    except MissingRows as error:
+      sys.exit(f'{page}: {error}')
+    if new != text:
+      differ.append(str(page))
+      if not args.check:
+        page.write_text(new)
+  verb = 'differ from their rows' if args.check else 'rewritten'
+  print(f'{verb}: {", ".join(differ)}' if differ else 'every table matches its rows')
+  if args.check and differ:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  main()
