@@ -1,8 +1,9 @@
 """The layout: the imports among the modules of acnet_jax, benchmarks/ and
 authors_torch/ form a DAG; acnet_jax's go down the layers (commands ->
 analysis, benchmarking, interop, campaigns -> training -> deploy -> data ->
-models -> fusion -> blocks) and never reach benchmarks/ or authors_torch/; and
-each subpackage says what lives in it."""
+models -> fusion -> blocks -> xla_cpu) and never reach benchmarks/ or
+authors_torch/; the CPU workarounds are reached only through their dispatch
+(and the flag through the package); and each subpackage says what lives in it."""
 
 from __future__ import annotations
 
@@ -119,6 +120,16 @@ def test_imports_go_down_the_layers():
       assert layer(other) <= layer(module), (
         f'{module} (layer {layer(module)}) imports {other} (layer {layer(other)})'
       )
+
+
+def test_the_cpu_workarounds_are_reached_only_through_their_dispatch():
+  """blocks/ and models/ stay plain flax: a CPU form is picked in one place."""
+  public = {'acnet_jax.xla_cpu', 'acnet_jax.xla_cpu.dispatch'}
+  for module in module_names():
+    if module.split('.')[1:2] == ['xla_cpu']:
+      continue
+    reached = {other for other in imported(module) if other.split('.')[1:2] == ['xla_cpu']}
+    assert reached <= public, f'{module} imports {sorted(reached - public)}'
 
 
 def test_every_subpackage_says_what_lives_in_it():

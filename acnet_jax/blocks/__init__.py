@@ -1,11 +1,9 @@
-"""Conv blocks and their fusion rules.
+"""Conv blocks and their fusion rules, plain flax: the ops XLA:CPU computes
+better in another form (ReLU, pooling, BN's training op) come from
+`acnet_jax.xla_cpu.dispatch`.
 
 primitives   BN, conv and symmetric padding as the authors use them
-batch_norm   flax's BatchNorm with its gradient in closed form on the CPU
-pairwise_sum per-channel sums in halves: BN's statistics and gradient sums on the CPU
-platform     on_cpu_or_plain: the project's own gradients on the CPU, XLA's elsewhere
-pooling      max and average pooling with gradients XLA:CPU computes fast, exactly
-activation   ReLU as a select: XLA:CPU stores each activation once instead of recomputing it
+batch_norm   flax's BatchNorm, its training op `xla_cpu.dispatch`'s
 algebra      kernel algebra: fold BN, centre kernels, 1x1-then-KxK, pooling and identity kernels
 kinds        BlockKind: how fusion recognises a block and turns it into one conv
 conv_bn      ConvBN (the baseline) and ConvBias (the deploy form)

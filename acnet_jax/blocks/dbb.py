@@ -51,7 +51,6 @@ from acnet_jax.blocks.algebra import (
 )
 from acnet_jax.blocks.kinds import ONE_BN, BlockKind, BlockVariables
 from acnet_jax.blocks.online import branch_scale, one_conv_then_bn
-from acnet_jax.blocks.pooling import avg_pool
 from acnet_jax.blocks.primitives import (
   ConvSiteModule,
   KernelOf,
@@ -62,6 +61,7 @@ from acnet_jax.blocks.primitives import (
   symmetric_padding,
 )
 from acnet_jax.errors import InputError
+from acnet_jax.xla_cpu.dispatch import avg_pool
 
 
 class DBB(ConvSiteModule):

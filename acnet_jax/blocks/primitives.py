@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.batch_norm import BatchNorm
+from acnet_jax.xla_cpu.dispatch import relu
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and running-average momentum 0.1,
 # which is flax's momentum=0.9 (flax weighs the old value, torch the new).

@@ -5,7 +5,7 @@ jax2onnx maps each JAX primitive onto ONNX ops. Three things stand between it
 and the deploy function, resolved here in one pass over the function's jaxpr
 (`inlined`):
 - the pooling (and BN) ops choose their CPU form with
-  `jax.lax.platform_dependent` (`blocks/platform.py`), which jax2onnx cannot
+  `jax.lax.platform_dependent` (`xla_cpu/dispatch.py`), which jax2onnx cannot
   convert: the branch for other platforms is taken, XLA's plain op, equal in
   the forward pass (the forms differ only in their gradients);
 - nested jits and custom-gradient calls are inlined, so that the choice

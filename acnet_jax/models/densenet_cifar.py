@@ -11,10 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.blocks.pooling import avg_pool
 from acnet_jax.blocks.primitives import bn_relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
+from acnet_jax.xla_cpu.dispatch import avg_pool
 
 
 class DenseNetCifar(nn.Module):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
+from acnet_jax.xla_cpu.dispatch import relu
 
 # (pointwise width, stride of the depthwise conv) of the 13 blocks.
 MOBILENET_V1_BLOCKS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from acnet_jax.blocks.activation import relu
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
+from acnet_jax.xla_cpu.dispatch import relu
 
 
 class BasicBlock(nn.Module):

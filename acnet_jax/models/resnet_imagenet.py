@@ -10,13 +10,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from acnet_jax.blocks.activation import relu
-from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import pooled_logits
 
 # The same basic block as the CIFAR ResNets: conv3x3-BN-ReLU, conv3x3-BN, + shortcut.
 from acnet_jax.models.resnet_cifar import BasicBlock
+from acnet_jax.xla_cpu.dispatch import max_pool, relu
 
 BOTTLENECK_EXPANSION = 4
 

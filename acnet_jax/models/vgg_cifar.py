@@ -6,10 +6,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from acnet_jax.blocks.activation import relu
-from acnet_jax.blocks.pooling import max_pool
 from acnet_jax.blocks.switch import ConvSwitch
 from acnet_jax.models.common import dense, logits
+from acnet_jax.xla_cpu.dispatch import max_pool, relu
 
 POOL = 'M'
 VGG16_WIDTHS = (

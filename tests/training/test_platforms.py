@@ -1,5 +1,5 @@
 """Every platform's train and eval steps take their own branch of each platform
-choice (`acnet_jax/blocks/platform.py`): lowered for cuda and tpu they are the
+choice (`acnet_jax/xla_cpu/dispatch.py`): lowered for cuda and tpu they are the
 program of a build without the CPU forms, lowered for cpu that of a build with
 only the CPU forms, for every conv kind (the eval step also runs each kind's
 fused deploy model). Lowering needs no device, so a CPU checks all three.
@@ -17,9 +17,9 @@ import sys
 import jax
 import pytest
 
-from acnet_jax.blocks import platform
 from acnet_jax.training import steps
 from acnet_jax.training.trainer import Trainer, create_mesh
+from acnet_jax.xla_cpu import dispatch
 from tests.support.runs import tiny_config
 
 KINDS = [
@@ -51,19 +51,19 @@ def only(form: str):
   return choose
 
 
-def with_dispatch(dispatch, build):
-  """`build()` with every module's `on_cpu_or_plain` (platform's own included)
-  replaced by `dispatch`."""
-  original = platform.on_cpu_or_plain
+def with_dispatch(choose, build):
+  """`build()` with every module's `on_cpu_or_plain` (dispatch's own included)
+  replaced by `choose`."""
+  original = dispatch.on_cpu_or_plain
   users = [
     module
     for name, module in list(sys.modules.items())
     if name.startswith('acnet_jax.') and getattr(module, 'on_cpu_or_plain', None) is original
   ]
-  assert users, 'no module dispatches through platform.on_cpu_or_plain'
+  assert users, 'no module dispatches through dispatch.on_cpu_or_plain'
   try:
     for module in users:
-      module.on_cpu_or_plain = dispatch
+      module.on_cpu_or_plain = choose
     return build()
   finally:
     for module in users:
@@ -168,8 +168,8 @@ def test_xla_plans_the_same_memory_for_the_cuda_train_step_as_without_the_cpu_fo
   XLA:CPU compiles the program lowered for cuda (on a GPU, XLA:GPU does)."""
 
   def memory(build):
-    dispatch = platform.on_cpu_or_plain if build == 'real' else only('plain')
-    traced = with_dispatch(dispatch, lambda: traced_steps('normal', False, ('train',)))
+    choose = dispatch.on_cpu_or_plain if build == 'real' else only('plain')
+    traced = with_dispatch(choose, lambda: traced_steps('normal', False, ('train',)))
     stats = traced['train'].lower(lowering_platforms=('cuda',)).compile().memory_analysis()
     return {
       name: getattr(stats, name)

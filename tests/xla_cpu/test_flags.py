@@ -13,6 +13,7 @@ import jax
 import pytest
 
 from acnet_jax import xla_cpu
+from acnet_jax.xla_cpu import flags
 from tests.support.runs import ROOT
 from tests.support.torch_extra import require_torch
 
@@ -66,7 +67,7 @@ def fresh_process(script: str, *args: str, xla_flags: str | None) -> list[str]:
 def before_jax_starts(monkeypatch):
   """This process's XLA_FLAGS (restored after the test), as if no backend had started."""
   monkeypatch.delenv('XLA_FLAGS', raising=False)
-  monkeypatch.setattr(xla_cpu, 'backends_started', lambda: False)
+  monkeypatch.setattr(flags, 'backends_started', lambda: False)
 
 
 def test_the_flags_are_added_to_the_users_flags(before_jax_starts, monkeypatch):
@@ -99,7 +100,7 @@ def test_the_users_own_setting_wins(before_jax_starts, monkeypatch, users_flags)
   ],
 )
 def test_a_flag_is_the_users_only_by_its_name_not_a_substring(users_flags):
-  assert xla_cpu.missing_project_flags(users_flags) == xla_cpu.PROJECT_FLAGS
+  assert flags.missing_project_flags(users_flags) == flags.PROJECT_FLAGS
 
 
 def test_after_jax_started_it_warns_and_changes_nothing(monkeypatch):

@@ -11,7 +11,7 @@ laid back onto the input grid one stride phase at a time, then interleaved.
 Every op works on output-sized arrays, which XLA fuses and vectorises.
 An average pool's gradient is the same construction with every offset taken.
 
-Other platforms keep XLA's own gradients (`platform.on_cpu_or_plain`).
+Other platforms keep XLA's own gradients (`dispatch.max_pool`, `dispatch.avg_pool`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-
-from acnet_jax.blocks.platform import on_cpu_or_plain
 
 Window = tuple[int, int]
 Padding = str | Sequence[tuple[int, int]]
@@ -132,15 +130,6 @@ def _max_pool_backward(window, strides, padding, residuals, dy):
 cpu_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 
 
-def max_pool(
-  x: jax.Array, window: Window, strides: Window, padding: Padding = 'VALID'
-) -> jax.Array:
-  """flax.linen.max_pool's values and gradients (padding with -inf)."""
-  return on_cpu_or_plain(
-    cpu_max_pool, plain_max_pool, x, window=window, strides=strides, padding=padding
-  )
-
-
 # ------------------------------------------------------------------ average
 
 
@@ -168,12 +157,3 @@ def _avg_pool_backward(window, strides, padding, shape, dy):
 
 
 cpu_avg_pool.defvjp(_avg_pool_forward, _avg_pool_backward)
-
-
-def avg_pool(
-  x: jax.Array, window: Window, strides: Window, padding: Padding = 'VALID'
-) -> jax.Array:
-  """flax.linen.avg_pool's values and gradients (count_include_pad=True)."""
-  return on_cpu_or_plain(
-    cpu_avg_pool, plain_avg_pool, x, window=window, strides=strides, padding=padding
-  )

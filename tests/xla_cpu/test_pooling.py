@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from acnet_jax.blocks import pooling
+from acnet_jax.xla_cpu import dispatch
 
 U = 2.0**-24  # float32's unit roundoff.
 # (window, strides, padding, input height and width)
@@ -42,7 +42,7 @@ def overlap(window, strides) -> int:
 def test_max_pool_values_and_gradients_are_flaxs(case, ties):
   window, strides, padding, (height, width) = case
   x = inputs(height, width, ties)
-  ours = lambda x: pooling.max_pool(x, window, strides, padding)
+  ours = lambda x: dispatch.max_pool(x, window, strides, padding)
   flax = lambda x: nn.max_pool(x, window, strides, padding)
   y = jax.jit(ours)(x)
   np.testing.assert_array_equal(y, jax.jit(flax)(x))
@@ -59,7 +59,7 @@ def test_max_pool_values_and_gradients_are_flaxs(case, ties):
 def test_avg_pool_values_and_gradients_are_flaxs(case):
   window, strides, padding, (height, width) = case
   x = inputs(height, width, ties=False)
-  ours = lambda x: pooling.avg_pool(x, window, strides, padding)
+  ours = lambda x: dispatch.avg_pool(x, window, strides, padding)
   flax = lambda x: nn.avg_pool(x, window, strides, padding)
   y = jax.jit(ours)(x)
   np.testing.assert_allclose(y, jax.jit(flax)(x), rtol=0, atol=math.prod(window) * U * 4)
@@ -74,7 +74,7 @@ def test_the_cpu_gradient_is_what_the_cpu_lowering_runs():
   machine's backend): no select-and-scatter in the program; lowered for cuda,
   XLA's select-and-scatter."""
   x = inputs(16, 16, ties=False)
-  traced = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, (3, 3), (2, 2))))).trace(x)
+  traced = jax.jit(jax.grad(lambda x: jnp.sum(dispatch.max_pool(x, (3, 3), (2, 2))))).trace(x)
   hlo = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ('cpu', 'cuda')}
   assert 'select_and_scatter' not in hlo['cpu'] and 'select-and-scatter' not in hlo['cpu']
   assert 'select_and_scatter' in hlo['cuda']

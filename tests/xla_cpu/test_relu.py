@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import acnet_jax  # noqa: F401  (the project's XLA:CPU flag, as in training)
-from acnet_jax.blocks.activation import relu
+from acnet_jax.xla_cpu.dispatch import relu
 
 SPECIAL = [-0.0, 0.0, -1.5, 2.5, np.nan, -np.inf, np.inf, 1e-45, -1e-45]
 
