@@ -1,7 +1,7 @@
 """The ops blocks and models call, each in its CPU form on the CPU only.
 
-An op whose hand-written form was measured faster on XLA:CPU (pooling, BN)
-runs it there; every other platform keeps the plain jax/flax op and
+An op whose hand-written form was measured faster on XLA:CPU (ReLU, pooling,
+BN) runs it there; every other platform keeps the plain jax/flax op and
 autodiff's gradient until measured (`jax.lax.platform_dependent` picks one at
 lowering). BN's eval mode (`normalize`) is the same op on every platform.
 """
@@ -43,8 +43,8 @@ def on_cpu_or_plain(
 
 
 def relu(x: jax.Array) -> jax.Array:
-  """jax.nn.relu's values and gradient, as a select on every platform."""
-  return cpu_relu(x)
+  """jax.nn.relu's values and gradient; a select on the CPU."""
+  return on_cpu_or_plain(cpu_relu, jax.nn.relu, x)
 
 
 def max_pool(

@@ -11,7 +11,7 @@ consumers that can all fuse it, and a convolution cannot: the activation is
 stored once and read.
 
 Values are jax.nn.relu's bit for bit (-0 gives +0, NaN stays NaN); so is the
-gradient (0 at 0).
+gradient (0 at 0). Other platforms keep jax.nn.relu (`dispatch.relu`).
 """
 
 from __future__ import annotations

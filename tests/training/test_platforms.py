@@ -4,8 +4,8 @@ program of a build without the CPU forms, lowered for cpu that of a build with
 only the CPU forms, for every conv kind (the eval step also runs each kind's
 fused deploy model). Lowering needs no device, so a CPU checks all three.
 
-Cifar-quick (cfqkbnc) has every dispatched op: BN, a max pool and average
-pools (and the DBB's average branch)."""
+Cifar-quick (cfqkbnc) has every dispatched op: ReLU, BN, a max pool and
+average pools (and the DBB's average branch)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ CHOICE_OPS = {'stablehlo.case', 'stablehlo.return', 'stablehlo.constant'}
 # A branch's residuals that the other branch lacks are zeros there (cond's
 # partial evaluation): a constant broadcast that no op of the chosen branch reads.
 ZEROS = re.compile(r'stablehlo\.broadcast_in_dim %c\w*, dims = \[\]')
+# Cifar-quick's ReLUs: after conv1, conv2, conv3 and fc1.
+RELUS = 4
 
 
 def only(form: str):
@@ -87,18 +89,12 @@ def traced_steps(conv: str, online: bool, names=('train', 'eval')) -> dict[str, 
   return {name: traced[name]() for name in names}
 
 
-# What each build is lowered for: the CPU forms' build only for the train step
-# on the CPU (its eval step runs the forward passes, which are the plain ops).
+# What each build is lowered for: the plain ops' build for the other
+# platforms, the CPU forms' build for the CPU.
 LOWERINGS = {
   'real': [(step, p) for step in ('train', 'eval') for p in PLATFORMS],
-  'plain': [
-    ('train', 'cuda'),
-    ('train', 'tpu'),
-    ('eval', 'cpu'),
-    ('eval', 'cuda'),
-    ('eval', 'tpu'),
-  ],
-  'cpu': [('train', 'cpu')],
+  'plain': [(step, p) for step in ('train', 'eval') for p in ('cuda', 'tpu')],
+  'cpu': [('train', 'cpu'), ('eval', 'cpu')],
 }
 
 
@@ -149,17 +145,19 @@ def test_cuda_and_tpu_run_the_plain_ops_and_nothing_of_the_cpu_forms(conv, onlin
       assert_same_program_but_the_choice(real[step, p], plain[step, p])
   # XLA's max-pool gradient, not the CPU's per-offset form.
   assert all('select_and_scatter' in real['train', p] for p in ('cuda', 'tpu'))
+  # jax.nn.relu (a maximum) where the CPU has its select, once per ReLU.
+  cpu_maxima = op_counts(real['train', 'cpu'])['stablehlo.maximum']
+  for p in ('cuda', 'tpu'):
+    assert op_counts(real['train', p])['stablehlo.maximum'] - cpu_maxima == RELUS
 
 
 @pytest.mark.parametrize('conv,online', KINDS, ids=KIND_IDS)
 def test_the_cpu_runs_the_cpu_forms(conv, online):
-  real, plain = programs('real', conv, online), programs('plain', conv, online)
-  cpu = programs('cpu', conv, online)
-  assert 'stablehlo.case' not in cpu['train', 'cpu']
-  assert_same_program_but_the_choice(real['train', 'cpu'], cpu['train', 'cpu'])
+  real, cpu = programs('real', conv, online), programs('cpu', conv, online)
+  for step in ('train', 'eval'):  # Inference too: the ReLU's select is a forward op.
+    assert 'stablehlo.case' not in cpu[step, 'cpu']
+    assert_same_program_but_the_choice(real[step, 'cpu'], cpu[step, 'cpu'])
   assert 'select_and_scatter' not in real['train', 'cpu']
-  # Inference has no gradient: the CPU forms' forward passes are the plain ops.
-  assert_same_program_but_the_choice(real['eval', 'cpu'], plain['eval', 'cpu'])
 
 
 def test_xla_plans_the_same_memory_for_the_cuda_train_step_as_without_the_cpu_forms():

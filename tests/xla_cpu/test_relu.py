@@ -1,5 +1,6 @@
 """The select-form ReLU equals jax.nn.relu bit for bit, value and gradient, and
-is what keeps XLA:CPU from recomputing a residual chain in every consumer."""
+is what keeps XLA:CPU from recomputing a residual chain in every consumer; it
+runs on the CPU only (`dispatch.relu`), other platforms keep jax.nn.relu."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 import acnet_jax  # noqa: F401  (the project's XLA:CPU flag, as in training)
-from acnet_jax.xla_cpu.dispatch import relu
+from acnet_jax.xla_cpu import dispatch
+from acnet_jax.xla_cpu.relu import cpu_relu
 
 SPECIAL = [-0.0, 0.0, -1.5, 2.5, np.nan, -np.inf, np.inf, 1e-45, -1e-45]
 
@@ -21,14 +23,20 @@ def bits(x: jax.Array) -> np.ndarray:
   return x.view(np.uint32)
 
 
+# The select form, and what this machine's backend runs.
+FORMS = pytest.mark.parametrize('relu', [cpu_relu, dispatch.relu], ids=['cpu_relu', 'dispatch'])
+
+
+@FORMS
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_values_are_jax_relus_bit_for_bit(dtype):
+def test_values_are_jax_relus_bit_for_bit(relu, dtype):
   x = jnp.concatenate([jnp.array(SPECIAL), jax.random.normal(jax.random.key(0), (1000,))])
   x = x.astype(dtype)
   np.testing.assert_array_equal(bits(jax.jit(relu)(x)), bits(jax.jit(jax.nn.relu)(x)))
 
 
-def test_gradient_is_jax_relus_zero_at_zero():
+@FORMS
+def test_gradient_is_jax_relus_zero_at_zero(relu):
   x = jnp.concatenate(
     [
       jnp.array([-0.0, 0.0, -1.5, 2.5, 1e-45, -1e-45]),
@@ -72,7 +80,15 @@ def longest_recomputed_chain(activation, blocks: int = 6) -> int:
 def test_residual_outputs_are_stored_once_on_the_cpu():
   # A property of XLA:CPU's fusion: compiled for the CPU, whatever the default backend.
   with jax.default_device(jax.devices('cpu')[0]):
-    assert longest_recomputed_chain(relu) <= 2
+    assert longest_recomputed_chain(dispatch.relu) <= 2
     # The reason for the select form: if this fails, XLA no longer duplicates
     # max(x, 0) and jax.nn.relu would do.
     assert longest_recomputed_chain(jax.nn.relu) >= 4
+
+
+def test_the_select_is_what_the_cpu_lowering_runs_and_jax_relu_elsewhere():
+  traced = jax.jit(dispatch.relu).trace(jnp.zeros((4, 3)))
+  hlo = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ('cpu', 'cuda', 'tpu')}
+  assert 'stablehlo.select' in hlo['cpu'] and 'stablehlo.maximum' not in hlo['cpu']
+  for p in ('cuda', 'tpu'):
+    assert 'stablehlo.maximum' in hlo[p] and 'stablehlo.select' not in hlo[p]
