@@ -8,6 +8,8 @@
     dispatch      on_cpu_or_plain, and the ops blocks and models call (relu, max_pool,
                   avg_pool, train_batch_norm, normalize): the CPU form on a CPU, the plain
                   jax/flax op elsewhere
+    canaries      per workaround, whether the plain op still shows the defect behind it
+                  (`python -m benchmarks.xla_cpu_workarounds` times each against it)
 
 Each workaround is CPU-only unless measured elsewhere, computes the plain op's
 values (exactly, or within float32's rounding of reordered sums), and is

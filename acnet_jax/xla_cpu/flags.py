@@ -37,6 +37,12 @@ def missing_project_flags(xla_flags: str) -> tuple[str, ...]:
   return tuple(flag for flag in PROJECT_FLAGS if flag.split('=')[0] not in named)
 
 
+def without_project_flags(xla_flags: str) -> str:
+  """An XLA_FLAGS value less its settings of the project flags: jaxlib's defaults for them."""
+  project = flag_names(' '.join(PROJECT_FLAGS))
+  return shlex.join(word for word in shlex.split(xla_flags) if word.split('=')[0] not in project)
+
+
 def backends_started() -> bool:
   """Whether JAX has started a backend (XLA_FLAGS is read by then); False
   without importing JAX if nothing has."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import subprocess
 import sys
 
@@ -13,24 +14,19 @@ import jax
 import pytest
 
 from acnet_jax import xla_cpu
-from acnet_jax.xla_cpu import flags
+from acnet_jax.xla_cpu import canaries, flags
 from tests.support.runs import ROOT
 from tests.support.torch_extra import require_torch
 
-# argv[1] 'use': call use_project_flags first. Prints whether XLA:CPU compiled
-# the conv into a YNNPACK fusion (a conv this small and narrow stays a plain
-# convolution either way: 32 channels is past YNNPACK's threshold).
-CONV_IN_A_FRESH_PROCESS = """
-import sys
+# use_project_flags, then the flag's canary probe: prints whether XLA:CPU
+# compiled a convolution into a YNNPACK fusion.
+CONV_IN_A_FRESH_PROCESS = (
+  """
 from acnet_jax import xla_cpu
-if sys.argv[1] == 'use':
-  xla_cpu.use_project_flags()
-import jax, jax.numpy as jnp
-conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
-                                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-compiled = jax.jit(conv).lower(jnp.zeros((1, 4, 4, 32)), jnp.zeros((3, 3, 32, 32))).compile()
-print('__ynn_fusion' in compiled.as_text())
+xla_cpu.use_project_flags()
 """
+  + canaries.YNN_PROBE
+)
 
 # What importing the package and every command changes in the process.
 IMPORT_IN_A_FRESH_PROCESS = """
@@ -103,6 +99,12 @@ def test_a_flag_is_the_users_only_by_its_name_not_a_substring(users_flags):
   assert flags.missing_project_flags(users_flags) == flags.PROJECT_FLAGS
 
 
+def test_without_the_project_flags_keeps_every_other_flag():
+  users = f"{USERS_FLAGS} --xla_dump_to='/tmp/a b'"
+  for xla_flags in (f'{users} {flags.PROJECT_FLAGS[0]}', users):
+    assert shlex.split(flags.without_project_flags(xla_flags)) == shlex.split(users)
+
+
 def test_after_jax_started_it_warns_and_changes_nothing(monkeypatch):
   monkeypatch.delenv('XLA_FLAGS', raising=False)
   jax.devices()  # Starts the backends, if no test has yet.
@@ -120,16 +122,16 @@ def test_importing_acnet_jax_changes_no_environment_variable_and_no_jax_setting(
   assert unchanged.split() == ['True', 'True', 'False']
 
 
+# Whether jaxlib's default still hands the convolution to YNNPACK: the flag's canary.
 @pytest.mark.parametrize(
-  'xla_flags, use, on_ynnpack',
+  'xla_flags, on_ynnpack',
   [
-    (None, '', True),  # jaxlib's default.
-    (None, 'use', False),  # The project's flag: Eigen's convolution.
-    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', 'use', True),
+    (None, False),  # The project's flag: Eigen's convolution.
+    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', True),  # The user's.
   ],
 )
-def test_the_flag_takes_the_convolution_off_ynnpack(xla_flags, use, on_ynnpack):
-  assert fresh_process(CONV_IN_A_FRESH_PROCESS, use, xla_flags=xla_flags) == [str(on_ynnpack)]
+def test_the_flag_takes_the_convolution_off_ynnpack(xla_flags, on_ynnpack):
+  assert fresh_process(CONV_IN_A_FRESH_PROCESS, xla_flags=xla_flags) == [str(on_ynnpack)]
 
 
 class Called(Exception):
