@@ -105,13 +105,17 @@ def ynn_convolutions() -> bool:
 # -------------------------------------------------------------------- ReLU
 
 
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A stride-1 convolution, NHWC, padded to keep the size."""
+  return jax.lax.conv_general_dilated(
+    x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
+
+
 def residual_chain_loss(activation: Callable, kernels: list[jax.Array], x: jax.Array) -> jax.Array:
   """Blocks x <- activation(x + conv(x) / 2), as a ResNet stage's sums and ReLUs."""
   for kernel in kernels:
-    y = jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-    )
-    x = activation(x + y * 0.5)
+    x = activation(x + conv_same(x, kernel) * 0.5)
   return jnp.sum(x**2)
 
 

@@ -147,6 +147,7 @@ COMMANDS = {
   'benchmarks.acb_convs': lambda m: m.main(),
   'benchmarks.acnet_over_normal': lambda m: m.jax_runs('rc8', 8),
   'benchmarks.lockstep': lambda m: m.main(),
+  'benchmarks.xla_cpu_workarounds': lambda m: m.main([]),
 }
 
 
