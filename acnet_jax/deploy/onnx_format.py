@@ -4,10 +4,11 @@
 jax2onnx maps each JAX primitive onto ONNX ops. Three things stand between it
 and the deploy function, resolved here in one pass over the function's jaxpr
 (`inlined`):
-- the pooling (and BN) ops choose their CPU form with
+- the ReLU, pooling (and BN) ops choose their CPU form with
   `jax.lax.platform_dependent` (`xla_cpu/dispatch.py`), which jax2onnx cannot
-  convert: the branch for other platforms is taken, XLA's plain op, equal in
-  the forward pass (the forms differ only in their gradients);
+  convert: the branch for other platforms is taken, the plain op, whose
+  forward values are the CPU form's (pooling and BN differ only in their
+  gradients, ReLU in its form: max, not a select);
 - nested jits and custom-gradient calls are inlined, so that the choice
   inside them is resolved too; an exported graph has no gradients;
 - jax2onnx 0.13 lowers a pooling `reduce_window` over an NHWC array as a 4-D
