@@ -28,7 +28,13 @@ from typing import Any
 
 from acnet_jax.benchmarking.report import profile_markdown
 from acnet_jax.benchmarking.results import RESULTS_DIR, newest_run, read_rows
-from benchmarks import acb_convs, acnet_over_normal, pytorch_peer, torchvision_pipeline
+from benchmarks import (
+  acb_convs,
+  acnet_over_normal,
+  pytorch_peer,
+  torchvision_pipeline,
+  xla_cpu_workarounds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = re.compile(
@@ -52,6 +58,11 @@ TABLES = {
     ('acnet_over_normal',), acnet_over_normal.markdown, 'python -m benchmarks.acnet_over_normal'
   ),
   'acb_convs': Table(('acb_convs',), acb_convs.markdown, 'python -m benchmarks.acb_convs'),
+  'xla_cpu_workarounds': Table(
+    ('xla_cpu_workarounds',),
+    xla_cpu_workarounds.markdown,
+    'python -m benchmarks.xla_cpu_workarounds',
+  ),
   'decoding': Table(
     ('decoding', 'torchvision_decoding'),
     torchvision_pipeline.markdown,

@@ -2,7 +2,7 @@
 replaces, on the CPU, at the shapes it was measured on: ResNet-56's first
 stage (convolution, ReLU chain, BN and its sums) and Cifar-quick's pools, batch
 --batch; forward and backward, except the sums (one pass). The two are compiled
-once each and called in turn (`benchmarks.acnet_over_normal.interleaved_times`),
+once each and called in turn (`acnet_jax.benchmarking.timing.interleaved_times`),
 so the machine's drift slows both alike.
 
     python -m benchmarks.xla_cpu_workarounds [--rounds=20 --batch=64 --blocks=9]
@@ -10,23 +10,25 @@ so the machine's drift slows both alike.
 prints, per workaround (named as acnet_jax/xla_cpu/canaries.py's CANARIES),
 the median ms of the plain op and of the workaround, and plain / workaround:
 above 1 the workaround pays. One whose canary reports its defect gone and whose
-ratio is near 1 can be deleted. Time only on idle cores.
+ratio is near 1 can be deleted. Time only on idle cores. Its rows go to
+results/benchmarks/xla_cpu_workarounds.jsonl (`acnet_jax.benchmarking.results`),
+from which docs/performance.md's table is generated (`python -m benchmarks.tables`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 
 from acnet_jax import xla_cpu
+from acnet_jax.benchmarking import results
+from acnet_jax.benchmarking.timing import interleaved_times, summary
 from acnet_jax.xla_cpu import batch_norm, canaries, pairwise_sum, pooling
 from acnet_jax.xla_cpu.relu import cpu_relu
-from benchmarks.acnet_over_normal import interleaved_times
 
 YNN_OPTION = 'xla_cpu_experimental_ynn_fusion_type'
 # A convolution on YNNPACK, as jaxlib's default compiles it; on Eigen, as the project's flag.
@@ -129,8 +131,8 @@ def arguments(shapes: Any) -> Any:
   return jax.tree.unflatten(tree, draws)
 
 
-def time_case(case: Case, batch: int, rounds: int) -> tuple[float, float]:
-  """Median ms of the plain op and of the workaround."""
+def case_row(case: Case, batch: int, rounds: int) -> dict[str, Any]:
+  """The median seconds of the plain op and of the workaround, called in turn."""
   args = arguments(case.shapes(batch))
   runs = {}
   for name, f, options in (
@@ -138,20 +140,35 @@ def time_case(case: Case, batch: int, rounds: int) -> tuple[float, float]:
     ('cpu', case.cpu, case.cpu_options),
   ):
     compiled = jax.jit(f).lower(*args).compile(options)
-    runs[name] = lambda compiled=compiled: jax.block_until_ready(compiled(*args))
-  times = interleaved_times(runs, pairs=rounds, warmup=1)
-  return statistics.median(times['plain']) * 1e3, statistics.median(times['cpu']) * 1e3
+    runs[name] = lambda compiled=compiled: compiled(*args)
+  times = interleaved_times(runs, rounds, warmup=1)
+  plain, cpu = (summary(times[name])['median_s'] for name in ('plain', 'cpu'))
+  return {
+    'workaround': case.workaround,
+    'on': case.on,
+    'batch': batch,
+    'plain_s': plain,
+    'workaround_s': cpu,
+    'plain_over_workaround': plain / cpu,
+    'rounds': rounds,
+  }
 
 
-def table(batch: int, rounds: int, blocks: int) -> Iterator[str]:
-  """The header, then one row per workaround as it is timed."""
-  yield (
-    f'{"workaround":34}{"on (batch " + str(batch) + ")":30}'
-    f'{"plain ms":>10}{"workaround ms":>15}{"plain / workaround":>20}'
+def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+  """The docs' table: a line per workaround."""
+  return results.markdown_table(
+    ['workaround (canary)', 'on', 'plain ms', 'workaround ms', 'plain / workaround'],
+    [
+      [
+        f'`{row["workaround"]}`',
+        f'{row["on"]}, batch {row["batch"]}',
+        f'{row["plain_s"] * 1e3:.3g}',
+        f'{row["workaround_s"] * 1e3:.3g}',
+        f'{row["plain_over_workaround"]:.2f}',
+      ]
+      for row in rows
+    ],
   )
-  for case in cases(blocks):
-    plain_ms, cpu_ms = time_case(case, batch, rounds)
-    yield f'{case.workaround:34}{case.on:30}{plain_ms:10.4g}{cpu_ms:15.4g}{plain_ms / cpu_ms:20.2f}'
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -162,9 +179,29 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument(
     '--blocks', type=int, default=RESNET56_BLOCKS, help="The ReLU chain's residual blocks."
   )
+  parser.add_argument('--results_dir', default=results.RESULTS_DIR, help=results.RESULTS_DIR_HELP)
   args = parser.parse_args(argv)
-  for line in table(args.batch, args.rounds, args.blocks):
-    print(line, flush=True)
+  context = results.run_context(
+    results.command_line('benchmarks.xla_cpu_workarounds', argv),
+    f'1 x {jax.devices("cpu")[0].device_kind} (cpu)',
+    results.JAX_PACKAGES,
+  )
+  print(
+    f'{"workaround":34}{"on (batch " + str(args.batch) + ")":30}'
+    f'{"plain ms":>10}{"workaround ms":>15}{"plain / workaround":>20}'
+  )
+  rows = []
+  for case in cases(args.blocks):
+    row = case_row(case, args.batch, args.rounds)
+    print(
+      f'{case.workaround:34}{case.on:30}{row["plain_s"] * 1e3:10.4g}'
+      f'{row["workaround_s"] * 1e3:15.4g}{row["plain_over_workaround"]:20.2f}',
+      flush=True,
+    )
+    rows.append(row)
+  path = results.append_rows('xla_cpu_workarounds', rows, args.results_dir, context)
+  if path:
+    print(f'appended its rows to {path}')
 
 
 if __name__ == '__main__':
