@@ -23,7 +23,10 @@ augmenting FOLDER/train/<class>/* at each --crop_sizes and --num_workers
 (images/s, in total and per host core used: the process's CPU seconds, all its
 threads, per wall second; the first batch, which starts the threads, is not
 timed), and with --streamed_step a train step fed by it. Their rows go to
-loop_overhead.jsonl and decoding.jsonl.
+loop_overhead.jsonl and decoding.jsonl. `--exported=DIR`: a run's export
+folder (`acnet_jax.export --format=stablehlo,onnx-int8`) evaluated under XLA
+and under ONNX Runtime in float32 and int8, at each --batch_sizes, interleaved
+for --steps rounds: exported.jsonl.
 benchmarks/torchvision_pipeline.py measures torchvision the same way.
 The measurements live in `acnet_jax.benchmarking`; this module is the command.
 """
@@ -40,6 +43,7 @@ import jax
 from absl import app, flags
 
 from acnet_jax import xla_cpu
+from acnet_jax.benchmarking.exported import format_rows, time_exported
 from acnet_jax.benchmarking.loop_overhead import time_loop_overhead
 from acnet_jax.benchmarking.pipeline import format_table, time_decoding, time_streamed_training
 from acnet_jax.benchmarking.report import format_report, report_rows
@@ -127,6 +131,13 @@ flags.DEFINE_string(
   os.path.join(tempfile.gettempdir(), 'acnet_jax_benchmark.json'),
   'Where to write the JSON report.',
 )
+flags.DEFINE_string(
+  'exported',
+  None,
+  "Time a run's export folder (its WORKDIR/export) under XLA and ONNX Runtime float32 and int8 "
+  'instead.',
+)
+flags.DEFINE_list('batch_sizes', ['1', '256'], 'With --exported: the batch sizes to time.')
 flags.DEFINE_string('results_dir', RESULTS_DIR, RESULTS_DIR_HELP)
 
 
@@ -186,6 +197,18 @@ def pipeline_main(devices: Sequence[jax.Device]) -> None:
   record(report, 'decoding', rows, devices, (*JAX_PACKAGES, 'grain', 'pillow'))
 
 
+def exported_main(devices: Sequence[jax.Device]) -> None:
+  """--exported: eval throughput of the deployed files, XLA beside ONNX Runtime."""
+  try:
+    rows = time_exported(
+      FLAGS.exported, [int(size) for size in FLAGS.batch_sizes], FLAGS.steps, FLAGS.warmup
+    )
+  except InputError as e:
+    raise app.UsageError(str(e)) from None
+  print(format_rows(rows))
+  record({'exported': rows}, 'exported', rows, devices, (*JAX_PACKAGES, 'onnxruntime'))
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   xla_cpu.use_project_flags()
@@ -198,6 +221,8 @@ def main(argv: Sequence[str]) -> None:
     devices = devices[: FLAGS.num_devices]
   if FLAGS.pipeline:
     return pipeline_main(devices)
+  if FLAGS.exported:
+    return exported_main(devices)
   if FLAGS.loop:
     result = time_loop_overhead(FLAGS.model, FLAGS.batch_size, FLAGS.steps)
     print(

@@ -10,4 +10,5 @@ timing loop and the results files the benchmarks/ scripts share).
     loop_overhead  what the training loop adds to the bare jitted step
     results    every benchmark's rows as data (results/benchmarks/<name>.jsonl), with the
                command, date, machine and versions; the docs' tables are made from them
+    exported   a run's exported model: XLA beside ONNX Runtime float and int8
 """
