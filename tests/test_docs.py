@@ -460,3 +460,14 @@ HISTORY = re.compile(r'\bsittings?\b|\bsessions?\b|\bfrozen clone\b|/work/', re.
 def test_no_lab_notebook_history(name):
   found = sorted({match.group(0) for match in HISTORY.finditer((REPO / name).read_text())})
   assert not found, f'{name} speaks of {found}: say what is true now'
+
+
+# The front door and the performance reference stay short enough to read
+# whole: more belongs on a page of its own.
+MOST_LINES = {'README.md': 200, 'docs/performance.md': 250}
+
+
+@pytest.mark.parametrize('name', MOST_LINES)
+def test_page_is_short_enough_to_read_whole(name):
+  lines = len((REPO / name).read_text().splitlines())
+  assert lines <= MOST_LINES[name], f'{name} has {lines} lines, more than {MOST_LINES[name]}'
