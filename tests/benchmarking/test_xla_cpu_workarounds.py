@@ -11,6 +11,7 @@ from acnet_jax.xla_cpu import canaries
 from benchmarks import xla_cpu_workarounds
 
 
+@pytest.mark.full  # Compiles both forms of every case, forward and backward: ~30 s.
 def test_every_workaround_is_timed_against_its_plain_op(capsys, tmp_path):
   xla_cpu_workarounds.main(['--rounds=1', '--batch=1', '--blocks=2', f'--results_dir={tmp_path}'])
   header, *rows, appended = capsys.readouterr().out.splitlines()
