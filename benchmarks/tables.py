@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from acnet_jax.benchmarking import exported
 from acnet_jax.benchmarking.report import profile_markdown
 from acnet_jax.benchmarking.results import RESULTS_DIR, newest_run, read_rows
 from benchmarks import (
@@ -68,6 +69,11 @@ TABLES = {
     torchvision_pipeline.markdown,
     'python -m acnet_jax.benchmark --pipeline and python -m benchmarks.torchvision_pipeline',
     lambda row: row['measure'] == 'decoding',
+  ),
+  'exported': Table(
+    ('exported',),
+    exported.format_rows,
+    'python -m acnet_jax.benchmark --exported=DIR',
   ),
   'profile': Table(
     ('benchmark',),

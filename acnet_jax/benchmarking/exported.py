@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from acnet_jax.benchmarking.results import markdown_table
 from acnet_jax.benchmarking.timing import interleaved_times, summary
 from acnet_jax.deploy import artifacts, int8
 from acnet_jax.deploy.onnx_format import INPUT_NAME, ONNX_FILE
@@ -115,11 +116,18 @@ def time_exported(
   return rows
 
 
-def format_rows(rows: Sequence[dict[str, Any]]) -> str:
-  lines = ['| batch | runtime | batch time (median, range) | images/s |', '|---|---|---|---|']
-  for row in rows:
-    lines.append(
-      f'| {row["batch_size"]} | {row["runtime"]} | {1e3 * row["median_s"]:.2f} ms '
-      f'({1e3 * row["min_s"]:.2f} - {1e3 * row["max_s"]:.2f}) | {row["images_per_s"]:.0f} |'
-    )
-  return '\n'.join(lines)
+def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+  """The docs' table: a line per batch size and runtime."""
+  return markdown_table(
+    ['model', 'batch', 'runtime', 'ms a batch (median, range)', 'images/s'],
+    [
+      [
+        f'{row["model"]} {row["conv"]}',
+        str(row['batch_size']),
+        row['runtime'],
+        f'{1e3 * row["median_s"]:.2f} ({1e3 * row["min_s"]:.2f} - {1e3 * row["max_s"]:.2f})',
+        f'{row["images_per_s"]:.0f}',
+      ]
+      for row in rows
+    ],
+  )
