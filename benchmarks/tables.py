@@ -105,8 +105,15 @@ def region(name: str, results_dir: Path, page_dir: Path) -> str:
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     links.append(f'[{shown}]({os.path.relpath(path, page_dir)})')
   carried = any('source' in row for rows in runs for row in rows)
+  machines = dict.fromkeys(
+    f'{row["machine"]["cpu"]}, {row["machine"]["cores"]} cores'
+    for rows in runs
+    for row in rows
+    if 'machine' in row
+  )
+  where = f', on {" and ".join(machines)}' if machines else ''
   note = f' ({CARRIED})' if carried else ''
-  return f'{table.render(*runs)}\n\nRows: {", ".join(links)}, the newest run{note}.\n'
+  return f'{table.render(*runs)}\n\nRows: {", ".join(links)}, the newest run{where}{note}.\n'
 
 
 def rewritten(text: str, results_dir: Path, page_dir: Path) -> str:

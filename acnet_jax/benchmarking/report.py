@@ -135,7 +135,9 @@ def profile_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
   (rows of section 'profile'), one column per profiled step."""
   labels = list(dict.fromkeys(row['label'] for row in rows))
   ms = {(row['label'], row['kind']): row['seconds'] * 1e3 for row in rows}
-  lines = [[kind, *(f'{ms[label, kind]:.1f}' for label in labels)] for kind in KINDS]
+  # A kind of op the model has none of (no pooling in a ResNet) is left out.
+  shown = [kind for kind in KINDS if any(ms[label, kind] for label in labels)]
+  lines = [[kind, *(f'{ms[label, kind]:.1f}' for label in labels)] for kind in shown]
   total = [sum(ms[label, kind] for kind in KINDS) for label in labels]
   lines.append(['the step (traced + untraced)', *(f'{value:.1f}' for value in total)])
   model = rows[0]['model']

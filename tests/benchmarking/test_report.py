@@ -179,3 +179,11 @@ def test_the_docs_profile_table_is_ms_a_step_per_kind_and_their_sum():
   assert lines[0] == '| ms a step | rc56 normal | rc56 acnet |'
   assert lines[2] == f'| {KINDS[0]} | 1.0 | 2.0 |'
   assert lines[-1] == f'| the step (traced + untraced) | {len(KINDS):.1f} | {2 * len(KINDS):.1f} |'
+
+
+def test_the_profile_table_leaves_out_a_kind_of_op_no_step_has():
+  none_of_it = {**dict.fromkeys(KINDS, 0.001), KINDS[1]: 0.0}
+  profiled = {**REPORT, 'profile': {'normal': none_of_it, 'acnet': {**none_of_it, KINDS[2]: 0.0}}}
+  rows = [row for row in report_rows(profiled) if row['section'] == 'profile']
+  kinds = [line.split(' | ')[0][2:] for line in profile_markdown(rows).splitlines()[2:-1]]
+  assert kinds == [kind for kind in KINDS if kind != KINDS[1]]

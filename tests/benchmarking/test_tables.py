@@ -65,6 +65,16 @@ def test_a_region_is_rewritten_from_the_newest_run_and_the_check_says_so(tmp_pat
   assert len(read_rows(str(results / 'acb_convs.jsonl'))) == 2 * len(PASSES)
 
 
+def test_the_rows_line_names_the_cpu_they_were_measured_on(tmp_path):
+  results, page = tmp_path / 'results', tmp_path / 'speed.md'
+  rows = [{**acb_row(1.0), 'pass': p} for p in PASSES]
+  machine = {'cpu': 'Some CPU', 'cores': 3, 'platform': 'Linux'}
+  append_rows('acb_convs', rows, str(results), {'date': '2000-01-01', 'machine': machine})
+  page.write_text(PAGE)
+  tables.main([f'--results_dir={results}', f'--pages={page}'])
+  assert 'the newest run, on Some CPU, 3 cores.' in page.read_text()
+
+
 def test_rows_carried_over_from_a_page_say_so(tmp_path):
   results, page = tmp_path / 'results', tmp_path / 'speed.md'
   rows = [{**acb_row(1.0), 'pass': p} for p in PASSES]
