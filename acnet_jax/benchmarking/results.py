@@ -45,14 +45,14 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def machine(device: str) -> dict[str, Any]:
-  """The CPU, the cores this process may use, the OS, and what computed (`device`)."""
-  return {
+def machine(device: str | None = None) -> dict[str, Any]:
+  """The CPU, the cores this process may use, the OS, and what computed (`device`, where given)."""
+  host = {
     'cpu': cpu_model(),
     'cores': len(os.sched_getaffinity(0)),
     'platform': platform.platform(),
-    'device': device,
   }
+  return host if device is None else {**host, 'device': device}
 
 
 def versions(packages: Sequence[str]) -> dict[str, str]:

@@ -13,8 +13,9 @@ workdir. SIGTERM or SIGINT to the campaign is passed to the run, which saves
 a checkpoint and exits; the campaign then starts nothing more.
 
 Each start of a run appends a line to WORKDIR/campaign.jsonl: when, the
-command, the commit of the code that ran it, and the checkpoint steps before
-and after, so the provenance of every step is on record.
+command, the commit of the code that ran it, the machine (CPU model, cores,
+OS), and the checkpoint steps before and after, so the provenance of every
+step is on record: a run resumed on another kind of CPU says where.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from absl import logging
 
+from acnet_jax.benchmarking.results import machine
 from acnet_jax.campaigns.plan import Plan, train_command
 from acnet_jax.training.lock import WorkdirBusy, WorkdirLock
 
@@ -189,6 +191,7 @@ def run_plan(plan: Plan, root: str, data_dir: str | None, results: str | None = 
             'from_step': before,
             'to_step': newest_checkpoint_step(workdir),
             **version,
+            'machine': machine(),
             'module': module,
             'arguments': arguments,
           },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+from acnet_jax.benchmarking.results import machine
 from acnet_jax.campaigns import runner
 from acnet_jax.campaigns.plan import Plan, Run
 
@@ -37,6 +38,7 @@ def test_each_run_is_started_by_its_trainers_module_and_recorded(tmp_path, monke
       json.loads(line) for line in (tmp_path / run / 'campaign.jsonl').read_text().splitlines()
     ]
     assert start['module'] == module and start['arguments'] == commands[run == 'theirs'][3:]
+    assert start['machine'] == machine()
 
 
 def test_a_run_whose_evidence_was_collected_is_not_trained_again(tmp_path, monkeypatch):
