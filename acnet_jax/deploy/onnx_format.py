@@ -16,6 +16,11 @@ and the deploy function, resolved here in one pass over the function's jaxpr
   `avg_pool` (padding made explicit), which jax2onnx converts to 2-D ONNX
   pools between transposes (and which compute the same values in JAX).
 
+After conversion the graph's shape annotations of intermediate tensors are
+inferred again (`reannotated`): jax2onnx 0.13, folding the transposes around
+a ReLU between residual sums, keeps those sums' NHWC annotations on tensors it
+has made NCHW, and ONNX Runtime refuses the model (ResNet-20's deploy form).
+
 (tf2onnx cannot serve instead: the SavedModel holds the function as one
 XlaCallModule op of serialized StableHLO, which it does not convert.)
 """
@@ -150,3 +155,14 @@ def save_onnx(
       input_names=[INPUT_NAME],
       output_names=[OUTPUT_NAME],
     )
+  reannotated(path)
+
+
+def reannotated(path: str) -> None:
+  """The ONNX model at `path` with its intermediate tensors' shapes inferred
+  anew from its inputs (the annotations are optional; ONNX Runtime checks them)."""
+  import onnx
+
+  model = onnx.load(path)
+  del model.graph.value_info[:]
+  onnx.save(onnx.shape_inference.infer_shapes(model, strict_mode=True), path)
