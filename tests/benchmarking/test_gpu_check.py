@@ -30,7 +30,7 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     env=env,
     capture_output=True,
     text=True,
-    timeout=1200,
+    timeout=3700,  # Above the sections' limits together (SMOKE's 4x).
   )
   log = (tmp_path / 'gpu_check.txt').read_text()
   assert completed.returncode == 0, completed.stderr[-3000:]
