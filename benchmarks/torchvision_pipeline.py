@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from acnet_jax.benchmarking import results
-from acnet_jax.benchmarking.pipeline import format_table
+from acnet_jax.benchmarking.pipeline import decoding_row, format_table
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 
@@ -69,17 +69,15 @@ def run(
   # their CPU time is read after the last batch.
   images = sum(len(next(batches)[1]) for _ in range(steps))
   seconds, cpu = time.perf_counter() - start, cpu_seconds(pids) - start_cpu
-  cores = cpu / seconds
-  return {
-    'pipeline': f'torchvision {torchvision.__version__}',
-    'image_size': image_size,
-    'batch_size': batch_size,
-    'num_workers': num_workers,
-    'images': images,
-    'images_per_s': images / seconds,
-    'cores_used': cores,
-    'images_per_s_per_core': images / seconds / cores,
-  }
+  return decoding_row(
+    f'torchvision {torchvision.__version__}',
+    image_size,
+    batch_size,
+    num_workers,
+    images,
+    seconds,
+    cpu,
+  )
 
 
 def markdown(ours: Sequence[Mapping[str, Any]], theirs: Sequence[Mapping[str, Any]]) -> str:

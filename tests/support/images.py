@@ -17,19 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from acnet_jax.interop.convert import CIFAR10_CLASSES
+
 ARCHIVE = Path(__file__).parents[3] / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
-CIFAR10_CLASSES = (
-  'airplane',
-  'automobile',
-  'bird',
-  'cat',
-  'deer',
-  'dog',
-  'frog',
-  'horse',
-  'ship',
-  'truck',
-)
 # Every GRAYSCALE_EVERY-th image is saved in mode L when modes vary.
 GRAYSCALE_EVERY = 7
 
