@@ -101,14 +101,12 @@ def shapes(tree: dict) -> dict:
 # site); DBB and RepVGG on dense and pre-activation sites, 5x5 convs (cfqkbnc)
 # and depthwise convs (MobileNet); each kind online (the fast tier: the ACB;
 # `tests/blocks/test_online.py` fuses each kind's block).
-SMALL = [
-  ('all_sites', 'acnet', True, False),
+SMALL = [('all_sites', 'acnet', True, False)]
+ZOO = [
   ('all_sites', 'acnet', False, False),
   ('all_sites', 'dbb', True, False),
   ('all_sites', 'repvgg', True, False),
   ('all_sites', 'acnet', True, True),
-]
-ZOO = [
   ('rc8', 'acnet', True, False),
   ('cfqkbnc', 'acnet', True, False),
   ('rc56', 'acnet', True, False),
@@ -230,6 +228,7 @@ def test_missing_batch_stats_names_the_path():
     fuse_params(variables['params'], None)
 
 
+@pytest.mark.full  # Two models' variables; a missing BN's path is checked in the fast tier.
 def test_statistics_of_another_model_name_the_path():
   params = cached_variables('rc8', 'acnet')['params']
   stats = dict(cached_variables('rc8', 'acnet')['batch_stats'])

@@ -21,6 +21,9 @@ from acnet_jax.training.workdir import restore_trained, run_config, trained_chec
 from tests.support.numerics import BLOCK_RTOL
 from tests.support.runs import tiny_config
 
+# A trained run analysed once for the module: too long for the fast tier.
+pytestmark = pytest.mark.full
+
 CORNERS = [(0, 0), (0, 4), (4, 0), (4, 4)]
 SKELETON = [(2, j) for j in range(5)] + [(i, 2) for i in range(5) if i != 2]
 RING = [(i, j) for i in range(5) for j in range(5) if i in (0, 4) or j in (0, 4)]

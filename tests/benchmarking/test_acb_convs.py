@@ -13,6 +13,7 @@ def test_gflops_of_one_pass_is_two_flops_per_multiply_add():
   assert gflops((2, 4, 4, 3), (3, 1)) == pytest.approx(2 * 2 * 4 * 4 * 3 * 3 * 3 / 1e9)
 
 
+@pytest.mark.full  # Nine compiled passes.
 def test_every_pass_of_every_branch_is_timed_printed_and_summed_against_the_square():
   rows = shape_rows((2, 6, 6, 4), k=3, repeats=1)
   assert [(row['branch'], row['conv'], row['pass']) for row in rows] == [

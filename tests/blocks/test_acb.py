@@ -71,8 +71,14 @@ def test_acb_options_fuse_exactly(options):
   assert not set(variables['params']) & ({'square', 'ver', 'hor'} - set(acb.branches))
 
 
-# grouped + strided, 5x5, depthwise, one BN after the summed branches
-STACKED_CASES = [(3, 2, 2, True), (5, 1, 1, True), (3, 1, 8, True), (3, 2, 1, False)]
+# depthwise; grouped + strided, 5x5, one BN after the summed branches (full tier)
+STACKED_CASES = [
+  (3, 1, 8, True),
+  *(
+    pytest.param(*case, marks=pytest.mark.full)
+    for case in [(3, 2, 2, True), (5, 1, 1, True), (3, 2, 1, False)]
+  ),
+]
 
 
 @pytest.mark.parametrize('kernel_size,strides,groups,branch_bn', STACKED_CASES)

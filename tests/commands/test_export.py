@@ -30,6 +30,7 @@ def copy_run(run: Path, target: Path) -> Path:
   return target
 
 
+@pytest.mark.full  # A run of its own, trained on.
 def test_an_earlier_step_is_exported_from_its_own_checkpoint(tiny_run, tmp_path):
   workdir = copy_run(tiny_run, tmp_path / 'run')
   card = export.export_run(str(workdir), step=2, formats='stablehlo')

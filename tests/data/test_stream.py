@@ -86,6 +86,7 @@ def test_evaluation_counts_every_example_once(folder):
   np.testing.assert_array_equal(images[0], np.asarray(expected))
 
 
+@pytest.mark.full  # tfds's mock ImageNet; the CIFAR source is tested in the fast tier.
 def test_tfds_imagenet_source_under_mock_data():
   import tensorflow_datasets as tfds
 

@@ -199,7 +199,7 @@ def matmul_operand_dtypes(jaxpr: jex.Jaxpr) -> list[jnp.dtype]:
     ('resnet50', 'acnet', {'acb': ACBOptions(impl='stacked')}),
     ('alexnet', 'deploy', {}),
     ('wrnc16', 'normal', {}),
-    ('densenet40', 'acnet', {}),
+    pytest.param('densenet40', 'acnet', {}, marks=pytest.mark.full),
   ],
 )
 def test_bfloat16_runs_every_conv_and_dense_in_bfloat16(name, conv, options):

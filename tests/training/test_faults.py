@@ -322,6 +322,7 @@ def test_resuming_with_another_batch_size_is_refused_naming_it(tiny_run, tmp_pat
   assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.name != LOCK_FILE} == before
 
 
+@pytest.mark.full  # A run resumed.
 def test_an_allowed_config_change_resumes_with_a_warning(tiny_run, tmp_path, caplog):
   workdir = shutil.copytree(tiny_run, tmp_path / 'run')
   changed = tiny_config(
@@ -417,6 +418,7 @@ def test_a_data_fault_mid_run_saves_the_last_step_and_the_rerun_ends_bitwise(tmp
     assert (a[key] == value).all(), key  # Bitwise.
 
 
+@pytest.mark.full  # An export and an analysis of a run.
 def test_an_export_and_an_analysis_that_cannot_write_are_one_paragraph(tiny_run, tmp_path):
   """A read-only folder (a file where a folder must go): the commands' writes
   fail as the run's do."""

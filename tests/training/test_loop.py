@@ -121,6 +121,7 @@ def damage(checkpoint) -> None:
   largest.write_bytes(bytes(data))
 
 
+@pytest.mark.full  # A run trained twice.
 def test_a_damaged_newest_checkpoint_is_skipped_and_training_repeats_its_steps(
   tmp_path, uninterrupted, caplog
 ):
@@ -143,6 +144,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_repeats_its_steps(
   assert_same_run(workdir, uninterrupted)
 
 
+@pytest.mark.full  # A run of its own.
 def test_no_intact_checkpoint_is_refused_and_nothing_is_deleted(tmp_path):
   config = tiny_config(num_epochs=1)
   loop.train_and_evaluate(config, str(tmp_path))

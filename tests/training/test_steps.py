@@ -99,6 +99,7 @@ def test_stacked_acb_computes_the_same_step_as_one_conv_per_branch():
   assert_same_step(first_step_gradients(config), branches)
 
 
+@pytest.mark.full  # 20 s; test_platforms lowers every online kind's step in the fast tier.
 def test_an_online_step_trains_every_branch_kernel_and_scale():
   """The online DBB's kernel is built from its branches inside the step: every
   branch conv (the identity-based 1x1 included, zero at init), every scale and
