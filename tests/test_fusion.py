@@ -238,7 +238,7 @@ def test_statistics_of_another_model_name_the_path():
 
 
 def test_deploy_variables_come_back_unchanged():
-  variables = cached_variables('wrn10_2', 'acnet')
+  variables = cached_variables('rc8', 'acnet')
   deploy = fuse_params(variables['params'], variables['batch_stats'])
   again = fuse_params(*deploy)
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), again, deploy))

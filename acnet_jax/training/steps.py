@@ -32,11 +32,16 @@ def create_train_state(
   model: nn.Module,
   optimizer: optax.GradientTransformation,
   image_shape: tuple[int, ...],
+  compiler_options: dict[str, Any] | None = None,
 ) -> TrainState:
+  """`compiler_options` for the jitted init, where it is not traced inside
+  another function (dispatch.init_compiler_options())."""
   # Jitted: eager init compiles every op one by one. The threefry key costs
-  # compile time on the CPU (docs/training.md, Seeds) but means the same
-  # weights on every platform.
-  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape)), train=False))
+  # compile time (docs/training.md, Seeds) but means the same weights on every platform.
+  init = jax.jit(
+    lambda key: model.init(key, jnp.zeros((1, *image_shape)), train=False),
+    compiler_options=compiler_options,
+  )
   variables = init(keys.seed_key(config.seed))
   return TrainState.create(
     apply_fn=model.apply,

@@ -21,6 +21,7 @@ from acnet_jax.data import feeds
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 from acnet_jax.training import optim, steps
+from acnet_jax.xla_cpu import dispatch
 
 DATA_AXIS = 'data'
 # Fused and trained logits differ only by float rounding; anything larger is a
@@ -124,12 +125,15 @@ class Trainer:
     self.fuse = jax.jit(fuse_params)
     self.all_finite = jax.jit(steps.all_finite, out_shardings=self.replicated)
 
-  def _create_state(self) -> steps.TrainState:
-    return steps.create_train_state(self.config, self.model, self.optimizer, self.feed.image_shape)
+  def _create_state(self, compiler_options: dict[str, Any] | None = None) -> steps.TrainState:
+    return steps.create_train_state(
+      self.config, self.model, self.optimizer, self.feed.image_shape, compiler_options
+    )
 
   def init_state(self) -> steps.TrainState:
-    """The initial train state, replicated on the mesh."""
-    return self.sharder.replicate(self._create_state())
+    """The initial train state, replicated on the mesh; on the CPU the init
+    compiles unoptimised, to the same weights (xla_cpu/init_compile.py)."""
+    return self.sharder.replicate(self._create_state(dispatch.init_compiler_options()))
 
   def train_inputs(self, step: int) -> feeds.Inputs:
     return self.feed.train_inputs(step, self.steps_per_epoch)

@@ -5,9 +5,10 @@
     pairwise_sum  per-channel sums in halves: BN's statistics and gradient sums on the CPU
     pooling       max and average pooling with gradients XLA:CPU computes fast, exactly
     relu          ReLU as a select: XLA:CPU stores each activation once instead of recomputing it
+    init_compile  a model's init compiled unoptimised: its threefry draws compile 3-5x faster
     dispatch      on_cpu_or_plain, and the ops blocks and models call (relu, max_pool,
                   avg_pool, train_batch_norm, normalize): the CPU form on a CPU, the plain
-                  jax/flax op elsewhere
+                  jax/flax op elsewhere; init_compiler_options
     canaries      per workaround, whether the plain op still shows the defect behind it
                   (`python -m benchmarks.xla_cpu_workarounds` times each against it)
 

@@ -26,6 +26,9 @@ its canary, its benchmark row and its tests.
                            elements): input-sized work, where the per-offset form adds
                            output-sized arrays. Whether that still costs more, only timing
                            can tell.
+    slow_init_compile      the init's compiler options: a few threefry normal draws compile
+                           over twice as long at XLA's default optimisation as at level 0
+                           (compile times, of a program made new each call: no cache hit).
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from acnet_jax.xla_cpu import batch_norm, flags, pooling
+from acnet_jax.xla_cpu import batch_norm, flags, init_compile, pooling
 
 Shape = tuple[int, ...]
 EPSILON = 1e-5
@@ -218,6 +222,25 @@ def avg_pool_dilated(
   return dilated_grid(pool_gradient_hlo(pool, shape))
 
 
+def init_compile_seconds(options: dict[str, Any], draws: int = 3) -> float:
+  """Seconds XLA:CPU takes to compile `draws` threefry normal draws under `options`;
+  a salt makes the program new, so that no compilation cache answers."""
+  salt = float(time.perf_counter_ns() % 2**20)
+
+  def init(key: jax.Array) -> list[jax.Array]:
+    keys = jax.random.split(key, draws)
+    return [jax.random.normal(k, (3, 3, 8 + i, 16)) + salt for i, k in enumerate(keys)]
+
+  lowered = jax.jit(init).lower(jax.random.key(0))
+  start = time.perf_counter()
+  lowered.compile(options)
+  return time.perf_counter() - start
+
+
+def slow_init_compile() -> bool:
+  return init_compile_seconds({}) > 2 * init_compile_seconds(init_compile.INIT_COMPILER_OPTIONS)
+
+
 # The workaround each canary watches -> the canary.
 CANARIES: dict[str, Callable[[], bool]] = {
   'flags.PROJECT_FLAGS': ynn_convolutions,
@@ -226,4 +249,5 @@ CANARIES: dict[str, Callable[[], bool]] = {
   'pairwise_sum.channel_sums': strided_channel_sums,
   'pooling.cpu_max_pool': max_pool_scatter,
   'pooling.cpu_avg_pool': avg_pool_dilated,
+  'init_compile.INIT_COMPILER_OPTIONS': slow_init_compile,
 }

@@ -4,6 +4,7 @@ An op whose hand-written form was measured faster on XLA:CPU (ReLU, pooling,
 BN) runs it there; every other platform keeps the plain jax/flax op and
 autodiff's gradient until measured (`jax.lax.platform_dependent` picks one at
 lowering). BN's eval mode (`normalize`) is the same op on every platform.
+The initialisation's compiler options are chosen by the default backend.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from acnet_jax.xla_cpu.batch_norm import (
   normalize,
   plain_train_batch_norm,
 )
+from acnet_jax.xla_cpu.init_compile import INIT_COMPILER_OPTIONS
 from acnet_jax.xla_cpu.pooling import (
   Padding,
   Window,
@@ -30,7 +32,15 @@ from acnet_jax.xla_cpu.pooling import (
 )
 from acnet_jax.xla_cpu.relu import cpu_relu
 
-__all__ = ['avg_pool', 'max_pool', 'normalize', 'on_cpu_or_plain', 'relu', 'train_batch_norm']
+__all__ = [
+  'avg_pool',
+  'init_compiler_options',
+  'max_pool',
+  'normalize',
+  'on_cpu_or_plain',
+  'relu',
+  'train_batch_norm',
+]
 
 
 def on_cpu_or_plain(
@@ -40,6 +50,11 @@ def on_cpu_or_plain(
   return jax.lax.platform_dependent(
     *operands, cpu=functools.partial(cpu, **static), default=functools.partial(plain, **static)
   )
+
+
+def init_compiler_options() -> dict[str, Any]:
+  """Compiler options for a model's jitted init: level 0 on the CPU, none elsewhere."""
+  return dict(INIT_COMPILER_OPTIONS) if jax.default_backend() == 'cpu' else {}
 
 
 def relu(x: jax.Array) -> jax.Array:
