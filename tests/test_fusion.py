@@ -168,7 +168,8 @@ def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, on
 @pytest.mark.parametrize(
   'name',
   [
-    'rc8',
+    # Full: tests/models/test_imagenet.py checks ResNet-18 in the fast tier.
+    pytest.param('rc8', marks=pytest.mark.full),
     pytest.param('wrn10_2', marks=pytest.mark.full),
     pytest.param('rc56', marks=pytest.mark.full),
     pytest.param('wrnc16', marks=pytest.mark.full),

@@ -26,7 +26,7 @@ its canary, its benchmark row and its tests.
                            elements): input-sized work, where the per-offset form adds
                            output-sized arrays. Whether that still costs more, only timing
                            can tell.
-    slow_init_compile      the init's compiler options: a few threefry normal draws compile
+    slow_init_compile      the init's compiler options: a threefry normal draw compiles
                            over twice as long at XLA's default optimisation as at level 0
                            (compile times, of a program made new each call: no cache hit).
 """
@@ -222,7 +222,7 @@ def avg_pool_dilated(
   return dilated_grid(pool_gradient_hlo(pool, shape))
 
 
-def init_compile_seconds(options: dict[str, Any], draws: int = 3) -> float:
+def init_compile_seconds(options: dict[str, Any], draws: int = 1) -> float:
   """Seconds XLA:CPU takes to compile `draws` threefry normal draws under `options`;
   a salt makes the program new, so that no compilation cache answers."""
   salt = float(time.perf_counter_ns() % 2**20)

@@ -61,6 +61,7 @@ def test_block_equals_fused_conv_in_eval(kind, kernel_size, strides, grouping):
     assert max_relative_error(actual, expected) <= BLOCK_RTOL
 
 
+@pytest.mark.full  # The fast tier checks the pad against the BN of zero (below).
 def test_dbb_pads_with_the_bn_of_zero_and_without_it_the_borders_differ(monkeypatch):
   """BNAndPad is what makes the 1x1-then-KxK and avg branches one conv at the
   image borders: padded with zeros instead, only the interior still agrees."""

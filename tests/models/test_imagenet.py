@@ -23,7 +23,7 @@ BF16_ROUNDING = 2.0**-9
 # The bfloat16 tests' models and the conv layers on their longest path: the
 # stem and two per residual block.
 BF16_CASES = [
-  ('rc8', 32, 1 + 3 * 2),  # Fast for the fused-deploy test, full for the loss.
+  pytest.param('rc8', 32, 1 + 3 * 2, marks=pytest.mark.full),
   pytest.param('resnet18', 64, 1 + 8 * 2, marks=pytest.mark.full),
 ]
 
