@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -222,10 +223,16 @@ def avg_pool_dilated(
   return dilated_grid(pool_gradient_hlo(pool, shape))
 
 
+def fresh_salt() -> float:
+  """A constant for a program to differ by, new in every call and process:
+  a compilation cache has never seen the program."""
+  return float(secrets.randbelow(2**52))
+
+
 def init_compile_seconds(options: dict[str, Any], draws: int = 1) -> float:
   """Seconds XLA:CPU takes to compile `draws` threefry normal draws under `options`;
   a salt makes the program new, so that no compilation cache answers."""
-  salt = float(time.perf_counter_ns() % 2**20)
+  salt = fresh_salt()
 
   def init(key: jax.Array) -> list[jax.Array]:
     keys = jax.random.split(key, draws)
