@@ -207,6 +207,7 @@ def train_mode_comparison(seed: int = 0) -> dict[str, float]:
   return result
 
 
+@pytest.mark.full  # The fast tier checks the ACB's train mode against its branches.
 def test_acb_in_train_mode_is_not_one_conv():
   diffs = train_mode_comparison()
   print(diffs)

@@ -117,7 +117,7 @@ def scales_as_one(grads: tuple[dict, jax.Array]) -> tuple[dict, jax.Array, jax.A
 # The fast tier: each kind, each size, stride, grouping, the DBB both dense and
 # depthwise (its two structures), RepVGG at stride 1 (its identity branch); the
 # full tier: the rest of the product.
-FAST_CASES = [('dbb', 3, 1, 'dense'), ('repvgg', 3, 1, 'dense')]
+FAST_CASES = [('repvgg', 3, 1, 'dense')]
 CASES = [
   *FAST_CASES,
   *(

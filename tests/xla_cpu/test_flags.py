@@ -113,7 +113,7 @@ def test_after_jax_started_it_warns_and_changes_nothing(monkeypatch):
   assert 'XLA_FLAGS' not in os.environ
 
 
-@pytest.mark.parametrize('xla_flags', [None, USERS_FLAGS])
+@pytest.mark.parametrize('xla_flags', [None, pytest.param(USERS_FLAGS, marks=pytest.mark.full)])
 def test_importing_acnet_jax_changes_no_environment_variable_and_no_jax_setting(xla_flags):
   printed, unchanged = fresh_process(IMPORT_IN_A_FRESH_PROCESS, xla_flags=xla_flags)
   assert printed == str(xla_flags)
