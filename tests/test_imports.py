@@ -39,6 +39,7 @@ LAYERS = {
   'analyze': 9,
   'benchmark': 9,
   'convert': 9,
+  'qat': 9,
   'campaign': 9,
   '__init__': 9,
 }

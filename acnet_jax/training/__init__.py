@@ -17,4 +17,5 @@ os_errors      the OS error behind an Orbax or tensorstore error
 stopping       SIGTERM/SIGINT as a stop every process agrees on
 cluster        whether a run is one of several processes (JAX's cluster detection)
 metrics        metrics.jsonl, TensorBoard events, eval.json
+qat            int8-aware fine-tuning of the fused model (qwix; the onnx extra)
 """

@@ -104,12 +104,14 @@ def update(
     state, x, y, dropout_key(seed, state.step), label_smoothing
   )
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = {
-    'loss': loss,
-    'top1': jnp.mean(jnp.argmax(logits, -1) == y),
-    'lr': schedule(state.step - 1),
-  }
-  return state, metrics
+  return state, step_metrics(loss, logits, y, schedule(state.step - 1))
+
+
+def step_metrics(
+  loss: jax.Array, logits: jax.Array, labels: jax.Array, lr: jax.Array
+) -> dict[str, jax.Array]:
+  """What a train step reports: its loss, its top-1 on the batch, the rate it stepped at."""
+  return {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == labels), 'lr': lr}
 
 
 def all_finite(tree: Any) -> jax.Array:
