@@ -1,5 +1,6 @@
 """python -m acnet_jax.export --workdir=DIR [--step=N]
     [--format=stablehlo,savedmodel,torchvision,onnx,onnx-int8] [--calibration_images=512]
+    [--reduce_range]
 
 Fuses a trained run's newest intact checkpoint (or that of --step) and writes
 its deploy model into DIR/export/ as files that run without this package
@@ -35,7 +36,9 @@ def evaluated_top1(workdir: str, step: int) -> float | None:
   return report.get('fused_top1') if report.get('step') == step else None
 
 
-def int8_data(config: ml_collections.ConfigDict, calibration_images: int) -> int8.Int8Data:
+def int8_data(
+  config: ml_collections.ConfigDict, calibration_images: int, reduce_range: bool = False
+) -> int8.Int8Data:
   """The run's calibration and test images, read as it read its data."""
   if calibration_images < 1:
     raise InputError(
@@ -48,6 +51,7 @@ def int8_data(config: ml_collections.ConfigDict, calibration_images: int) -> int
     positions,
     config.seed,
     lambda: run_images.test_batches(config),
+    reduce_range,
   )
 
 
@@ -57,10 +61,11 @@ def export_run(
   formats: str | tuple[str, ...] = artifacts.DEFAULT_FORMATS,
   image_size: int = 0,
   calibration_images: int = 512,
+  reduce_range: bool = False,
 ) -> dict[str, Any]:
   """Writes DIR/export/ from the run in `workdir`; returns its model.json's
   content. onnx-int8 calibrates on `calibration_images` of the run's training
-  images and evaluates on its test images."""
+  images (weights in 7 bits with `reduce_range`) and evaluates on its test images."""
   run = runs.read_run(workdir)
   formats = artifacts.parse_formats(formats, run.config.model)
   if not formats:
@@ -73,7 +78,7 @@ def export_run(
     )
   state = runs.restore_step_or_newest(workdir, run.config, step, image_shape)
   step = int(state.step)
-  data = int8_data(run.config, calibration_images) if 'onnx-int8' in formats else None
+  data = int8_data(run.config, calibration_images, reduce_range) if 'onnx-int8' in formats else None
   # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   with reported_as_one_paragraph(workdir):
@@ -108,6 +113,12 @@ def define_flags() -> None:
     "onnx-int8: how many of the run's training "
     "images calibrate the activation ranges (drawn with the run's seed).",
   )
+  flags.DEFINE_bool(
+    'reduce_range',
+    False,
+    'onnx-int8: weights in 7 bits, for x86 CPUs without VNNI, where ONNX '
+    "Runtime's 8-bit kernels can saturate (docs/deploy.md).",
+  )
   flags.DEFINE_integer(
     'image_size',
     0,
@@ -126,7 +137,12 @@ def main(argv: list[str]) -> None:
   args = flags.FLAGS
   try:
     card = export_run(
-      args.workdir, args.step, args.format, args.image_size, args.calibration_images
+      args.workdir,
+      args.step,
+      args.format,
+      args.image_size,
+      args.calibration_images,
+      args.reduce_range,
     )
   except InputError as error:
     cli.fail(error)

@@ -6,6 +6,13 @@ one scale per output channel; activations uint8 with one scale and zero point
 per tensor, from the ranges (MinMax) the float model's activations take on
 calibration images of the run's training split. U8S8 is what ONNX Runtime
 recommends on x86-64.
+
+On an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI) ONNX Runtime's
+u8 x s8 kernels add pairs of products in 16 bits, which saturate where both
+use their full 8-bit range (its documentation on quantization, "reduce_range"):
+`reduce_range` quantizes the weights to 7 bits, which never saturates. The
+report names the CPU and its int8 instructions, as the int8 top-1 can depend
+on them.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ Batches = Iterable[tuple[np.ndarray, np.ndarray]]  # (normalised images, labels)
 class Int8Data:
   """What quantizing and evaluating need of a run: `calibration` normalised
   training images at `positions` of its training examples (drawn with
-  `seed`), and `test_batches()` its test split once."""
+  `seed`), and `test_batches()` its test split once; how to quantize."""
 
   calibration: np.ndarray
   positions: np.ndarray
   seed: int
   test_batches: Callable[[], Batches]
+  reduce_range: bool = False  # 7-bit weights (see above).
 
 
 class CalibrationReader:
@@ -58,7 +66,31 @@ class CalibrationReader:
     return {INPUT_NAME: batch}
 
 
-def quantize(float_path: str, int8_path: str, calibration: np.ndarray) -> int:
+# The x86 instructions ONNX Runtime's int8 kernels choose among.
+INT8_INSTRUCTIONS = ('avx2', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'amx_int8')
+
+
+def cpu() -> dict[str, Any]:
+  """This CPU's model name and which of INT8_INSTRUCTIONS it has (Linux)."""
+  found = {'model': None, 'int8_instructions': []}
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and found['model'] is None:
+          found['model'] = value.strip()
+        elif key.strip() == 'flags':
+          flags = set(value.split())
+          found['int8_instructions'] = [name for name in INT8_INSTRUCTIONS if name in flags]
+          break
+  except OSError:
+    pass
+  return found
+
+
+def quantize(
+  float_path: str, int8_path: str, calibration: np.ndarray, reduce_range: bool = False
+) -> int:
   """Writes the int8 model; returns how many calibration images the quantizer read."""
   from onnxruntime import quantization as q  # Only with the onnx extra.
 
@@ -72,6 +104,7 @@ def quantize(float_path: str, int8_path: str, calibration: np.ndarray) -> int:
     activation_type=q.QuantType.QUInt8,
     weight_type=q.QuantType.QInt8,
     calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD),
+    reduce_range=reduce_range,
   )
   return reader.images_read
 
@@ -100,7 +133,7 @@ def quantize_and_evaluate(directory: str, float_file: str, data: Int8Data) -> di
   import onnxruntime
 
   float_path, int8_path = (os.path.join(directory, name) for name in (float_file, INT8_FILE))
-  read = quantize(float_path, int8_path, data.calibration)
+  read = quantize(float_path, int8_path, data.calibration, data.reduce_range)
   (float_correct, int8_correct), count = top1_counts((float_path, int8_path), data.test_batches())
   float_top1, int8_top1 = float_correct / count, int8_correct / count
   report = {
@@ -120,10 +153,13 @@ def quantize_and_evaluate(directory: str, float_file: str, data: Int8Data) -> di
     },
     'quantization': {
       'format': 'QDQ',
-      'weights': 'int8, symmetric, per output channel',
+      'weights': 'int8, symmetric, per output channel'
+      + (', 7 bits (reduce_range)' if data.reduce_range else ''),
+      'reduce_range': data.reduce_range,
       'activations': 'uint8, per tensor',
     },
     'onnxruntime_version': onnxruntime.__version__,
+    'cpu': cpu(),
   }
   with open(os.path.join(directory, REPORT_FILE), 'w') as f:
     json.dump(report, f, indent=2)

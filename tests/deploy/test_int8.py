@@ -108,3 +108,35 @@ def test_the_cli_writes_the_int8_model_and_its_report(tiny_run, tmp_path):
   assert 'model.onnx, model_int8.onnx, model.json, eval_int8.json' in completed.stdout
   report = json.loads((workdir / 'export' / int8.REPORT_FILE).read_text())
   assert report['calibration']['images'] == 16
+
+
+@pytest.mark.full  # The onnx extra, which the full tier installs.
+def test_reduce_range_puts_the_weights_on_7_bits(tiny_run, tmp_path):
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  import onnx
+  from onnx import numpy_helper
+
+  def int8_weights(reduce_range: bool) -> tuple[np.ndarray, dict]:
+    workdir = tmp_path / f'run_{reduce_range}'
+    shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+    export.export_run(
+      str(workdir), formats='onnx-int8', calibration_images=16, reduce_range=reduce_range
+    )
+    model = onnx.load(str(workdir / 'export' / int8.INT8_FILE))
+    weights = [
+      numpy_helper.to_array(t)
+      for t in model.graph.initializer
+      if t.data_type == onnx.TensorProto.INT8 and t.dims
+    ]
+    report = json.loads((workdir / 'export' / int8.REPORT_FILE).read_text())
+    return np.concatenate([w.ravel() for w in weights]).astype(int), report
+
+  full, full_report = int8_weights(False)
+  reduced, reduced_report = int8_weights(True)
+  assert np.max(np.abs(full)) == 127  # Each channel's largest weight on the full range.
+  assert np.max(np.abs(reduced)) == 64  # ... and on 7 bits, symmetric: -64..64.
+  assert not full_report['quantization']['reduce_range']
+  assert reduced_report['quantization']['reduce_range']
+  # The report names the CPU the int8 top-1 was measured on.
+  assert reduced_report['cpu'] == int8.cpu() and 'int8_instructions' in reduced_report['cpu']
