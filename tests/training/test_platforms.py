@@ -32,6 +32,14 @@ KINDS = [
   ('repvgg', True),
 ]
 KIND_IDS = [f'{conv}{"-online" if online else ""}' for conv, online in KINDS]
+# The CPU forms are the BN, ReLU and pooling every kind shares: the fast tier
+# checks them in the normal, ACNet and online ACNet steps, the full tier in all
+# (the fast tier stays under 5 minutes).
+FAST_KINDS = {('normal', False), ('acnet', False), ('acnet', True)}
+KIND_CASES = [
+  pytest.param(*kind, id=name, marks=() if kind in FAST_KINDS else pytest.mark.full)
+  for kind, name in zip(KINDS, KIND_IDS)
+]
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 # What a lowering for one platform keeps of a platform choice: `case`s on a
 # constant index (one computes the index, one holds the chosen branch, which
@@ -135,7 +143,7 @@ def assert_same_program_but_the_choice(actual: str, expected: str) -> None:
   assert set(extra) <= CHOICE_OPS, f'ops of the other branch: {dict(extra)}'
 
 
-@pytest.mark.parametrize('conv,online', KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize('conv,online', KIND_CASES)
 def test_cuda_and_tpu_run_the_plain_ops_and_nothing_of_the_cpu_forms(conv, online):
   real, plain = programs('real', conv, online), programs('plain', conv, online)
   # The reference has no choice left: every dispatch was replaced.
@@ -160,6 +168,7 @@ def test_the_cpu_runs_the_cpu_forms(conv, online):
   assert 'select_and_scatter' not in real['train', 'cpu']
 
 
+@pytest.mark.full  # 13 s of compilation; the fast tier stays under 5 minutes.
 def test_xla_plans_the_same_memory_for_the_cuda_train_step_as_without_the_cpu_forms():
   """The zeros that stand in for the CPU forms' residuals (and the choice's
   cases) cost nothing once compiled. Compiled by this machine's backend: here
