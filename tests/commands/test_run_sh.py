@@ -33,7 +33,7 @@ def test_the_usage_lists_every_kind_and_each_models_own_recipes():
   assert lines['rc56'] == 'lrs1, lrs2, cosine, densenet'
   assert lines['densenet40'] == 'lrs1, lrs2, densenet'  # No settings of the later recipe.
   assert lines['resnet18'] == 'imagenet'
-  assert 'rc20' not in lines  # No config file.
+  assert lines['rc20'] == 'lrs1, lrs2, cosine, densenet'
   for model, recipes in lines.items():
     for recipe in recipes.split(', '):
       presets.preset(model, f'acnet_{recipe}')  # Each listed one is a preset.
