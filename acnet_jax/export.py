@@ -1,6 +1,6 @@
 """python -m acnet_jax.export --workdir=DIR [--step=N]
     [--format=stablehlo,savedmodel,torchvision,onnx,onnx-int8] [--calibration_images=512]
-    [--reduce_range]
+    [--reduce_range] [--int8_layers]
 
 Fuses a trained run's newest intact checkpoint (or that of --step) and writes
 its deploy model into DIR/export/ as files that run without this package
@@ -19,7 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 
 from acnet_jax import cli, xla_cpu
-from acnet_jax.deploy import artifacts, int8, run_images
+from acnet_jax.deploy import artifacts, int8, int8_layers, run_images
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
 from acnet_jax.training import workdir as runs
@@ -37,7 +37,10 @@ def evaluated_top1(workdir: str, step: int) -> float | None:
 
 
 def int8_data(
-  config: ml_collections.ConfigDict, calibration_images: int, reduce_range: bool = False
+  config: ml_collections.ConfigDict,
+  calibration_images: int,
+  reduce_range: bool = False,
+  per_layer: bool = False,
 ) -> int8.Int8Data:
   """The run's calibration and test images, read as it read its data."""
   if calibration_images < 1:
@@ -52,6 +55,7 @@ def int8_data(
     config.seed,
     lambda: run_images.test_batches(config),
     reduce_range,
+    per_layer,
   )
 
 
@@ -62,14 +66,18 @@ def export_run(
   image_size: int = 0,
   calibration_images: int = 512,
   reduce_range: bool = False,
+  int8_layers: bool = False,
 ) -> dict[str, Any]:
   """Writes DIR/export/ from the run in `workdir`; returns its model.json's
   content. onnx-int8 calibrates on `calibration_images` of the run's training
-  images (weights in 7 bits with `reduce_range`) and evaluates on its test images."""
+  images (weights in 7 bits with `reduce_range`) and evaluates on its test
+  images, with `int8_layers` also each layer quantized alone."""
   run = runs.read_run(workdir)
   formats = artifacts.parse_formats(formats, run.config.model)
   if not formats:
     raise InputError(f'no export format given; valid: {", ".join(artifacts.FORMATS)}')
+  if (reduce_range or int8_layers) and 'onnx-int8' not in formats:
+    raise InputError('--reduce_range and --int8_layers are for --format=onnx-int8')
   image_shape = (image_size, image_size, 3) if image_size else run.input_shape
   if image_shape is None:
     raise InputError(
@@ -78,7 +86,11 @@ def export_run(
     )
   state = runs.restore_step_or_newest(workdir, run.config, step, image_shape)
   step = int(state.step)
-  data = int8_data(run.config, calibration_images, reduce_range) if 'onnx-int8' in formats else None
+  data = (
+    int8_data(run.config, calibration_images, reduce_range, int8_layers)
+    if 'onnx-int8' in formats
+    else None
+  )
   # Jitted: op by op, fusing DenseNet-40 compiles for 20 s on the CPU.
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   with reported_as_one_paragraph(workdir):
@@ -119,6 +131,12 @@ def define_flags() -> None:
     'onnx-int8: weights in 7 bits, for x86 CPUs without VNNI, where ONNX '
     "Runtime's 8-bit kernels can saturate (docs/deploy.md).",
   )
+  flags.DEFINE_bool(
+    'int8_layers',
+    False,
+    'onnx-int8: also quantize each conv and dense layer alone and write each '
+    "one's test top-1 and drop to int8_layers.json: where the int8 drop comes from.",
+  )
   flags.DEFINE_integer(
     'image_size',
     0,
@@ -143,6 +161,7 @@ def main(argv: list[str]) -> None:
       args.image_size,
       args.calibration_images,
       args.reduce_range,
+      args.int8_layers,
     )
   except InputError as error:
     cli.fail(error)
@@ -151,6 +170,7 @@ def main(argv: list[str]) -> None:
     f'Exported the deploy model of step {card["step"]} to {directory}: '
     f'{", ".join([*card["files"].values(), artifacts.CARD_FILE])}'
     + (f', {int8.REPORT_FILE}' if 'onnx-int8' in card['files'] else '')
+    + (f', {int8_layers.LAYERS_FILE}' if args.int8_layers else '')
   )
 
 

@@ -11,7 +11,9 @@
 - `model.onnx` (not by default; the `onnx` extra): the same function as ONNX
   (`onnx_format`), `images [batch, H, W, 3] -> logits`.
 - `model_int8.onnx` and `eval_int8.json` (`onnx-int8`, which brings `onnx`):
-  that model quantized to int8, and both models' test top-1 (`int8`).
+  that model quantized to int8, and both models' test top-1 (`int8`);
+  with `Int8Data.per_layer` also `int8_layers.json`, each conv and dense
+  layer quantized alone (`int8_layers`).
 
 The function is the `deploy` model in eval mode, in float32 whatever dtype the
 run trained in, with the fused variables baked in as constants. It takes
@@ -34,7 +36,7 @@ import ml_collections
 import numpy as np
 
 from acnet_jax import models
-from acnet_jax.deploy import int8
+from acnet_jax.deploy import int8, int8_layers
 from acnet_jax.deploy.onnx_format import ONNX_FILE, OPSET, save_onnx
 from acnet_jax.deploy.torchvision_format import (
   TORCHVISION_FILE,
@@ -207,6 +209,8 @@ def write_export(
     save_onnx(logits, image_shape, os.path.join(staging, ONNX_FILE))
   if 'onnx-int8' in formats:
     int8.quantize_and_evaluate(staging, ONNX_FILE, int8_data)
+    if int8_data.per_layer:
+      int8_layers.evaluate_layers(staging, ONNX_FILE, int8_data)
   card = model_card(config, image_shape, step, test_top1, formats, class_names)
   with open(os.path.join(staging, CARD_FILE), 'w') as f:
     json.dump(card, f, indent=2)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ class Int8Data:
   seed: int
   test_batches: Callable[[], Batches]
   reduce_range: bool = False  # 7-bit weights (see above).
+  per_layer: bool = False  # Also each layer quantized alone (int8_layers.py).
 
 
 class CalibrationReader:
@@ -89,9 +90,14 @@ def cpu() -> dict[str, Any]:
 
 
 def quantize(
-  float_path: str, int8_path: str, calibration: np.ndarray, reduce_range: bool = False
+  float_path: str,
+  int8_path: str,
+  calibration: np.ndarray,
+  reduce_range: bool = False,
+  nodes: Sequence[str] | None = None,
 ) -> int:
-  """Writes the int8 model; returns how many calibration images the quantizer read."""
+  """Writes the int8 model (only `nodes` quantized, if given); returns how
+  many calibration images the quantizer read."""
   from onnxruntime import quantization as q  # Only with the onnx extra.
 
   reader = CalibrationReader(calibration)
@@ -105,6 +111,7 @@ def quantize(
     weight_type=q.QuantType.QInt8,
     calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD),
     reduce_range=reduce_range,
+    nodes_to_quantize=nodes,
   )
   return reader.images_read
 

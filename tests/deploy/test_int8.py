@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from acnet_jax import export
-from acnet_jax.deploy import int8, onnx_format, run_images
+from acnet_jax.deploy import int8, int8_layers, onnx_format, run_images
 from acnet_jax.training import workdir as runs
 from tests.conftest import TINY_RUN_STEPS
 from tests.support.numerics import MODEL_RTOL
@@ -19,6 +19,17 @@ from tests.support.numerics import MODEL_RTOL
 pytestmark = pytest.mark.needs_onnx
 # Fewer than the tiny run's 64 training images: a subset, drawn.
 CALIBRATION_IMAGES = 48
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+  """A copy of the tiny run without its export, for a test to export into;
+  skipped without the onnx extra."""
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('jax2onnx')
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  return workdir
 
 
 def logits_of(path, batches) -> np.ndarray:
@@ -29,13 +40,10 @@ def logits_of(path, batches) -> np.ndarray:
 
 
 @pytest.mark.full  # The onnx extra, which the full tier installs.
-def test_int8_top1_is_within_the_flips_its_logit_error_allows(tiny_run, tmp_path):
-  pytest.importorskip('onnxruntime')
-  pytest.importorskip('jax2onnx')
+def test_int8_top1_is_within_the_flips_its_logit_error_allows(run_copy):
   import onnx
 
-  workdir = tmp_path / 'run'
-  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  workdir = run_copy
   card = export.export_run(str(workdir), formats='onnx-int8', calibration_images=CALIBRATION_IMAGES)
   directory = workdir / 'export'
   assert card['files'] == {'onnx': 'model.onnx', 'onnx-int8': 'model_int8.onnx'}
@@ -94,13 +102,10 @@ def test_calibration_needs_an_image(tiny_run, tmp_path):
 
 
 @pytest.mark.full
-def test_the_cli_writes_the_int8_model_and_its_report(tiny_run, tmp_path):
-  pytest.importorskip('onnxruntime')
-  pytest.importorskip('jax2onnx')
+def test_the_cli_writes_the_int8_model_and_its_report(run_copy):
   from tests.support.runs import run_command
 
-  workdir = tmp_path / 'run'
-  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('export'))
+  workdir = run_copy
   completed = run_command(
     'export', f'--workdir={workdir}', '--format=onnx-int8', '--calibration_images=16'
   )
@@ -140,3 +145,46 @@ def test_reduce_range_puts_the_weights_on_7_bits(tiny_run, tmp_path):
   assert reduced_report['quantization']['reduce_range']
   # The report names the CPU the int8 top-1 was measured on.
   assert reduced_report['cpu'] == int8.cpu() and 'int8_instructions' in reduced_report['cpu']
+
+
+@pytest.mark.full  # The onnx extra, which the full tier installs.
+def test_int8_layers_quantizes_each_layer_alone(run_copy, tmp_path):
+  import onnx
+
+  workdir = run_copy
+  export.export_run(str(workdir), formats='onnx-int8', calibration_images=16, int8_layers=True)
+  directory = workdir / 'export'
+  report = json.loads((directory / int8_layers.LAYERS_FILE).read_text())
+  whole = json.loads((directory / int8.REPORT_FILE).read_text())
+  assert (report['float_top1'], report['int8_top1']) == (whole['float_top1'], whole['int8_top1'])
+
+  # One row per conv and dense node of the float model, in graph order.
+  float_model = onnx.load(str(directory / 'model.onnx'))
+  nodes = [n.name for n in float_model.graph.node if n.op_type in ('Conv', 'Gemm', 'MatMul')]
+  assert [row['node'] for row in report['layers']] == nodes and len(nodes) >= 2
+
+  # A row's model quantizes that node alone: one int8 weight tensor, the node's.
+  config = runs.read_run(str(workdir)).config
+  data = export.int8_data(config, 16)
+  first = report['layers'][0]
+  one_layer = tmp_path / 'one_layer.onnx'
+  int8.quantize(
+    str(directory / 'model.onnx'), str(one_layer), data.calibration, nodes=[first['node']]
+  )
+  weights = [
+    list(t.dims)
+    for t in onnx.load(str(one_layer)).graph.initializer
+    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1
+  ]
+  assert weights == [first['weight_shape']]
+  # ... and its row is that model's top-1 on the run's test images.
+  (correct,), count = int8.top1_counts((str(one_layer),), run_images.test_batches(config))
+  assert first['int8_top1'] == correct / count
+  assert first['drop'] == pytest.approx(whole['float_top1'] - correct / count)
+
+
+def test_the_int8_options_need_the_int8_format(tiny_run):
+  from acnet_jax.errors import InputError
+
+  with pytest.raises(InputError, match='are for --format=onnx-int8'):
+    export.export_run(str(tiny_run), formats='onnx', int8_layers=True)
