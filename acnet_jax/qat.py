@@ -1,5 +1,5 @@
 """python -m acnet_jax.qat --workdir=DIR [--step=N] [--epochs=2]
-    [--learning_rate=0.001] [--calibration_images=512] [--nofake_int8]
+    [--learning_rate=0.001] [--calibration_images=512] [--nofake_int8] [--reduce_range]
 
 Quantization-aware fine-tuning (training/qat.py) of a trained run's fused
 model, and how much of int8's cost it wins back. DIR/qat/ holds the
@@ -8,7 +8,9 @@ model_int8.onnx, eval_int8.json, model.json) and qat.json: int8 top-1 of the
 fused model without and with fine-tuning, each against the run's own float
 top-1, on the same calibration and test images (the onnx extra).
 `--nofake_int8` fine-tunes alike without the rounding, into DIR/float_tuned/:
-the control for what more training alone does.
+the control for what more training alone does. `--reduce_range` rounds and
+exports the weights in 7 bits, as `export --reduce_range`, into
+DIR/qat_reduce_range/ (DIR/float_tuned_reduce_range/).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from acnet_jax.training.write_failures import reported_as_one_paragraph
 QAT_DIR = 'qat'  # In a run's workdir.
 CONTROL_DIR = 'float_tuned'  # The same fine-tuning without the rounding.
 REPORT_FILE = 'qat.json'
+REDUCE_RANGE_SUFFIX = '_reduce_range'  # Of both directories, for 7-bit weights.
 PACKAGES = ('qwix', 'jax2onnx', 'onnxruntime')
 
 
@@ -49,6 +52,11 @@ def check_arguments(epochs: int, learning_rate: float) -> None:
     raise InputError(f'--epochs={epochs}: fine-tuning takes at least one epoch (e.g. 2)')
   if not learning_rate > 0:
     raise InputError(f'--learning_rate={learning_rate}: give a positive rate (e.g. 0.001)')
+
+
+def output_dir(workdir: str, fake_int8: bool, reduce_range: bool) -> str:
+  name = QAT_DIR if fake_int8 else CONTROL_DIR
+  return os.path.join(workdir, name + (REDUCE_RANGE_SUFFIX if reduce_range else ''))
 
 
 def int8_report(
@@ -72,6 +80,7 @@ def fine_tuned(
   config: ml_collections.ConfigDict,
   deploy_variables: dict[str, Any],
   fake_int8: bool,
+  reduce_range: bool,
   progress: bool,
 ) -> tuple[Any, int, float]:
   """The fused variables after fine-tuning (config from qat.fine_tune_config),
@@ -80,7 +89,7 @@ def fine_tuned(
 
   run = trainer.Trainer(config, trainer.create_mesh())  # The run's feed on this mesh.
   updates = qat.fine_tune(
-    config, run.deploy_model, deploy_variables, run.feed, run.sharder, fake_int8
+    config, run.deploy_model, deploy_variables, run.feed, run.sharder, fake_int8, reduce_range
   )
   bar = tqdm.tqdm(
     updates,
@@ -106,10 +115,11 @@ def qat_run(
   learning_rate: float = 1e-3,
   calibration_images: int = 512,
   fake_int8: bool = True,
+  reduce_range: bool = False,
   progress: bool = False,
 ) -> dict[str, Any]:
-  """Writes DIR/qat/ (DIR/float_tuned/ without `fake_int8`) and returns
-  qat.json's content."""
+  """Writes DIR/qat/ (DIR/float_tuned/ without `fake_int8`; with the suffix
+  `_reduce_range` for 7-bit weights) and returns qat.json's content."""
   from acnet_jax.training import qat
 
   check_arguments(epochs, learning_rate)
@@ -117,15 +127,15 @@ def qat_run(
   if run.input_shape is None:
     raise InputError(f'{workdir}/config.json does not record the input shape the run trained at')
   state = runs.restore_step_or_newest(workdir, run.config, step, run.input_shape)
-  data = export.int8_data(run.config, calibration_images)
+  data = export.int8_data(run.config, calibration_images, reduce_range)
   params, batch_stats = jax.jit(fuse_params)(state.params, state.batch_stats)
   config = qat.fine_tune_config(run.config, epochs, learning_rate)
   with reported_as_one_paragraph(workdir):
     before = int8_report(run.config, params, batch_stats, run.input_shape, data)
     tuned, num_steps, final_loss = fine_tuned(
-      config, {'params': params, 'batch_stats': batch_stats}, fake_int8, progress
+      config, {'params': params, 'batch_stats': batch_stats}, fake_int8, reduce_range, progress
     )
-    directory = os.path.join(workdir, QAT_DIR if fake_int8 else CONTROL_DIR)
+    directory = output_dir(workdir, fake_int8, reduce_range)
     artifacts.write_export(
       directory,
       run.config,
@@ -157,7 +167,8 @@ def qat_run(
         'schedule': 'cosine to 0, no warmup',
         'batch_size': config.batch_size,
         'final_epoch_loss': final_loss,
-        'rounding': qat.ROUNDING if fake_int8 else None,
+        'rounding': qat.rounding(reduce_range) if fake_int8 else None,
+        'reduce_range': reduce_range,
         'qwix_version': qat.qwix.__version__,
       },
       'calibration': after['calibration'],
@@ -187,6 +198,12 @@ def define_flags() -> None:
     'Round as int8 while fine-tuning; --nofake_int8 fine-tunes without, into '
     f'DIR/{CONTROL_DIR}/ (the control).',
   )
+  flags.DEFINE_bool(
+    'reduce_range',
+    False,
+    'Round and quantize the weights in 7 bits, as export --reduce_range, into '
+    f'DIR/{QAT_DIR}{REDUCE_RANGE_SUFFIX}/ (DIR/{CONTROL_DIR}{REDUCE_RANGE_SUFFIX}/).',
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -204,6 +221,7 @@ def main(argv: list[str]) -> None:
       args.learning_rate,
       args.calibration_images,
       args.fake_int8,
+      args.reduce_range,
       progress=True,
     )
   except InputError as error:
@@ -212,7 +230,7 @@ def main(argv: list[str]) -> None:
     f'int8 top-1 {report["int8_top1"]:.4f} without and '
     f'{report["fine_tuned_int8_top1"]:.4f} with fine-tuning (float '
     f'{report["float_top1"]:.4f}): '
-    f'{os.path.join(args.workdir, QAT_DIR if args.fake_int8 else CONTROL_DIR, REPORT_FILE)}'
+    f'{os.path.join(output_dir(args.workdir, args.fake_int8, args.reduce_range), REPORT_FILE)}'
   )
 
 

@@ -30,34 +30,42 @@ from acnet_jax.data import feeds
 from acnet_jax.training import optim, steps
 
 QUANT_STATS = 'quant_stats'  # qwix's collection of the activations' running ranges.
-# qwix scales symmetric int8 to max|w| / 127.5, ONNX Runtime to max|w| / 127:
-# widening qwix's range by 127.5 / 127 puts its grid on ONNX Runtime's.
-ONNX_RUNTIME_WEIGHT_RANGE = 127.5 / 127
-RULES = (
-  qwix.QtRule(
-    module_path='.*',
-    weight_qtype='int8',
-    weight_calibration_method=f'absmax,{ONNX_RUNTIME_WEIGHT_RANGE!r}',
-    act_qtype='int8',
-    act_calibration_method='minmax',
-    act_static_scale=True,
-    # One range for the whole batch, as ONNX Runtime's MinMax takes the range
-    # of all it sees (qwix's own default averages each image's range).
-    additional_qt_config={'lhs_disable_channelwise_axes': True},
-  ),
-)
+# qwix scales symmetric int8 to max|w| / 127.5, ONNX Runtime to max|w| / 127
+# (max|w| / 64 with reduce_range's 7 bits): widening qwix's range by 127.5 / 127
+# (127.5 / 64) puts its grid on ONNX Runtime's.
+ONNX_RUNTIME_WEIGHT_STEPS = {False: 127, True: 64}  # By reduce_range.
 
 
-# What RULES do, for the report.
-ROUNDING = (
-  'qwix QtProvider: conv and dense weights int8 symmetric, one scale per output '
-  'channel (max|w| / 127); their inputs int8 from one min-max range per tensor '
-  '(the running mean of the batch ranges), straight-through gradients'
-)
+def rules(reduce_range: bool = False) -> tuple[qwix.QtRule, ...]:
+  """ONNX Runtime's static quantizer as qwix rules (8-bit weights, or 7 with `reduce_range`)."""
+  widening = 127.5 / ONNX_RUNTIME_WEIGHT_STEPS[reduce_range]
+  return (
+    qwix.QtRule(
+      module_path='.*',
+      weight_qtype='int8',
+      weight_calibration_method=f'absmax,{widening!r}',
+      act_qtype='int8',
+      act_calibration_method='minmax',
+      act_static_scale=True,
+      # One range for the whole batch, as ONNX Runtime's MinMax takes the range
+      # of all it sees (qwix's own default averages each image's range).
+      additional_qt_config={'lhs_disable_channelwise_axes': True},
+    ),
+  )
+
+
+def rounding(reduce_range: bool = False) -> str:
+  """What `rules` do, for the report."""
+  steps = ONNX_RUNTIME_WEIGHT_STEPS[reduce_range]
+  return (
+    f'qwix QtProvider: conv and dense weights int8 symmetric (-{steps}..{steps}), one scale '
+    f'per output channel (max|w| / {steps}); their inputs int8 from one min-max range per '
+    'tensor (the running mean of the batch ranges), straight-through gradients'
+  )
 
 
 class OnnxRuntimeRounding(qwix.QtProvider):
-  """qwix's QtProvider, with RULES' one range per input tensor for the convs
+  """qwix's QtProvider, with `rules`' one range per input tensor for the convs
   too: qwix 0.1.8 applies `additional_qt_config` to dense layers only."""
 
   def _create_conv_general_qt_config(self, *args, **kwargs):
@@ -69,9 +77,10 @@ class QatState(steps.TrainState):
   quant_stats: Any
 
 
-def fake_quantized(deploy_model: nn.Module) -> nn.Module:
-  """The deploy model with int8 rounding in its convs and dense layers."""
-  return qwix.quantize_model(deploy_model, OnnxRuntimeRounding(RULES))
+def fake_quantized(deploy_model: nn.Module, reduce_range: bool = False) -> nn.Module:
+  """The deploy model with int8 rounding in its convs and dense layers (7-bit
+  weights with `reduce_range`)."""
+  return qwix.quantize_model(deploy_model, OnnxRuntimeRounding(rules(reduce_range)))
 
 
 def fine_tune_config(
@@ -135,14 +144,16 @@ def fine_tune(
   feed: feeds.Feed,
   sharder: feeds.Sharder,
   fake_int8: bool = True,
+  reduce_range: bool = False,
 ) -> Iterator[tuple[QatState, dict[str, jax.Array]]]:
   """Yields the state and metrics after each of the config's steps (config
   from `fine_tune_config`); the batches are those of the run's first steps.
   `fake_int8=False` fine-tunes the same way without the rounding: the control
-  that tells what the rounding wins from what more training wins."""
+  that tells what the rounding wins from what more training wins.
+  `reduce_range` rounds the weights to 7 bits, as `export --reduce_range`."""
   steps_per_epoch = feed.num_train // config.batch_size
   schedule = optim.create_lr_schedule(config, steps_per_epoch)
-  model = fake_quantized(deploy_model) if fake_int8 else deploy_model
+  model = fake_quantized(deploy_model, reduce_range) if fake_int8 else deploy_model
   state = sharder.replicate(
     create_state(
       model, deploy_variables, optim.create_optimizer(config, schedule), feed.image_shape

@@ -27,14 +27,16 @@ class ConvThenDense(nn.Module):
     return nn.Dense(4)(x.reshape(len(x), -1))
 
 
-def onnx_runtime_rounded(x: np.ndarray, axis: int | None, symmetric: bool) -> np.ndarray:
+def onnx_runtime_rounded(
+  x: np.ndarray, axis: int | None, symmetric: bool, reduce_range: bool = False
+) -> np.ndarray:
   """x through ONNX Runtime's QuantizeLinear/DequantizeLinear, with the scale and
-  zero point its static quantizer computes: int8 symmetric per `axis` (weights),
-  uint8 from the tensor's min and max (activations)."""
+  zero point its static quantizer computes: int8 symmetric per `axis` (weights;
+  7 bits with `reduce_range`), uint8 from the tensor's min and max (activations)."""
   from onnxruntime.quantization import quant_utils
 
   qtype = quant_utils.TensorProto.INT8 if symmetric else quant_utils.TensorProto.UINT8
-  qmin, qmax = quant_utils.get_qmin_qmax_for_qType(qtype, symmetric=symmetric)
+  qmin, qmax = quant_utils.get_qmin_qmax_for_qType(qtype, reduce_range, symmetric)
   axes = tuple(a for a in range(x.ndim) if a != axis)
   low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
   pairs = [  # Its function takes one range at a time: (zero point, scale).
@@ -47,7 +49,8 @@ def onnx_runtime_rounded(x: np.ndarray, axis: int | None, symmetric: bool) -> np
   return (np.clip(np.round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale
 
 
-def test_fake_int8_rounds_as_onnx_runtime_quantizes():
+@pytest.mark.parametrize('reduce_range', [False, True])
+def test_fake_int8_rounds_as_onnx_runtime_quantizes(reduce_range):
   pytest.importorskip('qwix')
   pytest.importorskip('onnxruntime')
   from acnet_jax.training import qat
@@ -57,7 +60,10 @@ def test_fake_int8_rounds_as_onnx_runtime_quantizes():
   x = (rng.normal(size=(4, 6, 6, 3)) + 0.3).astype(np.float32)
   variables = model.init(jax.random.key(0), x)
   state = qat.create_state(
-    qat.fake_quantized(model), {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:]
+    qat.fake_quantized(model, reduce_range),
+    {**variables, 'batch_stats': {}},
+    optax.sgd(0.1),
+    x.shape[1:],
   )
   logits, updates = state.apply_fn(
     {'params': state.params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
@@ -68,7 +74,7 @@ def test_fake_int8_rounds_as_onnx_runtime_quantizes():
   hidden = (
     jax.lax.conv_general_dilated(
       onnx_runtime_rounded(x, None, symmetric=False),
-      onnx_runtime_rounded(conv['kernel'], 3, symmetric=True),
+      onnx_runtime_rounded(conv['kernel'], 3, symmetric=True, reduce_range=reduce_range),
       (1, 1),
       [(1, 1), (1, 1)],
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
@@ -78,7 +84,7 @@ def test_fake_int8_rounds_as_onnx_runtime_quantizes():
   hidden = np.asarray(hidden).reshape(len(x), -1)
   expected = (
     onnx_runtime_rounded(hidden, None, symmetric=False)
-    @ onnx_runtime_rounded(dense['kernel'], 1, symmetric=True)
+    @ onnx_runtime_rounded(dense['kernel'], 1, symmetric=True, reduce_range=reduce_range)
     + dense['bias']
   )
   unrounded = model.apply(variables, x)
@@ -184,7 +190,7 @@ def test_the_command_reports_int8_without_and_with_fine_tuning(tiny_run, tmp_pat
   assert report['fine_tuning']['steps'] == TINY_RUN_STEPS
 
 
-def test_the_command_line_runs_the_control_without_rounding(tiny_run, tmp_path):
+def test_the_command_line_runs_the_control_without_rounding_on_7_bits(tiny_run, tmp_path):
   pytest.importorskip('qwix')
   pytest.importorskip('onnxruntime')
   pytest.importorskip('jax2onnx')
@@ -193,15 +199,26 @@ def test_the_command_line_runs_the_control_without_rounding(tiny_run, tmp_path):
 
   workdir = copied_run(tiny_run, tmp_path)
   completed = run_command(
-    'qat', f'--workdir={workdir}', '--epochs=1', '--calibration_images=16', '--nofake_int8'
+    'qat',
+    f'--workdir={workdir}',
+    '--epochs=1',
+    '--calibration_images=16',
+    '--nofake_int8',
+    '--reduce_range',
   )
   assert completed.returncode == 0, completed.stderr[-3000:]
-  path = workdir / command.CONTROL_DIR / command.REPORT_FILE
-  assert str(path) in completed.stdout
-  assert not (workdir / command.QAT_DIR).exists()
-  report = json.loads(path.read_text())
+  directory = workdir / f'{command.CONTROL_DIR}{command.REDUCE_RANGE_SUFFIX}'
+  assert str(directory / command.REPORT_FILE) in completed.stdout
+  assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(('qat', 'float'))) == [
+    directory.name
+  ]
+  report = json.loads((directory / command.REPORT_FILE).read_text())
   assert not report['fine_tuning']['fake_int8'] and report['fine_tuning']['rounding'] is None
   assert report['calibration']['images'] == 16
+  # Exported with 7-bit weights, as export --reduce_range.
+  assert report['fine_tuning']['reduce_range']
+  exported = json.loads((directory / 'eval_int8.json').read_text())
+  assert exported['quantization']['reduce_range']
 
 
 @pytest.mark.parametrize(
