@@ -16,6 +16,7 @@ import pytest
 
 from acnet_jax import ACBOptions, ConvSwitch, FusionError, fuse_params, models, to_normal
 from acnet_jax.blocks.primitives import bn_relu
+from acnet_jax.blocks.repvgg import RepVGGOptions
 from acnet_jax.models.common import pooled_logits
 from acnet_jax.models.wrn_cifar import WideResNetCifar
 from tests.support.numerics import MODEL_RTOL, max_relative_error, randomize_batch_norm
@@ -163,6 +164,23 @@ def test_trained_deploy_and_mapped_normal_logits_agree(name, conv, branch_bn, on
     shapes(deploy_init['params']),
     shapes(deploy_init.get('batch_stats', {})),
   )
+
+
+@pytest.mark.parametrize(
+  'name',
+  ['all_sites', *(pytest.param(n, marks=pytest.mark.full) for n in ('rc20', 'mobilenet_v1'))],
+)
+def test_quantization_friendly_repvgg_fuses_to_the_deploy_model(name):
+  """Chu et al.'s block: the sum's BN folds over the dense branch's bias too."""
+  options = RepVGGOptions(quantization_friendly=True)
+  variables = trained_variables(name, 'repvgg', repvgg=options)
+  assert 'identity_sum_bn' in str(jax.tree.structure(variables['batch_stats']))
+  x = images(100)
+  reference = logits(name, 'repvgg', variables, x, repvgg=options)
+  deploy_params, deploy_stats = jax.jit(fuse_params)(variables['params'], variables['batch_stats'])
+  deploy = logits(name, 'deploy', {'params': deploy_params, 'batch_stats': deploy_stats}, x)
+  assert max_relative_error(deploy, reference) <= MODEL_RTOL
+  assert float(jnp.std(reference)) > 1e-2
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,9 @@ class BlockVariables:
     """The child conv `conv` followed by the child BN `bn`, as one conv."""
     return self.fold(self.kernel(conv), bn)
 
-  def fold(self, kernel: jax.Array, bn: str) -> Conv:
-    """`kernel` (HWIO) followed by the child BN `bn`, as one conv."""
+  def fold(self, kernel: jax.Array, bn: str, bias: jax.Array | float = 0.0) -> Conv:
+    """`kernel` (HWIO) with `bias`, followed by the child BN `bn`, as one conv:
+    BN(W x + b) is W x normalised around mean - b."""
     moments = self.stats.get(bn)
     if not isinstance(moments, Mapping) or not {'mean', 'var'} <= set(moments):
       raise FusionError(
@@ -84,7 +85,11 @@ class BlockVariables:
           'come from different models'
         )
     return fold_batchnorm(
-      kernel, moments['mean'], moments['var'], affine.get('scale', 1.0), affine.get('bias', 0.0)
+      kernel,
+      moments['mean'] - bias,
+      moments['var'],
+      affine.get('scale', 1.0),
+      affine.get('bias', 0.0),
     )
 
 

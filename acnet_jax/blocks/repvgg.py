@@ -8,6 +8,17 @@ applies after the conv site), three branches summed:
     identity   BN of the input     `identity_bn`, only where the input and
                                    output widths match and the stride is 1
 
+`quantization_friendly=True` is the block of Chu et al. ("Make RepVGG Greater
+Again: A Quantization-aware Approach", AAAI 2023; `QARepVGGBlock` in
+meituan/YOLOv6), whose fused kernel loses less to int8:
+
+    dense      KxK conv -> BN      `dense`, `dense_bn`
+    1x1        1x1 conv            `1x1`
+    identity   the input           where the widths match at stride 1
+    then one BN of the sum         `sum_bn`, or `identity_sum_bn` where the
+                                   sum has the identity (its name says so: the
+                                   variables do not record the stride)
+
 The authors' block is 3x3; here K is any odd size the switch hands it (the 5x5
 convs of Cifar-quick get a 5x5 dense branch), which fuses the same way. The
 identity branch is a BN with no conv: fusion takes it for the identity kernel.
@@ -20,17 +31,37 @@ conv and one BN `bn`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 
 from acnet_jax.blocks.algebra import Conv, add_branches, add_centred, identity_kernel
 from acnet_jax.blocks.kinds import ONE_BN, BlockKind, BlockVariables
 from acnet_jax.blocks.online import branch_scale, one_conv_then_bn
-from acnet_jax.blocks.primitives import ConvSiteModule, KernelOf, batch_norm, conv_then_bn
+from acnet_jax.blocks.primitives import (
+  ConvSiteModule,
+  KernelOf,
+  batch_norm,
+  conv2d,
+  conv_then_bn,
+)
 from acnet_jax.errors import InputError
+
+# The quantization-friendly block's BN after the sum, without and with the identity.
+SUM_BN, IDENTITY_SUM_BN = 'sum_bn', 'identity_sum_bn'
+
+
+@dataclasses.dataclass(frozen=True)
+class RepVGGOptions:
+  """The options of every RepVGG block a `ConvSwitch` builds (`config.repvgg`)."""
+
+  quantization_friendly: bool = False
 
 
 class RepVGG(ConvSiteModule):
+  quantization_friendly: bool = False
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
@@ -42,17 +73,31 @@ class RepVGG(ConvSiteModule):
       feature_group_count=self.feature_group_count,
       dtype=self.dtype,
     )
+    identity = has_identity(x.shape[-1], self.features, self.strides)
     y = conv_then_bn(x, train, kernel_shape=(k, k), name='dense', **shape)
+    if self.quantization_friendly:
+      y = y + conv2d(kernel_shape=(1, 1), use_bias=False, name='1x1', **shape)(x)
+      if identity:
+        y = y + x
+      sum_bn = batch_norm(IDENTITY_SUM_BN if identity else SUM_BN, dtype=self.dtype)
+      return sum_bn(y, use_running_average=not train)
     y = y + conv_then_bn(x, train, kernel_shape=(1, 1), name='1x1', **shape)
-    if has_identity(x.shape[-1], self.features, self.strides):
+    if identity:
       y = y + batch_norm('identity_bn', dtype=self.dtype)(x, use_running_average=not train)
     return y
 
 
 def repvgg_to_conv(block: BlockVariables) -> Conv:
-  branches = [block.conv_bn('dense', 'dense_bn'), block.conv_bn('1x1', '1x1_bn')]
+  per_group, channels = block.kernel('dense').shape[2:]
+  dense = block.conv_bn('dense', 'dense_bn')
+  for sum_bn, with_identity in ((SUM_BN, False), (IDENTITY_SUM_BN, True)):
+    if block.has(sum_bn):  # Quantization-friendly: the sum's kernel and bias, then its BN.
+      kernels = [dense[0], block.kernel('1x1')]
+      if with_identity:
+        kernels.append(identity_kernel(channels, per_group))
+      return block.fold(add_centred(kernels), sum_bn, bias=dense[1])
+  branches = [dense, block.conv_bn('1x1', '1x1_bn')]
   if block.has('identity_bn'):
-    per_group, channels = block.kernel('dense').shape[2:]
     branches.append(block.fold(identity_kernel(channels, per_group), 'identity_bn'))
   return add_branches(branches)
 
@@ -100,6 +145,8 @@ REPVGG_KIND = BlockKind(
       '1x1',
       '1x1_bn',
       'identity_bn',
+      SUM_BN,
+      IDENTITY_SUM_BN,
       'dense_scale',
       '1x1_scale',
       'identity_scale',

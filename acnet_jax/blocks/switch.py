@@ -35,7 +35,7 @@ from acnet_jax.blocks.acb import ACB, ACB_KIND, ACBOptions, OnlineACB
 from acnet_jax.blocks.conv_bn import CONV_BN_KIND, ConvBias, ConvBN
 from acnet_jax.blocks.dbb import DBB, DBB_KIND, OnlineDBB
 from acnet_jax.blocks.kinds import BlockKind
-from acnet_jax.blocks.repvgg import REPVGG_KIND, OnlineRepVGG, RepVGG
+from acnet_jax.blocks.repvgg import REPVGG_KIND, OnlineRepVGG, RepVGG, RepVGGOptions
 from acnet_jax.errors import InputError
 
 # Computation dtypes of a run; parameters are float32 either way.
@@ -81,14 +81,22 @@ def build_online_acb(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
   )
 
 
+def build_repvgg(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
+  return RepVGG(**site, quantization_friendly=switch.repvgg.quantization_friendly)
+
+
+def build_online_repvgg(switch: ConvSwitch, site: dict[str, Any]) -> nn.Module:
+  if switch.repvgg.quantization_friendly:
+    raise InputError('the quantization-friendly RepVGG block has no online form here')
+  return OnlineRepVGG(**site)
+
+
 TRAINING_BLOCKS: dict[str, TrainingBlock] = {
   'acnet': TrainingBlock(build_acb, ACB_KIND, build_online_acb),
   'dbb': TrainingBlock(
     lambda switch, site: DBB(**site), DBB_KIND, lambda switch, site: OnlineDBB(**site)
   ),
-  'repvgg': TrainingBlock(
-    lambda switch, site: RepVGG(**site), REPVGG_KIND, lambda switch, site: OnlineRepVGG(**site)
-  ),
+  'repvgg': TrainingBlock(build_repvgg, REPVGG_KIND, build_online_repvgg),
 }
 TRAINABLE_KINDS: tuple[str, ...] = ('normal', *TRAINING_BLOCKS)
 CONV_KINDS: tuple[str, ...] = (*TRAINABLE_KINDS, 'deploy')
@@ -124,7 +132,8 @@ class ConvSwitch:
   by its own BN in the baseline (a BN-ReLU-conv pre-activation site): it is a
   plain conv with bias there, the training-time block in the re-parameterized
   kinds, and a conv with bias in `deploy`. `acb` (an `ACBOptions`) shapes
-  ACBs only (its `impl` not their online form). `online` builds each
+  ACBs only (its `impl` not their online form), `repvgg` (a `RepVGGOptions`)
+  the RepVGG blocks. `online` builds each
   re-parameterized kind's online form; `normal` and `deploy` have none and
   build what they always do. `dtype`
   ('float32' or 'bfloat16', or the jnp dtype) is the computation dtype; it is
@@ -133,6 +142,7 @@ class ConvSwitch:
 
   kind: ConvKind = 'normal'
   acb: ACBOptions = dataclasses.field(default_factory=ACBOptions)
+  repvgg: RepVGGOptions = dataclasses.field(default_factory=RepVGGOptions)
   online: bool = False
   dtype: DTypeLike = jnp.float32
 
@@ -141,6 +151,8 @@ class ConvSwitch:
       raise InputError(f'unknown conv kind {self.kind!r}; valid kinds: {", ".join(CONV_KINDS)}')
     if not isinstance(self.acb, ACBOptions):
       raise InputError(f'acb takes an ACBOptions, got {self.acb!r}')
+    if not isinstance(self.repvgg, RepVGGOptions):
+      raise InputError(f'repvgg takes a RepVGGOptions, got {self.repvgg!r}')
     object.__setattr__(self, 'dtype', validate_dtype(self.dtype))  # Frozen: set once here.
 
   def __call__(

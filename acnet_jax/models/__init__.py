@@ -1,5 +1,5 @@
 """The models, one family a module, each building its convs through a ConvSwitch;
-`create_model(name, conv, num_classes, acb=..., online=..., dtype=...)` is the
+`create_model(name, conv, num_classes, acb=..., repvgg=..., online=..., dtype=...)` is the
 registry (`MODELS`).
 
     cifar_quick      Cifar-quick with BN (cfqkbnc)
@@ -22,6 +22,7 @@ import flax.linen as nn
 from jax.typing import DTypeLike
 
 from acnet_jax.blocks.acb import ACBOptions
+from acnet_jax.blocks.repvgg import RepVGGOptions
 from acnet_jax.blocks.switch import ConvKind, ConvSwitch
 from acnet_jax.errors import InputError
 from acnet_jax.models.alexnet import AlexNet
@@ -56,23 +57,27 @@ def create_model(
   num_classes: int = 10,
   *,
   acb: ACBOptions | None = None,
+  repvgg: RepVGGOptions | None = None,
   online: bool | None = None,
   dtype: DTypeLike | None = None,
 ) -> nn.Module:
   """`conv` is a kind ('normal', 'acnet', 'dbb', 'repvgg', 'deploy') or a ConvSwitch.
-  `acb`, `online` and `dtype` are the ConvSwitch's options of those names (an
-  ACBOptions; the online form of every re-parameterized kind; the computation
-  dtype, 'float32', the default, or 'bfloat16': parameters stay float32,
-  logits are float32), given here for a kind or in the ConvSwitch, not both."""
+  `acb`, `repvgg`, `online` and `dtype` are the ConvSwitch's options of those
+  names (an ACBOptions; a RepVGGOptions; the online form of every
+  re-parameterized kind; the computation dtype, 'float32', the default, or
+  'bfloat16': parameters stay float32, logits are float32), given here for a
+  kind or in the ConvSwitch, not both."""
   if name not in MODELS:
     raise InputError(f'unknown model {name!r}; valid models: {", ".join(sorted(MODELS))}')
   options = {
     key: value
-    for key, value in dict(acb=acb, online=online, dtype=dtype).items()
+    for key, value in dict(acb=acb, repvgg=repvgg, online=online, dtype=dtype).items()
     if value is not None
   }
   if not isinstance(conv, ConvSwitch):
     conv = ConvSwitch(conv, **options)
   elif options:
-    raise InputError('pass acb, online and dtype either in the ConvSwitch or as keywords, not both')
+    raise InputError(
+      'pass acb, repvgg, online and dtype either in the ConvSwitch or as keywords, not both'
+    )
   return MODELS[name](num_classes=num_classes, conv=conv)

@@ -48,6 +48,11 @@ def get_config() -> ml_collections.ConfigDict:
   # to KxK): same parameters, same values; which is faster is measured by
   # `python -m acnet_jax.benchmark` (docs/performance.md). Not used online.
   config.acb.impl = 'branches'
+  config.repvgg = ml_collections.ConfigDict()  # Options of conv='repvgg' only.
+  # True: Chu et al.'s quantization-friendly block (QARepVGG: BN on the KxK
+  # branch only, one BN after the sum), whose fused kernel loses less to int8
+  # (docs/deploy.md); it has no online form.
+  config.repvgg.quantization_friendly = False
 
   # 'cifar10' | 'cifar100' | 'image_folder' | 'synthetic' | any tfds image
   # classification data set by name (streamed), e.g. 'imagenet2012'.
@@ -188,6 +193,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not config[key] > 0:
       raise InputError(f'{key} must be positive; got {config[key]!r}')
   validate_branches(config.acb.branches)
+  if config.online and config.repvgg.quantization_friendly and config.conv == 'repvgg':
+    raise InputError(
+      'repvgg.quantization_friendly=True has no online form here: leave online False'
+    )
   if config.online and config.conv not in TRAINING_BLOCKS:
     raise InputError(
       f'online=True trains a re-parameterized conv kind ({", ".join(TRAINING_BLOCKS)}) as '

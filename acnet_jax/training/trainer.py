@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from acnet_jax import models
 from acnet_jax.blocks.acb import ACBOptions
+from acnet_jax.blocks.repvgg import RepVGGOptions
 from acnet_jax.data import feeds
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import fuse_params
@@ -40,6 +41,7 @@ def create_model(config: ml_collections.ConfigDict, conv: str | None = None) -> 
     conv or config.conv,
     config.num_classes,
     acb=ACBOptions(**config.acb.to_dict()),
+    repvgg=RepVGGOptions(**config.repvgg.to_dict()),
     online=config.online,
     dtype=config.dtype,
   )

@@ -3,6 +3,7 @@ at every border, stride, kernel size and grouping."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import flax.linen as nn
@@ -13,7 +14,7 @@ import pytest
 
 from acnet_jax.blocks import dbb
 from acnet_jax.blocks.dbb import DBB
-from acnet_jax.blocks.repvgg import RepVGG
+from acnet_jax.blocks.repvgg import IDENTITY_SUM_BN, SUM_BN, RepVGG
 from acnet_jax.errors import InputError
 from acnet_jax.fusion import FusionError, block_to_conv
 from tests.support.numerics import (
@@ -24,7 +25,12 @@ from tests.support.numerics import (
 )
 from tests.support.numerics import init_block as init
 
-BLOCKS = {'dbb': DBB, 'repvgg': RepVGG}
+QUANTIZATION_FRIENDLY = 'quantization-friendly repvgg'
+BLOCKS = {
+  'dbb': DBB,
+  'repvgg': RepVGG,
+  QUANTIZATION_FRIENDLY: functools.partial(RepVGG, quantization_friendly=True),
+}
 # (input channels, output channels, groups): dense and wider; grouped with
 # equal widths (RepVGG's identity branch at stride 1); depthwise (MobileNet's).
 GROUPINGS = {'dense': (8, 12, 1), 'grouped': (8, 8, 2), 'depthwise': (8, 8, 8)}
@@ -44,8 +50,11 @@ def random_variables(block: nn.Module, x: jax.Array) -> dict:
 # The fast tier: each kind 3x3 in every grouping, and 5x5 strided; the full
 # tier every combination (the fast tier stays under 5 minutes).
 FAST_BLOCK_CASES = {
-  *itertools.product(BLOCKS, [3], [1], GROUPINGS),
-  *itertools.product(BLOCKS, [5], [2], ['dense']),
+  *itertools.product(['dbb', 'repvgg'], [3], [1], GROUPINGS),
+  *itertools.product(['dbb', 'repvgg'], [5], [2], ['dense']),
+  # With the identity in the sum, and at equal widths without it (stride 2).
+  (QUANTIZATION_FRIENDLY, 3, 1, 'grouped'),
+  (QUANTIZATION_FRIENDLY, 3, 2, 'depthwise'),
 }
 BLOCK_CASES = [
   pytest.param(*case, marks=() if case in FAST_BLOCK_CASES else pytest.mark.full)
@@ -160,6 +169,14 @@ def test_repvgg_identity_branch_only_where_widths_match_at_stride_1():
   assert 'identity_bn' in names(RepVGG(8, 3))
   assert 'identity_bn' not in names(RepVGG(8, 3, strides=2))
   assert 'identity_bn' not in names(RepVGG(16, 3))
+
+
+def test_the_quantization_friendly_block_has_one_bn_after_the_sum_named_by_its_identity():
+  x = jnp.zeros((1, 8, 8, 8))
+  names = lambda block: set(init(block, x)['batch_stats'])
+  assert names(RepVGG(8, 3, quantization_friendly=True)) == {'dense_bn', IDENTITY_SUM_BN}
+  assert names(RepVGG(8, 3, strides=2, quantization_friendly=True)) == {'dense_bn', SUM_BN}
+  assert names(RepVGG(16, 3, quantization_friendly=True)) == {'dense_bn', SUM_BN}
 
 
 @pytest.mark.parametrize('block', [DBB(8, 4), RepVGG(8, 2), DBB(4, 3, feature_group_count=4)])

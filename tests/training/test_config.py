@@ -66,6 +66,14 @@ def test_online_applies_to_the_re_parameterized_kinds_only(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+def test_the_quantization_friendly_repvgg_block_has_no_online_form():
+  validate_config(tiny_config(**{'conv': 'repvgg', 'repvgg.quantization_friendly': True}))
+  with pytest.raises(InputError, match='quantization_friendly=True has no online form'):
+    validate_config(
+      tiny_config(**{'conv': 'repvgg', 'online': True, 'repvgg.quantization_friendly': True})
+    )
+
+
 def test_a_batch_the_devices_cannot_share_is_refused():
   with pytest.raises(InputError, match='batch_size=16 is not divisible by the 3 devices'):
     check_batch_sizes(tiny_config(), 3)
