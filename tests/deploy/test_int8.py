@@ -187,4 +187,4 @@ def test_the_int8_options_need_the_int8_format(tiny_run):
   from acnet_jax.errors import InputError
 
   with pytest.raises(InputError, match='are for --format=onnx-int8'):
-    export.export_run(str(tiny_run), formats='onnx', int8_layers=True)
+    export.export_run(str(tiny_run), formats='stablehlo', int8_layers=True)
