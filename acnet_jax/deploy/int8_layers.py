@@ -3,7 +3,7 @@ layer at a time (the `onnx` extra).
 
 Each row quantizes a single layer as `model_int8.onnx` quantizes them all
 (ONNX Runtime's static quantizer, `nodes_to_quantize=[that node]`: its input
-and its weights in 8 bits, the rest of the model float) and gives that
+and its weights in 8 bits, or 7 with reduce_range; the rest of the model float) and gives that
 model's test top-1 and its drop against the float model. A layer whose drop
 is most of the whole model's is where the loss is: on an x86 CPU without VNNI
 that is typically the first conv, whose input is the image and fills the
@@ -45,13 +45,14 @@ def evaluate_layers(directory: str, float_file: str, data: int8.Int8Data) -> dic
   with open(os.path.join(directory, int8.REPORT_FILE)) as f:
     whole = json.load(f)
   layers = quantizable_layers(float_path)
+  test_batches = list(data.test_batches())  # Read once, evaluated once a layer.
   with tempfile.TemporaryDirectory() as scratch:
     one_layer_path = os.path.join(scratch, 'one_layer.onnx')
     for layer in tqdm.tqdm(layers, desc='int8, one layer at a time', unit='layer'):
       int8.quantize(
         float_path, one_layer_path, data.calibration, data.reduce_range, nodes=[layer['node']]
       )
-      (correct,), count = int8.top1_counts((one_layer_path,), data.test_batches())
+      (correct,), count = int8.top1_counts((one_layer_path,), test_batches)
       layer['int8_top1'] = correct / count
       layer['drop'] = whole['float_top1'] - layer['int8_top1']
   report = {
