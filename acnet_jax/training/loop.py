@@ -105,18 +105,24 @@ def describe_data(config: ml_collections.ConfigDict, feed: feeds.Feed) -> str:
   )
 
 
+def start_phrase(start_step: int, restored: bool) -> str:
+  """Where training starts: a restored checkpoint of step 0 is weights given
+  to the run (acnet_jax.convert writes one), not a fresh initialisation."""
+  return f'from the checkpoint of step {start_step:,}' if restored else 'from scratch'
+
+
 def describe_run(
-  config: ml_collections.ConfigDict, trainer: Trainer, start_step: int, workdir: str
+  config: ml_collections.ConfigDict, trainer: Trainer, start: str, workdir: str
 ) -> str:
-  """What runs, in a few lines (the full config is in workdir/config.json)."""
-  resume = f'resuming at step {start_step:,}' if start_step else 'from scratch'
+  """What runs, in a few lines (the full config is in workdir/config.json);
+  `start` is start_phrase's."""
   return '\n'.join(
     [
       f'model: {config.model}, conv {config.conv}{" online" if config.online else ""}, '
       f'{config.dtype}, {count_params(trainer.abstract_state.params):,} parameters to train',
       describe_data(config, trainer.feed),
       f'steps: {trainer.total_steps:,} ({config.num_epochs} epochs of '
-      f'{trainer.steps_per_epoch:,}, batch {config.batch_size}), {resume}; '
+      f'{trainer.steps_per_epoch:,}, batch {config.batch_size}), {start}; '
       f'{trainer.mesh.devices.size} {jax.devices()[0].platform} devices in '
       f'{jax.process_count()} processes',
       f'workdir: {workdir} (the full config: config.json there)',
@@ -218,11 +224,11 @@ def train_locked(
   # damaged checkpoints aside.
   if manager.all_steps() and os.path.isfile(os.path.join(workdir, runs.CONFIG_FILE)):
     refuse_changed_trajectory(config, workdir, allow_config_change)
-  state = in_thread(
+  state, restored = in_thread(
     lambda: runs.restore_or_initialize(manager, trainer.abstract_state, trainer.init_state, config)
   )
   step = checked_step = saved_step = int(state.step)
-  logging.info('%s', describe_run(config, trainer, step, workdir))
+  logging.info('%s', describe_run(config, trainer, start_phrase(step, restored), workdir))
   if is_chief:  # Only now: a refused restore leaves the workdir as it was.
     runs.write_run_config(workdir, config, trainer.feed.image_shape, trainer.feed.class_names)
   writer = metrics_lib.MetricWriter(workdir) if is_chief else None

@@ -161,12 +161,12 @@ def restore_or_initialize(
   abstract_state: Any,
   initialize: Callable[[], Any],
   config: ml_collections.ConfigDict,
-) -> Any:
-  """The newest intact checkpoint (damaged newer ones set aside), or
-  `initialize()` where there is none: a resume computes no initial state."""
+) -> tuple[Any, bool]:
+  """(the newest intact checkpoint (damaged newer ones set aside), True), or
+  (`initialize()`, False) where there is none: a resume computes no initial state."""
   state, damaged = restoring.restore_newest(manager, abstract_state, config)
   restoring.set_aside(manager, damaged)
-  return initialize() if state is None else state
+  return (initialize(), False) if state is None else (state, True)
 
 
 def restore_step_or_newest(

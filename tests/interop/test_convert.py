@@ -94,3 +94,36 @@ def test_a_converted_checkpoint_gives_the_authors_logits(layout, model, kind, sa
   assert record.input_shape == convert.input_shape(model) and len(record.class_names) == classes
   # Two exact computations of one model, summed in other orders (numerics.py).
   assert max_relative_error(restored_logits(workdir, x), expected) <= MODEL_RTOL
+
+
+def test_training_a_converted_run_starts_from_its_weights(tmp_path, caplog):
+  """How docs/results.md trains from the PyTorch mirror's initial weights:
+  convert them, then train that workdir with the preset (allowing the changed
+  config). At learning rate 0 the trained weights are the converted ones, bit
+  for bit; a fresh initialisation would differ everywhere."""
+  import torch
+
+  from acnet_jax.training import loop, presets
+  from authors_torch import acnet_models, saving
+
+  torch.manual_seed(0)
+  net = acnet_models.build('cfqkbnc', 'acnet', 10, gamma_init=0.333)
+  path = tmp_path / 'pytorch_init.hdf5'
+  saving.save_hdf5(saving.numpy_state_dict(net), path)
+  workdir = str(tmp_path / 'run')
+  converted, _ = convert.convert_file(str(path), 'cfqkbnc', workdir)
+  config = presets.preset('cfqkbnc', 'acnet_cosine')
+  config.update(
+    dataset='synthetic',
+    synthetic_examples=32,
+    batch_size=16,
+    eval_batch_size=16,
+    num_epochs=1,
+    learning_rate=0.0,
+  )
+  with caplog.at_level('INFO'):
+    loop.train_and_evaluate(config, workdir, allow_config_change=True)
+  assert 'from the checkpoint of step 0' in caplog.text
+  trained = runs.restore_step_or_newest(workdir, config, None, convert.input_shape('cfqkbnc'))
+  assert int(trained.step) == 2
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(trained.params), converted.params)

@@ -53,7 +53,7 @@ def restore(workdir):
   manager = checkpointing.checkpoint_manager(str(workdir), CONFIG.keep_checkpoints)
   abstract = abstract_train_state(CONFIG, (32, 32, 3))
   with manager:
-    return runs.restore_or_initialize(manager, abstract, lambda: None, CONFIG)
+    return runs.restore_or_initialize(manager, abstract, lambda: None, CONFIG)[0]
 
 
 @pytest.fixture
