@@ -4,6 +4,7 @@ command reports the int8 top-1 without and with it on the same images."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -98,6 +99,52 @@ def test_fake_int8_rounds_as_onnx_runtime_quantizes(reduce_range):
   assert int(ranges['count']) == 1
   np.testing.assert_allclose(ranges['sum_of_max'].ravel(), [x.max()])
   np.testing.assert_allclose(ranges['sum_of_min'].ravel(), [x.min()])
+
+
+class TwoConvs(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.relu(nn.Conv(6, (3, 3), padding=1)(x))
+    x = nn.Conv(4, (3, 3), strides=2, padding=1)(x)
+    return nn.Dense(3)(x.reshape(len(x), -1))
+
+
+@pytest.mark.parametrize('reduce_range', [False, True])
+def test_the_float_convs_give_qwixs_integer_convs_values_and_gradients(reduce_range):
+  """OnnxRuntimeRounding computes each conv in float on the rounded operands,
+  qwix's own QtProvider (given the same one range per input) in integers:
+  the same logits and straight-through gradients, to float32's rounding."""
+  qwix = pytest.importorskip('qwix')
+  from acnet_jax.training import qat
+
+  class IntegerConvs(qwix.QtProvider):
+    def _create_conv_general_qt_config(self, *args, **kwargs):
+      config = super()._create_conv_general_qt_config(*args, **kwargs)
+      return dataclasses.replace(config, lhs_disable_channelwise_axes=True)
+
+  rng = np.random.default_rng(1)
+  x = (rng.normal(size=(4, 8, 8, 3)) + 0.3).astype(np.float32)
+  cotangent = rng.normal(size=(4, 3)).astype(np.float32)
+  variables = TwoConvs().init(jax.random.key(0), x)
+
+  def logits_and_grads(provider):
+    model = qwix.quantize_model(TwoConvs(), provider)
+    state = qat.create_state(model, {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:])
+
+    def loss(params):
+      logits, _ = model.apply(
+        {'params': params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
+      )
+      return jnp.sum(logits * cotangent), logits
+
+    (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+    return np.asarray(logits), jax.tree.map(np.asarray, grads)
+
+  logits, grads = logits_and_grads(qat.OnnxRuntimeRounding(qat.rules(reduce_range)))
+  expected_logits, expected_grads = logits_and_grads(IntegerConvs(qat.rules(reduce_range)))
+  np.testing.assert_allclose(logits, expected_logits, atol=1e-5 * np.max(np.abs(expected_logits)))
+  for got, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.max(np.abs(expected)))
 
 
 def training_loss(model, state, config, feed) -> float:
