@@ -71,7 +71,8 @@ class OnnxRuntimeRounding(qwix.QtProvider):
   only), and the conv computed in float on the rounded values (fake
   quantization, as PyTorch's and TensorFlow's QAT do) instead of qwix's
   integer conv, which XLA's CPU backend runs as a slow loop (a ResNet-20
-  step on 2 cores beside a training run: 42 s, and 1.6 s in float). The
+  step on 2 cores beside a training run: 42 s, and 1.6 s in float) and
+  whose backward fails on grouped convs (MobileNet's depthwise ones). The
   values are the same up to float32 rounding, and so are the
   straight-through gradients: each operand's gradient goes to the conv of
   the other's rounded value."""

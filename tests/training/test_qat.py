@@ -147,6 +147,58 @@ def test_the_float_convs_give_qwixs_integer_convs_values_and_gradients(reduce_ra
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.max(np.abs(expected)))
 
 
+class Depthwise(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Conv(4, (3, 3), padding=1, feature_group_count=4)(x)
+
+
+def test_a_depthwise_conv_rounds_and_passes_gradients_straight_through():
+  """MobileNet's depthwise convs, whose gradient qwix's own integer conv
+  cannot compute (its backward mixes up the groups): the logits are the conv
+  of ONNX Runtime's rounded operands, the kernel's gradient that conv's
+  gradient at them."""
+  pytest.importorskip('qwix')
+  pytest.importorskip('onnxruntime')
+  from acnet_jax.training import qat
+
+  rng = np.random.default_rng(2)
+  x = (rng.normal(size=(3, 6, 6, 4)) + 0.3).astype(np.float32)
+  cotangent = rng.normal(size=(3, 6, 6, 4)).astype(np.float32)
+  variables = Depthwise().init(jax.random.key(0), x)
+  model = qat.fake_quantized(Depthwise())
+  state = qat.create_state(model, {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:])
+
+  def loss(params):
+    y, _ = model.apply(
+      {'params': params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
+    )
+    return jnp.sum(y * cotangent), y
+
+  (_, y), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+
+  params = jax.tree.map(np.asarray, variables['params'])['Conv_0']
+
+  def conv(kernel):
+    return jax.lax.conv_general_dilated(
+      onnx_runtime_rounded(x, None, symmetric=False),
+      kernel,
+      (1, 1),
+      [(1, 1), (1, 1)],
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=4,
+    )
+
+  expected, pullback = jax.vjp(conv, onnx_runtime_rounded(params['kernel'], 3, symmetric=True))
+  expected = np.asarray(expected) + params['bias']
+  np.testing.assert_allclose(y, expected, atol=1e-5 * np.max(np.abs(expected)))
+  (expected_grad,) = pullback(cotangent)
+  np.testing.assert_allclose(
+    grads['Conv_0']['kernel'], expected_grad, atol=1e-5 * np.max(np.abs(expected_grad))
+  )
+  np.testing.assert_allclose(grads['Conv_0']['bias'], cotangent.sum(axis=(0, 1, 2)), rtol=1e-5)
+
+
 def training_loss(model, state, config, feed) -> float:
   """Mean loss of the fake-int8 model on the run's training images, unaugmented."""
   from acnet_jax.data import memory
