@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 import qwix
+
+# qwix's own calibration and rounding of conv operands (its internals: the onnx extra pins 0.1.8).
 from qwix._src.core import conv_general, conv_general_qt, numerics, qarray
 
 from acnet_jax.data import feeds
