@@ -72,12 +72,11 @@ class OnnxRuntimeRounding(qwix.QtProvider):
   input tensor (qwix 0.1.8 applies `additional_qt_config` to dense layers
   only), and the conv computed in float on the rounded values (fake
   quantization, as PyTorch's and TensorFlow's QAT do) instead of qwix's
-  integer conv, which XLA's CPU backend runs as a slow loop (a ResNet-20
-  step on 2 cores beside a training run: 42 s, and 1.6 s in float) and
-  whose backward fails on grouped convs (MobileNet's depthwise ones). The
-  values are the same up to float32 rounding, and so are the
-  straight-through gradients: each operand's gradient goes to the conv of
-  the other's rounded value."""
+  integer conv, which XLA's CPU backend runs more slowly (about half the
+  speed for a fused ResNet-20 step on 2 CPU cores) and whose backward
+  fails on grouped convs (MobileNet's depthwise ones). The values are the
+  same up to float32 rounding, and so are the straight-through gradients:
+  each operand's gradient goes to the conv of the other's rounded value."""
 
   def _create_conv_general_qt_config(self, *args, **kwargs):
     config = super()._create_conv_general_qt_config(*args, **kwargs)

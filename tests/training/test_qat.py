@@ -101,6 +101,23 @@ def test_fake_int8_rounds_as_onnx_runtime_quantizes(reduce_range):
   np.testing.assert_allclose(ranges['sum_of_min'].ravel(), [x.min()])
 
 
+def outputs_and_grads(model, variables, x, cotangent):
+  """The fake-int8 model's outputs on x (fresh ranges: x's own) and the
+  gradient of their dot product with `cotangent` by its parameters."""
+  from acnet_jax.training import qat
+
+  state = qat.create_state(model, {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:])
+
+  def loss(params):
+    y, _ = model.apply(
+      {'params': params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
+    )
+    return jnp.sum(y * cotangent), y
+
+  (_, y), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+  return np.asarray(y), jax.tree.map(np.asarray, grads)
+
+
 class TwoConvs(nn.Module):
   @nn.compact
   def __call__(self, x, train=False):
@@ -127,21 +144,12 @@ def test_the_float_convs_give_qwixs_integer_convs_values_and_gradients(reduce_ra
   cotangent = rng.normal(size=(4, 3)).astype(np.float32)
   variables = TwoConvs().init(jax.random.key(0), x)
 
-  def logits_and_grads(provider):
+  def with_provider(provider):
     model = qwix.quantize_model(TwoConvs(), provider)
-    state = qat.create_state(model, {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:])
+    return outputs_and_grads(model, variables, x, cotangent)
 
-    def loss(params):
-      logits, _ = model.apply(
-        {'params': params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
-      )
-      return jnp.sum(logits * cotangent), logits
-
-    (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
-    return np.asarray(logits), jax.tree.map(np.asarray, grads)
-
-  logits, grads = logits_and_grads(qat.OnnxRuntimeRounding(qat.rules(reduce_range)))
-  expected_logits, expected_grads = logits_and_grads(IntegerConvs(qat.rules(reduce_range)))
+  logits, grads = with_provider(qat.OnnxRuntimeRounding(qat.rules(reduce_range)))
+  expected_logits, expected_grads = with_provider(IntegerConvs(qat.rules(reduce_range)))
   np.testing.assert_allclose(logits, expected_logits, atol=1e-5 * np.max(np.abs(expected_logits)))
   for got, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.max(np.abs(expected)))
@@ -166,17 +174,7 @@ def test_a_depthwise_conv_rounds_and_passes_gradients_straight_through():
   x = (rng.normal(size=(3, 6, 6, 4)) + 0.3).astype(np.float32)
   cotangent = rng.normal(size=(3, 6, 6, 4)).astype(np.float32)
   variables = Depthwise().init(jax.random.key(0), x)
-  model = qat.fake_quantized(Depthwise())
-  state = qat.create_state(model, {**variables, 'batch_stats': {}}, optax.sgd(0.1), x.shape[1:])
-
-  def loss(params):
-    y, _ = model.apply(
-      {'params': params, qat.QUANT_STATS: state.quant_stats}, x, mutable=[qat.QUANT_STATS]
-    )
-    return jnp.sum(y * cotangent), y
-
-  (_, y), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
-
+  y, grads = outputs_and_grads(qat.fake_quantized(Depthwise()), variables, x, cotangent)
   params = jax.tree.map(np.asarray, variables['params'])['Conv_0']
 
   def conv(kernel):
