@@ -155,10 +155,15 @@ def qat_run(
       'float_top1': before['float_top1'],
       'int8_top1': before['int8_top1'],
       'drop': before['float_top1'] - before['int8_top1'],
+      'reference_int8_top1': before['reference_int8_top1'],
+      'reference_drop': before['float_top1'] - before['reference_int8_top1'],
       'fine_tuned_float_top1': after['float_top1'],
       'fine_tuned_int8_top1': after['int8_top1'],
       # Against the float model the run had: what shipping the fine-tuned int8 costs.
       'fine_tuned_drop': before['float_top1'] - after['int8_top1'],
+      'fine_tuned_reference_int8_top1': after['reference_int8_top1'],
+      'fine_tuned_reference_drop': before['float_top1'] - after['reference_int8_top1'],
+      'reference_arithmetic': after['reference_arithmetic'],
       'fine_tuning': {
         'fake_int8': fake_int8,
         'epochs': epochs,

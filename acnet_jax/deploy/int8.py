@@ -12,7 +12,9 @@ u8 x s8 kernels add pairs of products in 16 bits, which saturate where both
 use their full 8-bit range (its documentation on quantization, "reduce_range"):
 `reduce_range` quantizes the weights to 7 bits, which never saturates. The
 report names the CPU and its int8 instructions, as the int8 top-1 can depend
-on them.
+on them, and also gives the top-1 of the same int8 model in reference
+arithmetic (`session(..., fused=False)`): what a CPU whose kernels do not
+saturate (VNNI, AMX) computes, measured on any CPU.
 """
 
 from __future__ import annotations
@@ -116,16 +118,29 @@ def quantize(
   return reader.images_read
 
 
-def session(path: str) -> Any:
+REFERENCE_ARITHMETIC = (
+  'the same int8 model with ONNX Runtime graph optimizations off: each QuantizeLinear and '
+  'DequantizeLinear runs as its own op and each conv, Gemm and Add in float on the dequantized '
+  'values, so the int8 products add up exactly (to float32 rounding), as VNNI and AMX kernels '
+  'add them, without the 16-bit pair sums of the AVX2 kernels, which saturate'
+)
+
+
+def session(path: str, fused: bool = True) -> Any:
+  """An ONNX Runtime session on the CPU; `fused=False` runs the int8 model in
+  reference arithmetic (REFERENCE_ARITHMETIC): ONNX Runtime fuses QDQ pairs
+  into its integer kernels only as a graph optimization."""
   import onnxruntime as ort
 
-  return ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+  options = ort.SessionOptions()
+  if not fused:
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+  return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
-def top1_counts(paths: tuple[str, ...], batches: Batches) -> tuple[list[int], int]:
-  """Correct predictions of each model on the batches (read once), and their number."""
-  sessions = [session(path) for path in paths]
-  correct, count = [0] * len(paths), 0
+def top1_counts(sessions: Sequence[Any], batches: Batches) -> tuple[list[int], int]:
+  """Correct predictions of each session's model on the batches (read once), and their number."""
+  correct, count = [0] * len(sessions), 0
   for images, labels in batches:
     for k, model in enumerate(sessions):
       logits = model.run(None, {INPUT_NAME: images})[0]
@@ -141,12 +156,19 @@ def quantize_and_evaluate(directory: str, float_file: str, data: Int8Data) -> di
 
   float_path, int8_path = (os.path.join(directory, name) for name in (float_file, INT8_FILE))
   read = quantize(float_path, int8_path, data.calibration, data.reduce_range)
-  (float_correct, int8_correct), count = top1_counts((float_path, int8_path), data.test_batches())
+  (float_correct, int8_correct, reference_correct), count = top1_counts(
+    (session(float_path), session(int8_path), session(int8_path, fused=False)),
+    data.test_batches(),
+  )
   float_top1, int8_top1 = float_correct / count, int8_correct / count
+  reference_top1 = reference_correct / count
   report = {
     'float_top1': float_top1,
     'int8_top1': int8_top1,
     'drop': float_top1 - int8_top1,
+    'reference_int8_top1': reference_top1,
+    'reference_drop': float_top1 - reference_top1,
+    'reference_arithmetic': REFERENCE_ARITHMETIC,
     'num_test_images': count,
     'calibration': {
       'images': read,

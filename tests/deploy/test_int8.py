@@ -32,8 +32,8 @@ def run_copy(tiny_run, tmp_path):
   return workdir
 
 
-def logits_of(path, batches) -> np.ndarray:
-  session = int8.session(str(path))
+def logits_of(path, batches, fused: bool = True) -> np.ndarray:
+  session = int8.session(str(path), fused)
   return np.concatenate(
     [session.run(None, {onnx_format.INPUT_NAME: images})[0] for images, _ in batches]
   )
@@ -76,6 +76,10 @@ def test_int8_top1_is_within_the_flips_its_logit_error_allows(run_copy):
   assert report['num_test_images'] == len(labels) == config.synthetic_examples // 4
   assert (report['float_top1'], report['int8_top1']) == (float_top1, int8_top1)
   assert report['drop'] == pytest.approx(float_top1 - int8_top1)
+  reference_logits = logits_of(directory / 'model_int8.onnx', batches, fused=False)
+  reference_top1 = float(np.mean(np.argmax(reference_logits, -1) == labels))
+  assert report['reference_int8_top1'] == reference_top1
+  assert report['reference_drop'] == pytest.approx(float_top1 - reference_top1)
   # The float model's top-1 is the run's fused top-1 of that step (eval.json),
   # but for images whose top two logits lie within ONNX's rounding (MODEL_RTOL).
   evaluation = json.loads((workdir / 'eval.json').read_text())
@@ -178,9 +182,75 @@ def test_int8_layers_quantizes_each_layer_alone(run_copy, tmp_path):
   ]
   assert weights == [first['weight_shape']]
   # ... and its row is that model's top-1 on the run's test images.
-  (correct,), count = int8.top1_counts((str(one_layer),), run_images.test_batches(config))
+  (correct,), count = int8.top1_counts(
+    (int8.session(str(one_layer)),), run_images.test_batches(config)
+  )
   assert first['int8_top1'] == correct / count
   assert first['drop'] == pytest.approx(whole['float_top1'] - correct / count)
+  (reference,), _ = int8.top1_counts(
+    (int8.session(str(one_layer), fused=False),), run_images.test_batches(config)
+  )
+  assert first['reference_int8_top1'] == reference / count
+  assert (report['reference_int8_top1'], report['reference_drop']) == (
+    whole['reference_int8_top1'],
+    whole['reference_drop'],
+  )
+
+
+def saturating_conv(channels: int, output_scale: float) -> bytes:
+  """A QDQ 1x1 conv whose uint8 input (scale 1) and int8 weights (all 127,
+  scale 1) can fill their ranges: 255 * 127 * `channels` at most."""
+  from onnx import TensorProto, helper, numpy_helper
+
+  constants = {
+    'x_scale': np.array(1.0, np.float32),
+    'x_zero': np.array(0, np.uint8),
+    'w_int8': np.full((1, channels, 1, 1), 127, np.int8),
+    'w_scale': np.array([1.0], np.float32),
+    'w_zero': np.array([0], np.int8),
+    'y_scale': np.array(output_scale, np.float32),
+    'y_zero': np.array(0, np.uint8),
+  }
+  nodes = [
+    helper.make_node('QuantizeLinear', ['x', 'x_scale', 'x_zero'], ['x_uint8']),
+    helper.make_node('DequantizeLinear', ['x_uint8', 'x_scale', 'x_zero'], ['x_float']),
+    helper.make_node('DequantizeLinear', ['w_int8', 'w_scale', 'w_zero'], ['w_float'], axis=0),
+    helper.make_node('Conv', ['x_float', 'w_float'], ['y']),
+    helper.make_node('QuantizeLinear', ['y', 'y_scale', 'y_zero'], ['y_uint8']),
+    helper.make_node('DequantizeLinear', ['y_uint8', 'y_scale', 'y_zero'], ['out']),
+  ]
+  graph = helper.make_graph(
+    nodes,
+    'saturating_conv',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, channels, 1, 1])],
+    [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, 1, 1, 1])],
+    [numpy_helper.from_array(value, name) for name, value in constants.items()],
+  )
+  model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 21)])
+  model.ir_version = 10
+  return model.SerializeToString()
+
+
+@pytest.mark.full  # The onnx extra, which the full tier installs.
+def test_reference_arithmetic_adds_the_int8_products_exactly(tmp_path):
+  """Where every pair of products overflows int16 (2 * 255 * 127 > 32767),
+  the reference session returns the exact sum on the output grid; the fused
+  kernels may saturate (AVX2 without VNNI) or not (VNNI, AMX)."""
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('onnx')
+  channels, output_scale = 8, 2000.0
+  path = tmp_path / 'saturating_conv.onnx'
+  path.write_bytes(saturating_conv(channels, output_scale))
+  images = np.full((1, channels, 1, 1), 255, np.float32)
+
+  def output(fused: bool) -> float:
+    return float(int8.session(str(path), fused).run(None, {'x': images})[0].item())
+
+  exact = np.round(255 * 127 * channels / output_scale) * output_scale
+  # Each pair of products capped at 32767 before the int32 sum.
+  saturated = np.round(32767 * channels / 2 / output_scale) * output_scale
+  assert output(fused=False) == exact
+  assert output(fused=True) in (exact, saturated)
 
 
 def test_the_int8_options_need_the_int8_format(tiny_run):

@@ -275,6 +275,10 @@ def test_the_command_reports_int8_without_and_with_fine_tuning(tiny_run, tmp_pat
   assert report['fine_tuned_float_top1'] == after['float_top1']
   assert report['fine_tuned_drop'] == pytest.approx(report['float_top1'] - after['int8_top1'])
   assert report['drop'] == pytest.approx(report['float_top1'] - report['int8_top1'])
+  assert report['fine_tuned_reference_int8_top1'] == after['reference_int8_top1']
+  assert report['fine_tuned_reference_drop'] == pytest.approx(
+    report['float_top1'] - after['reference_int8_top1']
+  )
   assert report['fine_tuning']['fake_int8']
   # Without fine-tuning, the fused model's float top-1 is the run's own.
   evaluation = json.loads((workdir / 'eval.json').read_text())
