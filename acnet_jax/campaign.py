@@ -9,7 +9,7 @@ stopped, and their results table.
 Run it again after SIGTERM, Ctrl-C, a reboot or a crash: finished runs are
 skipped and the unfinished one resumes from its newest checkpoint. `collect`
 copies the finished runs' evidence into --results and writes results.json,
-table.md and curves.png there; without --root it rebuilds them from the
+table.md and curves.svg there; without --root it rebuilds them from the
 evidence already in --results.
 """
 
@@ -44,7 +44,7 @@ def define_flags() -> None:
   flags.DEFINE_string(
     'results',
     None,
-    'collect: the folder for the evidence files, results.json, table.md and curves.png; '
+    'collect: the folder for the evidence files, results.json, table.md and curves.svg; '
     'run: the runs whose evidence is already there count as finished.',
   )
   flags.mark_flag_as_required('plan')

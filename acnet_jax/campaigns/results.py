@@ -7,7 +7,8 @@ repository without the runs' checkpoints.
     RESULTS/<run>/{config,eval}.json, metrics.jsonl, campaign.jsonl
     RESULTS/results.json   every run's numbers and each arm's mean and sd
     RESULTS/table.md       published vs here, per seed and mean +- sd
-    RESULTS/curves.png     test top-1 against epochs, every run
+    RESULTS/curves.svg     test top-1 against epochs, every run (text: the same
+                           evidence draws the same bytes, so it is committed)
 """
 
 from __future__ import annotations
@@ -150,44 +151,47 @@ def plot_curves(plan: Plan, rows: Sequence[Mapping[str, Any]], path: str) -> Non
   """Test top-1 against epochs: a line per run, a colour per arm (the PyTorch
   reference runs dotted), the published figure of each arm dashed (once for
   arms that share it)."""
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  colors = dict(zip(plan.arms(), plt.rcParams['axes.prop_cycle'].by_key()['color']))
-  for row in rows:
-    epochs, top1 = zip(*row['curve']) if row['curve'] else ((), ())
-    ax.plot(
-      epochs,
-      top1,
-      marker='.',
-      color=colors[row['arm']],
-      linestyle=':' if row['trainer'] == 'pytorch_reference' else '-',
-      label=f'{row["arm"]}, seed {row["seed"]}',
-    )
-  shared: dict[float, list[str]] = {}
-  for arm, published in plan.published.items():
-    if arm in colors:
-      shared.setdefault(published, []).append(arm)
-  for published, arms in shared.items():
-    ax.axhline(
-      published,
-      color=colors[arms[0]],
-      linestyle='--',
-      linewidth=1,
-      label=f'{" / ".join(arms)}, published',
-    )
-  if plan.published:  # Room above the highest published line.
-    ax.set_ylim(top=max(ax.get_ylim()[1], max(plan.published.values()) + 0.5))
-  ax.set_xlabel('epoch')
-  ax.set_ylabel('test top-1 (%)')
-  ax.set_title(plan.name)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  # Text as text and ids salted by the plan, not the clock or the process:
+  # a small file that a rerun reproduces byte for byte.
+  with plt.rc_context({'svg.fonttype': 'none', 'svg.hashsalt': plan.name}):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = dict(zip(plan.arms(), plt.rcParams['axes.prop_cycle'].by_key()['color']))
+    for row in rows:
+      epochs, top1 = zip(*row['curve']) if row['curve'] else ((), ())
+      ax.plot(
+        epochs,
+        top1,
+        marker='.',
+        color=colors[row['arm']],
+        linestyle=':' if row['trainer'] == 'pytorch_reference' else '-',
+        label=f'{row["arm"]}, seed {row["seed"]}',
+      )
+    shared: dict[float, list[str]] = {}
+    for arm, published in plan.published.items():
+      if arm in colors:
+        shared.setdefault(published, []).append(arm)
+    for published, arms in shared.items():
+      ax.axhline(
+        published,
+        color=colors[arms[0]],
+        linestyle='--',
+        linewidth=1,
+        label=f'{" / ".join(arms)}, published',
+      )
+    if plan.published:  # Room above the highest published line.
+      ax.set_ylim(top=max(ax.get_ylim()[1], max(plan.published.values()) + 0.5))
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('test top-1 (%)')
+    ax.set_title(plan.name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format='svg', metadata={'Date': None})
+    plt.close(fig)
 
 
 def summarize(plan: Plan, results: str) -> dict[str, Any]:
-  """results.json, table.md and curves.png from the evidence in results."""
+  """results.json, table.md and curves.svg from the evidence in results."""
   rows = [row for run in plan.runs if (row := run_result(plan, results, run.name))]
   summaries = arm_summaries(plan, rows)
   report = {
@@ -202,5 +206,5 @@ def summarize(plan: Plan, results: str) -> dict[str, Any]:
   with open(os.path.join(results, 'table.md'), 'w') as f:
     f.write(markdown_table(summaries))
   if rows:
-    plot_curves(plan, rows, os.path.join(results, 'curves.png'))
+    plot_curves(plan, rows, os.path.join(results, 'curves.svg'))
   return report

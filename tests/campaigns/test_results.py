@@ -79,7 +79,12 @@ def test_collect_copies_finished_runs_and_tabulates_each_arm(tmp_path):
   assert table[2] == '| normal | 86.20 | 86.10 | – | 86.10 (1) | -0.10 | 0.00 |'
   assert table[3] == '| acnet | 86.87 | 86.90 | 86.50 | 86.70 ± 0.28 (2) | -0.17 | 0.01 |'
   assert json.loads((out / 'results.json').read_text())['arms'] == report['arms']
-  assert (out / 'curves.png').stat().st_size > 0
+  curves = (out / 'curves.svg').read_text()
+  for label in ('normal, seed 0', 'acnet, seed 0', 'acnet, seed 1', 'acnet, published'):
+    assert f'>{label}<' in curves
+  assert 'normal, seed 1' not in curves
+  results.summarize(PLAN, str(out))  # Committed beside the evidence: the same bytes again.
+  assert (out / 'curves.svg').read_text() == curves
 
 
 def test_the_curve_is_in_epochs_and_keeps_the_last_of_a_repeated_step(tmp_path):
@@ -127,4 +132,4 @@ def test_a_reference_arm_is_a_row_of_its_own_not_seeds_of_ours(tmp_path):
   assert (out / 'table.md').read_text().splitlines()[
     3
   ] == f'| {reference} | 86.20 | 86.00 | – | 86.00 (1) | -0.20 | 0.00 |'
-  assert (out / 'curves.png').stat().st_size > 0
+  assert f'>{reference}, seed 0<' in (out / 'curves.svg').read_text()
