@@ -3,22 +3,25 @@
 
     python -m benchmarks.tables [--check]
 
-A page marks each generated table as a region,
+The int8 tables are made the same way from the int8 reports in
+results/int8/<folder>/ (benchmarks/int8_tables.py). A page marks each
+generated table as a region,
 
     <!-- table: NAME -->
     ...
     <!-- /table -->
 
 and this command rewrites every region of README.md and docs/*.md from the
-newest run of the rows its table reads (TABLES), followed by a line linking
-those files. With --check it writes nothing and exits 1 where a page differs
-from what it would write (a test runs it).
+newest run of the rows its table reads (TABLES), or from its reports,
+followed by a line linking those files. With --check it writes nothing and
+exits 1 where a page differs from what it would write (a test runs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -32,6 +35,7 @@ from acnet_jax.benchmarking.results import RESULTS_DIR, newest_run, read_rows
 from benchmarks import (
   acb_convs,
   acnet_over_normal,
+  int8_tables,
   pytorch_peer,
   torchvision_pipeline,
   xla_cpu_workarounds,
@@ -51,7 +55,16 @@ class Table:
   selected: Callable[[Mapping[str, Any]], bool] = lambda row: True
 
 
-TABLES = {
+@dataclasses.dataclass(frozen=True)
+class ReportTable:
+  folder: str  # Beside the results directory: <results_dir>/../<folder>/*.json
+  render: Callable[[Mapping[str, Any]], str]  # Takes the reports by file name, without .json.
+  command: str  # What writes the reports.
+
+
+INT8_EXPORT = 'python -m acnet_jax.export --format=onnx-int8 and python -m acnet_jax.qat'
+
+TABLES: dict[str, Table | ReportTable] = {
   'pytorch_peer': Table(
     ('pytorch_peer',), pytorch_peer.markdown, 'python -m benchmarks.pytorch_peer'
   ),
@@ -81,6 +94,21 @@ TABLES = {
     'python -m acnet_jax.benchmark --profile',
     lambda row: row['section'] == 'profile',
   ),
+  'int8_full_schedule': ReportTable(
+    'int8/cifar_quick_full',
+    int8_tables.full_schedule,
+    'python -m acnet_jax.export --format=onnx-int8',
+  ),
+  'int8_short_runs': ReportTable('int8/short', int8_tables.short_runs, INT8_EXPORT),
+  'int8_short_fine_tuned_reference': ReportTable(
+    'int8/short', int8_tables.short_fine_tuned_reference, 'python -m acnet_jax.qat'
+  ),
+  'int8_rc20_kinds': ReportTable(
+    'int8/short', int8_tables.rc20_kinds, 'python -m acnet_jax.export --format=onnx-int8'
+  ),
+  'int8_rc20_fine_tuned': ReportTable(
+    'int8/short', int8_tables.rc20_fine_tuned, 'python -m acnet_jax.qat'
+  ),
 }
 # What a run carried over from a page has instead of a date, machine and versions.
 CARRIED = 'measured before results were kept as data: no date, machine or versions recorded'
@@ -95,6 +123,8 @@ def region(name: str, results_dir: Path, page_dir: Path) -> str:
   if name not in TABLES:
     raise MissingRows(f'no table {name!r}; of: {", ".join(TABLES)}')
   table = TABLES[name]
+  if isinstance(table, ReportTable):
+    return report_region(name, table, results_dir.parent / table.folder, page_dir)
   runs, links = [], []
   for file in table.files:
     path = results_dir / f'{file}.jsonl'
@@ -114,6 +144,18 @@ def region(name: str, results_dir: Path, page_dir: Path) -> str:
   where = f', on {" and ".join(machines)}' if machines else ''
   note = f' ({CARRIED})' if carried else ''
   return f'{table.render(*runs)}\n\nRows: {", ".join(links)}, the newest run{where}{note}.\n'
+
+
+def report_region(name: str, table: ReportTable, folder: Path, page_dir: Path) -> str:
+  reports = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob('*.json'))}
+  try:
+    body = table.render(reports)
+  except KeyError as missing:
+    raise MissingRows(
+      f'table {name}: no {missing} report in {folder}; {table.command} writes it'
+    ) from None
+  shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+  return f'{body}\n\nReports: [{shown}/]({os.path.relpath(folder, page_dir)}/).\n'
 
 
 def rewritten(text: str, results_dir: Path, page_dir: Path) -> str:
