@@ -3,8 +3,9 @@
 
     python -m benchmarks.tables [--check]
 
-The int8 tables are made the same way from the int8 reports in
-results/int8/<folder>/ (benchmarks/int8_tables.py). A page marks each
+The int8 tables and the campaign's are made the same way from reports:
+results/int8/<folder>/*.json (benchmarks/int8_tables.py) and a campaign's
+results.json (benchmarks/campaign_tables.py). A page marks each
 generated table as a region,
 
     <!-- table: NAME -->
@@ -35,6 +36,7 @@ from acnet_jax.benchmarking.results import RESULTS_DIR, newest_run, read_rows
 from benchmarks import (
   acb_convs,
   acnet_over_normal,
+  campaign_tables,
   int8_tables,
   pytorch_peer,
   torchvision_pipeline,
@@ -62,6 +64,9 @@ class ReportTable:
   command: str  # What writes the reports.
 
 
+CAMPAIGN_COLLECT = (
+  'python -m acnet_jax.campaign --plan=configs/campaigns/cifar_quick_full.py --mode=collect'
+)
 INT8_EXPORT = 'python -m acnet_jax.export --format=onnx-int8 and python -m acnet_jax.qat'
 
 TABLES: dict[str, Table | ReportTable] = {
@@ -108,6 +113,10 @@ TABLES: dict[str, Table | ReportTable] = {
   ),
   'int8_rc20_fine_tuned': ReportTable(
     'int8/short', int8_tables.rc20_fine_tuned, 'python -m acnet_jax.qat'
+  ),
+  'cifar_quick_full': ReportTable('cifar_quick_full', campaign_tables.arms, CAMPAIGN_COLLECT),
+  'cifar_quick_full_curves': ReportTable(
+    'cifar_quick_full', campaign_tables.curves, CAMPAIGN_COLLECT
   ),
 }
 # What a run carried over from a page has instead of a date, machine and versions.
