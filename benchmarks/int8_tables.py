@@ -31,6 +31,7 @@ SHORT_RUNS = (
   ('dbb_online', 'dbb online'),
   ('repvgg_online', 'repvgg online'),
 )
+CIFAR_QUICK_LAYERS = ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')  # Its ONNX graph's order.
 RC20_KINDS = ('normal', 'acnet', 'dbb', 'repvgg', 'acnet_online', 'dbb_online', 'repvgg_online')
 # The ResNet-20 runs fine-tuned, each on both weight grids.
 RC20_FINE_TUNED = ('repvgg', 'dbb')
@@ -129,6 +130,25 @@ def short_fine_tuned_reference(reports: Reports) -> str:
     'int8-aware fine-tuned, then the same (drop)',
   ]
   return markdown_table(header, lines)
+
+
+def short_layers(reports: Reports) -> str:
+  """Each short run's layers quantized one at a time (`--int8_layers`): the
+  whole model's drop, then each layer's alone, in graph order; 8-bit, 7-bit,
+  and 8-bit in reference arithmetic."""
+  lines = []
+  for run, _ in SHORT_RUNS:
+    for file, weights, prefix in (
+      (f'{run}_layers', '8-bit', ''),
+      (f'{run}_reduce_range_layers', '7-bit', ''),
+      (f'{run}_layers', '8-bit, reference', 'reference_'),
+    ):
+      report = reports[file]
+      if len(report['layers']) != len(CIFAR_QUICK_LAYERS):
+        raise ValueError(f"{file}: {len(report['layers'])} layers, not Cifar-quick's 5")
+      drops = [report[f'{prefix}drop'], *(layer[f'{prefix}drop'] for layer in report['layers'])]
+      lines.append([f'`{run}`', weights, *map(percent, drops)])
+  return markdown_table(['run', 'weights', 'whole model', *CIFAR_QUICK_LAYERS], lines)
 
 
 def rc20_kinds(reports: Reports) -> str:

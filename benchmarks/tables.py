@@ -108,6 +108,9 @@ TABLES: dict[str, Table | ReportTable] = {
   'int8_short_fine_tuned_reference': ReportTable(
     'int8/short', int8_tables.short_fine_tuned_reference, 'python -m acnet_jax.qat'
   ),
+  'int8_short_layers': ReportTable(
+    'int8/short', int8_tables.short_layers, 'python -m acnet_jax.export --int8_layers'
+  ),
   'int8_rc20_kinds': ReportTable(
     'int8/short', int8_tables.rc20_kinds, 'python -m acnet_jax.export --format=onnx-int8'
   ),

@@ -81,3 +81,25 @@ def test_a_region_is_written_from_the_reports_and_a_missing_one_is_named(tmp_pat
   (folder / 'rc20_dbb.json').unlink()
   with pytest.raises(SystemExit, match="no 'rc20_dbb' report in .*python -m acnet_jax.export"):
     tables.main([*args, '--check'])
+
+
+def test_layers_rows_are_the_whole_model_then_each_layer_and_need_cifar_quicks_five():
+  def layers_report(drops: list[float], reference: list[float]) -> dict:
+    layers = [{'drop': d, 'reference_drop': r} for d, r in zip(drops[1:], reference[1:])]
+    return {'drop': drops[0], 'reference_drop': reference[0], 'layers': layers}
+
+  eight = layers_report([0.0329, 0.0315, 0.0003, 0.0006, 0.0028, 0.0036], [0.0025] + [0.0] * 5)
+  seven = layers_report([0.0024] * 6, [0.0] * 6)
+  reports = {}
+  for run, _ in int8_tables.SHORT_RUNS:
+    reports |= {f'{run}_layers': eight, f'{run}_reduce_range_layers': seven}
+  lines = int8_tables.short_layers(reports).splitlines()
+  assert lines[0] == '| run | weights | whole model | conv1 | conv2 | conv3 | fc1 | fc2 |'
+  assert lines[2:5] == [
+    '| `normal` | 8-bit | 3.29 | 3.15 | 0.03 | 0.06 | 0.28 | 0.36 |',
+    '| `normal` | 7-bit | 0.24 | 0.24 | 0.24 | 0.24 | 0.24 | 0.24 |',
+    '| `normal` | 8-bit, reference | 0.25 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 |',
+  ]
+  reports['dbb_layers'] = layers_report([0.01] * 4, [0.0] * 4)
+  with pytest.raises(ValueError, match="dbb_layers: 3 layers, not Cifar-quick's 5"):
+    int8_tables.short_layers(reports)
