@@ -33,8 +33,14 @@ SHORT_RUNS = (
 )
 CIFAR_QUICK_LAYERS = ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')  # Its ONNX graph's order.
 RC20_KINDS = ('normal', 'acnet', 'dbb', 'repvgg', 'acnet_online', 'dbb_online', 'repvgg_online')
-# The ResNet-20 runs fine-tuned, each on both weight grids.
-RC20_FINE_TUNED = ('repvgg', 'dbb')
+# The ResNet-20 fine-tunings: (kind, the reports' suffix), each a row.
+RC20_FINE_TUNED = (
+  ('repvgg', ''),
+  ('repvgg', '_reduce_range'),
+  ('repvgg', '_reduce_range_lr1e-4'),
+  ('dbb', ''),
+  ('dbb', '_reduce_range'),
+)
 # The reproduction campaign's arms as the table names them.
 CAMPAIGN_ARMS = {'normal': 'normal', 'acnet': 'ACNet', 'acnet_online': 'ACNet online'}
 CAMPAIGN_RUN = re.compile(r'(?P<arm>\w+?)_seed(?P<seed>\d+)(?P<reduce_range>_reduce_range)?')
@@ -178,22 +184,23 @@ def rc20_kinds(reports: Reports) -> str:
 def rc20_fine_tuned(reports: Reports) -> str:
   """The ResNet-20 runs that lose most, fine-tuned on each weight grid."""
   lines = []
-  for kind in RC20_FINE_TUNED:
-    for suffix, weights in (('', '8-bit'), ('_reduce_range', '7-bit')):
-      aware = reports[f'rc20_{kind}_qat{suffix}']
-      lines.append(
-        [
-          kind,
-          weights,
-          percent(aware['float_top1']),
-          top1_and_drop(aware),
-          fine_tuned(reports.get(f'rc20_{kind}_float_tuned{suffix}')),
-          fine_tuned(aware),
-        ]
-      )
+  for kind, suffix in RC20_FINE_TUNED:
+    aware = reports[f'rc20_{kind}_qat{suffix}']
+    lines.append(
+      [
+        kind,
+        '7-bit' if suffix.startswith('_reduce_range') else '8-bit',
+        f'{aware["fine_tuning"]["learning_rate"]:g}',
+        percent(aware['float_top1']),
+        top1_and_drop(aware),
+        fine_tuned(reports.get(f'rc20_{kind}_float_tuned{suffix}')),
+        fine_tuned(aware),
+      ]
+    )
   header = [
     'kind',
     'weights',
+    'learning rate',
     'float',
     'int8 (drop)',
     'float fine-tuned, then int8 (drop)',

@@ -103,3 +103,17 @@ def test_layers_rows_are_the_whole_model_then_each_layer_and_need_cifar_quicks_f
   reports['dbb_layers'] = layers_report([0.01] * 4, [0.0] * 4)
   with pytest.raises(ValueError, match="dbb_layers: 3 layers, not Cifar-quick's 5"):
     int8_tables.short_layers(reports)
+
+
+def test_rc20_fine_tuned_rows_name_their_grid_and_learning_rate():
+  reports = {}
+  for kind, suffix in int8_tables.RC20_FINE_TUNED:
+    lr = 1e-4 if suffix.endswith('lr1e-4') else 1e-3
+    aware = fine_tuning_report(0.4549, 0.4496) | {'fine_tuning': {'learning_rate': lr}}
+    reports[f'rc20_{kind}_qat{suffix}'] = aware
+  lines = int8_tables.rc20_fine_tuned(reports).splitlines()
+  assert lines[2:5] == [
+    '| repvgg | 8-bit | 0.001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
+    '| repvgg | 7-bit | 0.001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
+    '| repvgg | 7-bit | 0.0001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
+  ]
