@@ -1,4 +1,4 @@
-"""The docs' performance tables, generated from the benchmarks' rows
+"""The docs' generated tables: performance tables from the benchmarks' rows
 (results/benchmarks/*.jsonl, `acnet_jax.benchmarking.results`):
 
     python -m benchmarks.tables [--check]
