@@ -1,4 +1,4 @@
-"""The docs' tables of a campaign (docs/results.md, README.md), made from the
+"""The docs' tables of a campaign (docs/results.md), made from the
 `results.json` that `python -m acnet_jax.campaign --mode=collect` writes into
 its results folder; benchmarks/tables.py writes them into the pages' regions
 and checks them there.

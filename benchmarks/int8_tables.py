@@ -63,12 +63,11 @@ def fine_tuned(report: Mapping[str, Any] | None) -> str:
 
 def full_schedule(reports: Reports) -> str:
   """Every campaign run exported: by arm, seed, then 8-bit before 7-bit weights."""
-  keyed = []
+  arms, keyed = list(CAMPAIGN_ARMS), []
   for name, report in reports.items():
     match = CAMPAIGN_RUN.fullmatch(name)
     if match is None or match['arm'] not in CAMPAIGN_ARMS:
       continue  # Per-layer reports and analyses live beside them.
-    arms = list(CAMPAIGN_ARMS)
     key = (arms.index(match['arm']), int(match['seed']), bool(match['reduce_range']))
     line = [
       f'Cifar-quick {CAMPAIGN_ARMS[match["arm"]]}, seed {match["seed"]}, 150 epochs',
@@ -151,7 +150,9 @@ def short_layers(reports: Reports) -> str:
     ):
       report = reports[file]
       if len(report['layers']) != len(CIFAR_QUICK_LAYERS):
-        raise ValueError(f"{file}: {len(report['layers'])} layers, not Cifar-quick's 5")
+        raise ValueError(
+          f"{file}: {len(report['layers'])} layers, not Cifar-quick's {len(CIFAR_QUICK_LAYERS)}"
+        )
       drops = [report[f'{prefix}drop'], *(layer[f'{prefix}drop'] for layer in report['layers'])]
       lines.append([f'`{run}`', weights, *map(percent, drops)])
   return markdown_table(['run', 'weights', 'whole model', *CIFAR_QUICK_LAYERS], lines)
