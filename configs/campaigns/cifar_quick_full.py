@@ -33,8 +33,8 @@ def get_plan() -> Plan:
     runs=(
       Run('normal_seed0', NORMAL, arm='normal', seed=0),
       Run('acnet_seed0', ACNET, arm='acnet', seed=0),
-      # Next: about 2.3 h alone, so it finishes within one working session even
-      # where the machine's state does not outlive the session.
+      # Before the longer runs: under 2 hours on 2 cores, so it finishes even
+      # where a machine's checkpoints do not outlive a few hours.
       Run('normal_seed1', NORMAL, arm='normal', seed=1),
       Run(
         'torch_normal_seed0',
