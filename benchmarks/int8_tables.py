@@ -61,6 +61,25 @@ def fine_tuned(report: Mapping[str, Any] | None) -> str:
   return top1_and_drop(report, 'fine_tuned_')
 
 
+# How the table names a CPU's int8 instructions (acnet_jax.deploy.int8.cpu's names).
+INSTRUCTION_NAMES = {
+  'avx2': 'AVX2',
+  'avx512bw': 'AVX-512',
+  'avx512_vnni': 'VNNI',
+  'avx_vnni': 'VNNI',
+  'amx_int8': 'AMX',
+}
+
+
+def cpu_name(report: Mapping[str, Any]) -> str:
+  """`model (its int8 instructions)`: the int8 top-1 can depend on them."""
+  cpu = report.get('cpu')
+  if not cpu:
+    return 'not recorded'
+  names = dict.fromkeys(INSTRUCTION_NAMES[i] for i in cpu['int8_instructions'])
+  return f'{cpu["model"]} ({", ".join(names) or "no int8 instructions"})'
+
+
 def full_schedule(reports: Reports) -> str:
   """Every campaign run exported: by arm, seed, then 8-bit before 7-bit weights."""
   arms, keyed = list(CAMPAIGN_ARMS), []
@@ -75,10 +94,41 @@ def full_schedule(reports: Reports) -> str:
       percent(report['float_top1']),
       top1_and_drop(report),
       top1_and_drop(report, 'reference_'),
+      cpu_name(report),
     ]
     keyed.append((key, line))
-  header = ['run', 'weights', 'float top-1', 'int8 top-1 (drop)', 'reference arithmetic (drop)']
+  header = [
+    'run',
+    'weights',
+    'float top-1',
+    'int8 top-1 (drop)',
+    'reference arithmetic (drop)',
+    'CPU (int8 instructions)',
+  ]
   return markdown_table(header, [line for _, line in sorted(keyed)])
+
+
+def by_cpu(reports: Reports) -> str:
+  """One row a report, by file name: 8-bit int8 with the CPU's integer kernels
+  beside reference arithmetic, and the CPU that ran them."""
+  lines = [
+    [
+      f'`{name}`',
+      percent(report['float_top1']),
+      top1_and_drop(report),
+      top1_and_drop(report, 'reference_'),
+      cpu_name(report),
+    ]
+    for name, report in sorted(reports.items())
+  ]
+  header = [
+    'run',
+    'float',
+    'int8, 8-bit weights (drop)',
+    '8-bit, reference arithmetic (drop)',
+    'CPU (int8 instructions)',
+  ]
+  return markdown_table(header, lines)
 
 
 def short_runs(reports: Reports) -> str:

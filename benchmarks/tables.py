@@ -64,6 +64,11 @@ class ReportTable:
   command: str  # What writes the reports.
 
 
+def on_cpu(row: Mapping[str, Any], model: str) -> bool:
+  """Whether the row was measured on a CPU whose model name starts with `model`."""
+  return row.get('machine', {}).get('cpu', '').startswith(model)
+
+
 CAMPAIGN_COLLECT = (
   'python -m acnet_jax.campaign --plan=configs/campaigns/cifar_quick_full.py --mode=collect'
 )
@@ -88,10 +93,18 @@ TABLES: dict[str, Table | ReportTable] = {
     'python -m acnet_jax.benchmark --pipeline and python -m benchmarks.torchvision_pipeline',
     lambda row: row['measure'] == 'decoding',
   ),
+  # One table per kind of CPU: int8's speed depends on its int8 instructions.
   'exported': Table(
     ('exported',),
     exported.format_rows,
     'python -m acnet_jax.benchmark --exported=DIR',
+    lambda row: on_cpu(row, 'AMD EPYC'),
+  ),
+  'exported_xeon': Table(
+    ('exported',),
+    exported.format_rows,
+    'python -m acnet_jax.benchmark --exported=DIR',
+    lambda row: on_cpu(row, 'Intel(R) Xeon(R)'),
   ),
   'profile': Table(
     ('benchmark',),
@@ -105,6 +118,9 @@ TABLES: dict[str, Table | ReportTable] = {
     'python -m acnet_jax.export --format=onnx-int8',
   ),
   'int8_short_runs': ReportTable('int8/short', int8_tables.short_runs, INT8_EXPORT),
+  'int8_xeon': ReportTable(
+    'int8/xeon', int8_tables.by_cpu, 'python -m acnet_jax.export --format=onnx-int8'
+  ),
   'int8_short_fine_tuned_reference': ReportTable(
     'int8/short', int8_tables.short_fine_tuned_reference, 'python -m acnet_jax.qat'
   ),

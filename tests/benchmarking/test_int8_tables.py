@@ -33,19 +33,28 @@ def fine_tuning_report(float_top1: float, tuned: float, reference: float | None 
 
 
 def test_full_schedule_rows_go_by_arm_seed_and_weights_and_skip_other_files():
+  amd = {'model': 'AMD EPYC', 'int8_instructions': ['avx2']}
+  xeon = {
+    'model': 'Intel Xeon',
+    'int8_instructions': ['avx2', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'amx_int8'],
+  }
   reports = {
-    'acnet_seed0_reduce_range': export_report(0.8389, 0.8393, 0.8393),
-    'acnet_seed0': export_report(0.8389, 0.6677, 0.8376),
-    'normal_seed1': export_report(0.8350, 0.8340),
+    'acnet_seed0_reduce_range': {**export_report(0.8389, 0.8393, 0.8393), 'cpu': amd},
+    'acnet_seed0': {**export_report(0.8389, 0.6677, 0.8376), 'cpu': amd},
+    'normal_seed1': {**export_report(0.8350, 0.8340), 'cpu': xeon},
     'normal_seed0': export_report(0.8345, 0.8345),
     'acnet_seed0_layers': export_report(0.0, 0.0),
   }
   lines = int8_tables.full_schedule(reports).splitlines()
   assert lines[2:] == [
-    '| Cifar-quick normal, seed 0, 150 epochs | 8-bit | 83.45 | 83.45 (0.00) | not measured |',
-    '| Cifar-quick normal, seed 1, 150 epochs | 8-bit | 83.50 | 83.40 (0.10) | not measured |',
-    '| Cifar-quick ACNet, seed 0, 150 epochs | 8-bit | 83.89 | 66.77 (17.12) | 83.76 (0.13) |',
-    '| Cifar-quick ACNet, seed 0, 150 epochs | 7-bit | 83.89 | 83.93 (-0.04) | 83.93 (-0.04) |',
+    '| Cifar-quick normal, seed 0, 150 epochs | 8-bit | 83.45 | 83.45 (0.00) | not measured '
+    '| not recorded |',
+    '| Cifar-quick normal, seed 1, 150 epochs | 8-bit | 83.50 | 83.40 (0.10) | not measured '
+    '| Intel Xeon (AVX2, AVX-512, VNNI, AMX) |',
+    '| Cifar-quick ACNet, seed 0, 150 epochs | 8-bit | 83.89 | 66.77 (17.12) | 83.76 (0.13) '
+    '| AMD EPYC (AVX2) |',
+    '| Cifar-quick ACNet, seed 0, 150 epochs | 7-bit | 83.89 | 83.93 (-0.04) | 83.93 (-0.04) '
+    '| AMD EPYC (AVX2) |',
   ]
 
 
@@ -116,4 +125,16 @@ def test_rc20_fine_tuned_rows_name_their_grid_and_learning_rate():
     '| repvgg | 8-bit | 0.001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
     '| repvgg | 7-bit | 0.001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
     '| repvgg | 7-bit | 0.0001 | 45.49 | 43.49 (2.00) | not measured | 44.96 (0.53) |',
+  ]
+
+
+def test_by_cpu_puts_each_report_beside_its_reference_and_cpu():
+  xeon = {'model': 'Intel Xeon', 'int8_instructions': ['avx2', 'avx512_vnni', 'amx_int8']}
+  reports = {
+    'repvgg': {**export_report(0.5884, 0.5836, 0.5837), 'cpu': xeon},
+    'acnet': {**export_report(0.5937, 0.5937, 0.5937), 'cpu': xeon},
+  }
+  assert int8_tables.by_cpu(reports).splitlines()[2:] == [
+    '| `acnet` | 59.37 | 59.37 (0.00) | 59.37 (0.00) | Intel Xeon (AVX2, VNNI, AMX) |',
+    '| `repvgg` | 58.84 | 58.36 (0.48) | 58.37 (0.47) | Intel Xeon (AVX2, VNNI, AMX) |',
   ]
