@@ -114,8 +114,14 @@ def test_the_plans_in_configs_name_existing_configs_and_keys(path):
   assert set(plan.published) <= set(plan.arms())
 
 
+PLANS = {path.stem for path in ROOT.glob('configs/campaigns/*.py')}
+RECORDED = sorted(ROOT.glob('results/*/*/config.json'))
+
+
 @pytest.mark.parametrize(
-  'recorded', sorted(ROOT.glob('results/*/*/config.json')), ids=lambda p: p.parent.name
+  'recorded',
+  [path for path in RECORDED if path.parent.parent.name in PLANS],
+  ids=lambda p: p.parent.name,
 )
 def test_a_collected_runs_config_is_what_its_plan_gives_today(recorded):
   """The config.json of a finished campaign run equals its config file with
@@ -131,3 +137,18 @@ def test_a_collected_runs_config_is_what_its_plan_gives_today(recorded):
   assert {key for key in today.keys() | then.keys() if today.get(key) != then.get(key)} == {
     'data_dir'
   }
+
+
+@pytest.mark.parametrize(
+  'recorded',
+  [path for path in RECORDED if path.parent.parent.name not in PLANS],
+  ids=lambda p: p.parent.name,
+)
+def test_a_recorded_run_without_a_plan_has_a_readme_that_names_it(recorded):
+  """Runs collected by hand (an A/B outside any campaign) say how they were
+  made in their folder's README.md, since no plan does."""
+  readme = recorded.parent.parent / 'README.md'
+  assert readme.is_file(), f'{recorded} has neither a plan in configs/campaigns/ nor a README.md'
+  name = recorded.parent.name
+  stem = name.rstrip('0123456789')
+  assert name in readme.read_text() or f'{stem}S' in readme.read_text(), name
