@@ -42,6 +42,24 @@ def test_the_docs_tables_are_their_newest_rows():
   tables.main(['--check'])
 
 
+def test_every_cpu_with_exported_speed_rows_has_a_table_on_a_page():
+  """The export's speed tables are one per kind of CPU: rows measured on a
+  new kind would otherwise be kept but shown nowhere."""
+  pages = ''.join(
+    path.read_text() for path in [tables.ROOT / 'README.md', *(tables.ROOT / 'docs').glob('*.md')]
+  )
+  shown = [
+    table
+    for name, table in tables.TABLES.items()
+    if isinstance(table, tables.Table)
+    and table.files == ('exported',)
+    and f'<!-- table: {name} -->' in pages
+  ]
+  rows = read_rows(str(tables.ROOT / tables.RESULTS_DIR / 'exported.jsonl'))
+  unshown = {row['machine']['cpu'] for row in rows if not any(t.selected(row) for t in shown)}
+  assert not unshown, f'benchmarks/tables.py has no export speed table for {unshown}'
+
+
 def test_a_region_is_rewritten_from_the_newest_run_and_the_check_says_so(tmp_path, capsys):
   results, page = tmp_path / 'results', tmp_path / 'docs' / 'speed.md'
   page.parent.mkdir()
